@@ -1,0 +1,3 @@
+module github.com/scanlogin/scanlogin/push-server
+
+go 1.26.0
