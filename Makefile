@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 export GOTOOLCHAIN ?= local
 
-MODULES := proto wechat push-server wechat-callback
+MODULES := proto wechat testkit push-server wechat-callback
 BIN := $(CURDIR)/bin
 TOOLS := $(CURDIR)/.tools
 

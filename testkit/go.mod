@@ -1,0 +1,3 @@
+module github.com/scanlogin/scanlogin/testkit
+
+go 1.26.0
