@@ -1,0 +1,175 @@
+// Package redistest runs a throwaway redis-server for tests.
+//
+// Each [Start] launches its own redis-server on a free loopback port with a
+// temporary working directory and no persistence, and stops it when the test
+// ends. Tests can [Server.Kill] and [Server.Restart] it to exercise outages.
+// When redis-server is not on PATH the test is skipped, or fails when the
+// environment variable CI is "true", so that CI never silently skips.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long Start and Restart wait for PONG.
+const startTimeout = 10 * time.Second
+
+// Server is a running (or killed) redis-server owned by one test.
+type Server struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+
+	mu     sync.Mutex    // guards cmd and exited
+	cmd    *exec.Cmd     // nil while killed
+	exited chan struct{} // closed when cmd has exited and been waited for
+}
+
+// Start launches redis-server on a free port of 127.0.0.1 and returns once it
+// answers PING. The server is killed when the test and its subtests finish.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redistest: redis-server not found on PATH (CI=true): %v", err)
+		}
+		t.Skipf("redistest: SKIPPING, redis-server not found on PATH: %v", err)
+	}
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	t.Cleanup(s.Kill)
+	var lastErr error
+	for range 5 { // a free port can be taken between picking and binding it
+		s.port, err = freePort()
+		if err != nil {
+			t.Fatalf("redistest: %v", err)
+		}
+		if lastErr = s.launch(); lastErr == nil {
+			return s
+		}
+	}
+	t.Fatalf("redistest: start redis-server: %v", lastErr)
+	return nil
+}
+
+// Addr returns the server's "host:port".
+func (s *Server) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// URL returns a redis:// URL for database 0, as go-redis ParseURL accepts it.
+func (s *Server) URL() string {
+	return "redis://" + s.Addr() + "/0"
+}
+
+// Kill stops the server at once (SIGKILL), dropping every connection and all
+// data. It is safe to call on a killed server.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd, s.exited = nil, nil
+}
+
+// Restart kills the server if it runs and starts a fresh, empty one on the
+// same port, returning once it answers PING.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	var err error
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) { // the old socket may linger briefly
+		if err = s.launch(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("redistest: restart redis-server on %s: %v", s.Addr(), err)
+}
+
+// launch starts redis-server on s.port and waits for PONG.
+func (s *Server) launch() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	log := new(bytes.Buffer)
+	cmd := exec.Command(s.bin,
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--dir", s.dir,
+		"--save", "",
+		"--appendonly", "no",
+		"--protected-mode", "no",
+		"--daemonize", "no",
+	)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("exec %s: %w", s.bin, err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server exited early (%v): %s", waitErr, log.String())
+		default:
+		}
+		if ping(s.Addr()) == nil {
+			s.cmd, s.exited = cmd, exited
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("no PONG from %s within %v: %s", s.Addr(), startTimeout, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ping sends an inline PING and expects +PONG.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return errors.New("unexpected reply " + strconv.Quote(line))
+	}
+	return nil
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pick a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
