@@ -1,0 +1,21 @@
+// Package wechat holds the WeChat mechanics that scanlogin's services share,
+// and nothing else: no login sessions, no business rules.
+//
+// It provides
+//
+//   - [Signature] and [VerifySignature]: the SHA-1 signature WeChat puts on
+//     every callback request (the "signature" and "msg_signature" query
+//     parameters);
+//   - [Crypter]: AES-256-CBC message encryption of compatible and safe mode,
+//     including the encrypted reply envelope;
+//   - [Message], [ParseMessage], [TextReply] and [ParseEncryptedReply]: the
+//     XML that WeChat POSTs to a callback and the passive replies it accepts;
+//   - [Client]: a small client of the WeChat API (stable access token with a
+//     shared cache, temporary QR codes, user info) that refreshes the token
+//     once and retries once when WeChat reports it invalid.
+//
+// The fake WeChat API server for tests lives in package wechattest.
+//
+// The wire formats follow docs/wechat-protocol.md of the project (shared
+// spec); the test vectors of its §3.7 are in this package's tests.
+package wechat

@@ -1,0 +1,202 @@
+package wechat
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Values of [Message].MsgType and [Message].Event that the login flow uses.
+const (
+	MsgTypeEvent = "event"
+	MsgTypeText  = "text"
+
+	// EventSubscribe is a follow; after scanning a parametric QR code its
+	// EventKey is EventKeyScenePrefix + scene.
+	EventSubscribe = "subscribe"
+	// EventUnsubscribe is an unfollow.
+	EventUnsubscribe = "unsubscribe"
+	// EventScan is an existing follower scanning a parametric QR code; its
+	// EventKey is the scene itself. WeChat spells it in upper case.
+	EventScan = "SCAN"
+
+	// EventKeyScenePrefix prefixes the scene in the EventKey of a subscribe
+	// event caused by a parametric QR code.
+	EventKeyScenePrefix = "qrscene_"
+)
+
+// Message is one event or message that WeChat POSTs to the callback: the
+// plain body, or the inner XML after [Crypter.Decrypt]. In compatible and
+// safe mode the outer envelope parses into it too, with Encrypt set.
+// Absent elements are left empty (or zero).
+type Message struct {
+	XMLName      xml.Name `xml:"xml"`
+	ToUserName   string   `xml:"ToUserName"`
+	FromUserName string   `xml:"FromUserName"`
+	CreateTime   int64    `xml:"CreateTime"`
+	MsgType      string   `xml:"MsgType"`
+	Event        string   `xml:"Event"`
+	EventKey     string   `xml:"EventKey"`
+	Ticket       string   `xml:"Ticket"`
+	MsgID        int64    `xml:"MsgId"`
+	Content      string   `xml:"Content"`
+	Encrypt      string   `xml:"Encrypt"`
+}
+
+// ParseMessage decodes an XML body into a Message. The root element must be
+// <xml>; unknown elements are ignored; CDATA and plain text are both
+// accepted. It never panics; the caller should limit the body size before.
+func ParseMessage(body []byte) (*Message, error) {
+	var m Message
+	if err := xml.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("wechat: parse message: %w", err)
+	}
+	return &m, nil
+}
+
+// Marshal renders m the way WeChat sends it: root <xml>, strings in CDATA,
+// numbers bare, elements in WeChat's order, empty strings and zero numbers
+// left out. Simulators and tests use it to produce realistic callbacks. It
+// fails if a string holds characters XML cannot carry.
+func (m *Message) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("<xml>")
+	str := func(name, v string) error {
+		if v == "" {
+			return nil
+		}
+		if !validXMLText(v) {
+			return fmt.Errorf("wechat: marshal message: %s is not valid XML text", name)
+		}
+		writeCDATAElem(&b, name, v)
+		return nil
+	}
+	num := func(name string, v int64) {
+		if v != 0 {
+			b.WriteString("<" + name + ">" + strconv.FormatInt(v, 10) + "</" + name + ">")
+		}
+	}
+	if err := str("ToUserName", m.ToUserName); err != nil {
+		return nil, err
+	}
+	if err := str("FromUserName", m.FromUserName); err != nil {
+		return nil, err
+	}
+	num("CreateTime", m.CreateTime)
+	for _, f := range []struct{ name, v string }{
+		{"MsgType", m.MsgType},
+		{"Event", m.Event},
+		{"EventKey", m.EventKey},
+		{"Ticket", m.Ticket},
+		{"Content", m.Content},
+	} {
+		if err := str(f.name, f.v); err != nil {
+			return nil, err
+		}
+	}
+	num("MsgId", m.MsgID)
+	if err := str("Encrypt", m.Encrypt); err != nil {
+		return nil, err
+	}
+	b.WriteString("</xml>")
+	return b.Bytes(), nil
+}
+
+// TextReply renders a passive text reply (protocol §4). The caller swaps
+// the request's users: toUser is the request's FromUserName (the user's
+// OpenID), fromUser its ToUserName (the account). Strings go into CDATA with
+// any "]]>" split safely; characters XML cannot carry become U+FFFD, so the
+// result is always well-formed.
+func TextReply(toUser, fromUser string, createTime int64, content string) []byte {
+	var b bytes.Buffer
+	b.WriteString("<xml>")
+	writeCDATAElem(&b, "ToUserName", sanitizeXMLText(toUser))
+	writeCDATAElem(&b, "FromUserName", sanitizeXMLText(fromUser))
+	b.WriteString("<CreateTime>" + strconv.FormatInt(createTime, 10) + "</CreateTime>")
+	writeCDATAElem(&b, "MsgType", MsgTypeText)
+	writeCDATAElem(&b, "Content", sanitizeXMLText(content))
+	b.WriteString("</xml>")
+	return b.Bytes()
+}
+
+// EncryptedReply is the envelope of an encrypted passive reply (protocol
+// §3.6), as produced by [Crypter.EncryptReply]. Simulators and tests parse
+// it to check our replies: verify MsgSignature with
+// [Crypter.VerifyMsgSignature](MsgSignature, TimeStamp, Nonce, Encrypt),
+// then [Crypter.Decrypt](Encrypt).
+type EncryptedReply struct {
+	Encrypt, MsgSignature, TimeStamp, Nonce string
+}
+
+// ParseEncryptedReply decodes an encrypted reply envelope. The root must be
+// <xml> and all four elements must be present and non-empty.
+func ParseEncryptedReply(body []byte) (*EncryptedReply, error) {
+	var v struct {
+		XMLName      xml.Name `xml:"xml"`
+		Encrypt      string   `xml:"Encrypt"`
+		MsgSignature string   `xml:"MsgSignature"`
+		TimeStamp    string   `xml:"TimeStamp"`
+		Nonce        string   `xml:"Nonce"`
+	}
+	if err := xml.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("wechat: parse encrypted reply: %w", err)
+	}
+	r := &EncryptedReply{
+		Encrypt:      v.Encrypt,
+		MsgSignature: v.MsgSignature,
+		TimeStamp:    strings.TrimSpace(v.TimeStamp),
+		Nonce:        v.Nonce,
+	}
+	if r.Encrypt == "" || r.MsgSignature == "" || r.TimeStamp == "" || r.Nonce == "" {
+		return nil, errors.New("wechat: parse encrypted reply: missing Encrypt, MsgSignature, TimeStamp or Nonce")
+	}
+	return r, nil
+}
+
+// writeCDATAElem writes <name><![CDATA[v]]></name>, splitting any "]]>" in v
+// across two CDATA sections. v must be valid XML text.
+func writeCDATAElem(b *bytes.Buffer, name, v string) {
+	b.WriteString("<" + name + "><![CDATA[")
+	b.WriteString(strings.ReplaceAll(v, "]]>", "]]]]><![CDATA[>"))
+	b.WriteString("]]></" + name + ">")
+}
+
+// isXMLChar reports whether r may appear in an XML 1.0 document.
+func isXMLChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		(r >= 0x20 && r <= 0xD7FF) ||
+		(r >= 0xE000 && r <= 0xFFFD) ||
+		(r >= 0x10000 && r <= 0x10FFFF)
+}
+
+// validXMLText reports whether s is valid UTF-8 made only of XML characters.
+func validXMLText(s string) bool {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size == 1 {
+				return false
+			}
+		}
+		if !isXMLChar(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// sanitizeXMLText replaces invalid UTF-8 and non-XML characters with U+FFFD.
+func sanitizeXMLText(s string) string {
+	if validXMLText(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if !isXMLChar(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, strings.ToValidUTF8(s, string(utf8.RuneError)))
+}

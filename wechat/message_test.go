@@ -1,0 +1,153 @@
+package wechat
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestParseMessage(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want Message
+	}{
+		{"B subscribe with scene", vecBPlain, Message{
+			ToUserName: "gh_0123456789ab", FromUserName: "oUser_openid_0001", CreateTime: 1700000000,
+			MsgType: "event", Event: "subscribe", EventKey: "qrscene_login_3f2a9c", Ticket: "gQFAKE_TICKET==",
+		}},
+		{"A text", vecAPlain, Message{
+			ToUserName: "asdasdasd", FromUserName: "asdasdasdsadasd", CreateTime: 1234567898,
+			MsgType: "text", Content: "hello", MsgID: 12345,
+		}},
+		{"scan without CDATA, whitespace", "<xml>\n  <ToUserName>gh_x</ToUserName>\n  <FromUserName>o1</FromUserName>\n  <CreateTime> 1700000000 </CreateTime>\n  <MsgType>event</MsgType>\n  <Event>SCAN</Event>\n  <EventKey>login_1</EventKey>\n</xml>", Message{
+			ToUserName: "gh_x", FromUserName: "o1", CreateTime: 1700000000, MsgType: "event", Event: "SCAN", EventKey: "login_1",
+		}},
+		{"empty EventKey", "<xml><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey></xml>", Message{
+			MsgType: "event", Event: "subscribe",
+		}},
+		{"safe-mode envelope", "<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName><Encrypt><![CDATA[" + vecBEncrypt + "]]></Encrypt></xml>", Message{
+			ToUserName: "gh_0123456789ab", Encrypt: vecBEncrypt,
+		}},
+		{"xml declaration", `<?xml version="1.0" encoding="UTF-8"?><xml><MsgType>text</MsgType></xml>`, Message{MsgType: "text"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseMessage([]byte(tt.body))
+			if err != nil {
+				t.Fatalf("ParseMessage: %v", err)
+			}
+			m.XMLName = tt.want.XMLName
+			if *m != tt.want {
+				t.Errorf("ParseMessage =\n%+v\nwant\n%+v", *m, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseMessageErrors(t *testing.T) {
+	for _, body := range []string{
+		"",
+		"success",
+		"<root><MsgType>text</MsgType></root>",
+		"<xml><MsgType>text</MsgType>",
+		"<xml><CreateTime>yesterday</CreateTime></xml>",
+		"<xml><Content>\x00</Content></xml>",
+		"<xml><Content>\xff</Content></xml>",
+		`{"MsgType":"text"}`,
+	} {
+		if m, err := ParseMessage([]byte(body)); err == nil {
+			t.Errorf("ParseMessage(%q) = %+v, want error", body, m)
+		}
+	}
+}
+
+func TestMarshalMatchesWeChat(t *testing.T) {
+	// Parsing then marshalling vector B must give WeChat's bytes back.
+	m, err := ParseMessage([]byte(vecBPlain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != vecBPlain {
+		t.Errorf("Marshal =\n%s\nwant\n%s", got, vecBPlain)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	m := Message{
+		ToUserName: "gh_1", FromUserName: "o<&>\"'", CreateTime: 1, MsgType: "text",
+		Content: "a]]>b]]]]>c\nd 中文", MsgID: 1 << 62, Encrypt: "x+/=",
+	}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseMessage(b)
+	if err != nil {
+		t.Fatalf("ParseMessage(%s): %v", b, err)
+	}
+	back.XMLName = m.XMLName
+	if *back != m {
+		t.Errorf("round trip =\n%+v\nwant\n%+v", *back, m)
+	}
+	if _, err := (&Message{Content: "\x01"}).Marshal(); err == nil {
+		t.Error("Marshal(control character) succeeded, want error")
+	}
+}
+
+func TestTextReply(t *testing.T) {
+	tests := []struct {
+		name, content, want string
+	}{
+		{"plain", "login ok", "<Content><![CDATA[login ok]]></Content>"},
+		{"cdata end", "a]]>b", "<Content><![CDATA[a]]]]><![CDATA[>b]]></Content>"},
+		{"newline", "line1\nline2", "<Content><![CDATA[line1\nline2]]></Content>"},
+		{"control chars", "a\x00b\xffc", "<Content><![CDATA[a\uFFFDb\uFFFDc]]></Content>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := TextReply("oUser", "gh_acct", 1700000001, tt.content)
+			if !bytes.Contains(b, []byte(tt.want)) {
+				t.Errorf("TextReply = %s, want it to contain %s", b, tt.want)
+			}
+			m, err := ParseMessage(b)
+			if err != nil {
+				t.Fatalf("TextReply output does not parse: %v\n%s", err, b)
+			}
+			if m.ToUserName != "oUser" || m.FromUserName != "gh_acct" || m.CreateTime != 1700000001 || m.MsgType != MsgTypeText {
+				t.Errorf("TextReply fields = %+v", m)
+			}
+			if !strings.Contains(tt.name, "control") && m.Content != tt.content {
+				t.Errorf("Content = %q, want %q", m.Content, tt.content)
+			}
+		})
+	}
+}
+
+func FuzzParseMessage(f *testing.F) {
+	f.Add([]byte(vecBPlain))
+	f.Add([]byte(vecAPlain))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := ParseMessage(body)
+		if err != nil {
+			return
+		}
+		// What parses must marshal and parse back to the same Message.
+		out, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("Marshal of parsed %+v: %v", m, err)
+		}
+		back, err := ParseMessage(out)
+		if err != nil {
+			t.Fatalf("ParseMessage(Marshal) of %s: %v", out, err)
+		}
+		back.XMLName = m.XMLName
+		if *back != *m {
+			t.Fatalf("round trip:\n%+v\n%+v", *m, *back)
+		}
+	})
+}
