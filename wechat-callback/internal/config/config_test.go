@@ -1,0 +1,116 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+const aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env("WECHAT_TOKEN", "pamtest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != ":8081" || c.PushTarget != "127.0.0.1:9090" || c.APIBase != DefaultAPIBase {
+		t.Errorf("addresses = %q %q %q", c.HTTPAddr, c.PushTarget, c.APIBase)
+	}
+	if c.TimestampWindow != 5*time.Minute || c.DedupTTL != 10*time.Minute || c.Budget != 4*time.Second || c.NotifyTimeout != time.Second {
+		t.Errorf("durations = %v %v %v %v", c.TimestampWindow, c.DedupTTL, c.Budget, c.NotifyTimeout)
+	}
+	if c.Replies.Welcome != DefaultReplyWelcome || c.Replies.LoginOK != DefaultReplyLoginOK {
+		t.Errorf("replies = %+v", c.Replies)
+	}
+	if c.FetchUserInfo || c.LogLevel != slog.LevelInfo {
+		t.Errorf("FetchUserInfo=%v LogLevel=%v", c.FetchUserInfo, c.LogLevel)
+	}
+}
+
+func TestLoadAll(t *testing.T) {
+	c, err := Load(env(
+		"CALLBACK_HTTP_ADDR", "127.0.0.1:0",
+		"WECHAT_TOKEN", "pamtest",
+		"WECHAT_AES_KEY", aesKey,
+		"WECHAT_APPID", "wxb11529c136998cb6",
+		"WECHAT_SECRET", "s3cr3t",
+		"WECHAT_API_BASE", "http://127.0.0.1:1",
+		"WECHAT_ORIGINAL_ID", "gh_0123456789ab",
+		"FETCH_USER_INFO", "true",
+		"CALLBACK_DEDUP_TTL", "60s",
+		"CALLBACK_TIMESTAMP_WINDOW", "0",
+		"REPLY_WELCOME", "-",
+		"REPLY_EXPIRED", "old",
+		"LOG_LEVEL", "debug",
+		"REDIS_URL", "redis://127.0.0.1:6379/0",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.FetchUserInfo || c.DedupTTL != time.Minute || c.TimestampWindow != 0 || c.LogLevel != slog.LevelDebug {
+		t.Errorf("got %+v", c)
+	}
+	if c.Replies.Welcome != "" || c.Replies.Expired != "old" {
+		t.Errorf("replies = %+v", c.Replies)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		env  []string
+		want string // the variable the error must name
+	}{
+		{nil, "WECHAT_TOKEN"},
+		{[]string{"WECHAT_TOKEN", "ab"}, "WECHAT_TOKEN"},
+		{[]string{"WECHAT_TOKEN", "has space"}, "WECHAT_TOKEN"},
+		{[]string{"WECHAT_TOKEN", strings.Repeat("a", 33)}, "WECHAT_TOKEN"},
+		{[]string{"WECHAT_TOKEN", "tok", "WECHAT_AES_KEY", "short"}, "WECHAT_AES_KEY"},
+		{[]string{"WECHAT_TOKEN", "tok", "WECHAT_AES_KEY", aesKey}, "WECHAT_APPID"},
+		{[]string{"WECHAT_TOKEN", "tok", "FETCH_USER_INFO", "true"}, "WECHAT_APPID"},
+		{[]string{"WECHAT_TOKEN", "tok", "FETCH_USER_INFO", "true", "WECHAT_APPID", "wx1"}, "WECHAT_SECRET"},
+		{[]string{"WECHAT_TOKEN", "tok", "FETCH_USER_INFO", "yes please"}, "FETCH_USER_INFO"},
+		{[]string{"WECHAT_TOKEN", "tok", "FETCH_USER_INFO", "1", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "WECHAT_API_BASE", "ftp://x"}, "WECHAT_API_BASE"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DEDUP_TTL", "59s"}, "CALLBACK_DEDUP_TTL"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DEDUP_TTL", "ten minutes"}, "CALLBACK_DEDUP_TTL"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_BUDGET", "5s"}, "CALLBACK_BUDGET"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "-1s"}, "CALLBACK_TIMESTAMP_WINDOW"},
+		{[]string{"WECHAT_TOKEN", "tok", "NOTIFY_TIMEOUT", "4500ms"}, "NOTIFY_TIMEOUT"},
+		{[]string{"WECHAT_TOKEN", "tok", "USER_INFO_TIMEOUT", "0s"}, "USER_INFO_TIMEOUT"},
+		{[]string{"WECHAT_TOKEN", "tok", "WECHAT_ORIGINAL_ID", "gh 1"}, "WECHAT_ORIGINAL_ID"},
+		{[]string{"WECHAT_TOKEN", "tok", "REDIS_URL", "http://x"}, "REDIS_URL"},
+		{[]string{"WECHAT_TOKEN", "tok", "LOG_LEVEL", "loud"}, "LOG_LEVEL"},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
+			_, err := Load(env(tt.env...))
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want+":") {
+				t.Fatalf("Load() error = %v, want one starting with %s:", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLogValueHidesSecrets(t *testing.T) {
+	c, err := Load(env("WECHAT_TOKEN", "tokenSECRET1", "WECHAT_AES_KEY", aesKey, "WECHAT_APPID", "wx1",
+		"WECHAT_SECRET", "appSECRET2", "GRPC_AUTH_TOKEN", "grpcSECRET3", "REDIS_URL", "redis://:pwSECRET4@h:1/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("config", "config", c)
+	for _, secret := range []string{"tokenSECRET1", aesKey, "appSECRET2", "grpcSECRET3", "pwSECRET4"} {
+		if strings.Contains(b.String(), secret) {
+			t.Errorf("log line contains a secret: %s", b.String())
+		}
+	}
+}

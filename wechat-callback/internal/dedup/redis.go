@@ -1,0 +1,78 @@
+package dedup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// rememberScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists, and
+// returns 1 when the stored value equals ARGV[1], else 0. A script keeps the
+// read and the write atomic across callback instances.
+var rememberScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if cur == ARGV[1] then return 1 end
+return 0
+`)
+
+// Redis is a Store shared by every callback instance that uses the same
+// Redis. Keys get a prefix so that the database can be shared.
+type Redis struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// NewRedis returns a Store on rdb whose keys all start with prefix (for
+// example "scanlogin:callback:").
+func NewRedis(rdb redis.UniversalClient, prefix string) *Redis {
+	return &Redis{rdb: rdb, prefix: prefix}
+}
+
+// Remember implements Store.
+func (r *Redis) Remember(ctx context.Context, key, digest string, ttl time.Duration) (bool, error) {
+	n, err := rememberScript.Run(ctx, r.rdb, []string{r.prefix + key}, digest, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("redis remember: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Claim implements Store.
+func (r *Redis) Claim(ctx context.Context, key string, lease time.Duration) (bool, error) {
+	ok, err := r.rdb.SetNX(ctx, r.prefix+key, pending, lease).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis claim: %w", err)
+	}
+	return ok, nil
+}
+
+// Finish implements Store.
+func (r *Redis) Finish(ctx context.Context, key, answer string, ttl time.Duration) error {
+	if err := r.rdb.Set(ctx, r.prefix+key, done+answer, ttl).Err(); err != nil {
+		return fmt.Errorf("redis finish: %w", err)
+	}
+	return nil
+}
+
+// Answer implements Store.
+func (r *Redis) Answer(ctx context.Context, key string) (string, bool, error) {
+	v, err := r.rdb.Get(ctx, r.prefix+key).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("redis answer: %w", err)
+	}
+	if !strings.HasPrefix(v, done) {
+		return "", false, nil
+	}
+	return v[len(done):], true, nil
+}
