@@ -131,9 +131,9 @@ var errDown = errors.New("down")
 func (failing) Remember(context.Context, string, string, time.Duration) (bool, error) {
 	return false, errDown
 }
-func (failing) Claim(context.Context, string, time.Duration) (bool, error) { return false, errDown }
+func (failing) Claim(context.Context, string, time.Duration) (bool, error)  { return false, errDown }
 func (failing) Finish(context.Context, string, string, time.Duration) error { return errDown }
-func (failing) Answer(context.Context, string) (string, bool, error)      { return "", false, errDown }
+func (failing) Answer(context.Context, string) (string, bool, error)        { return "", false, errDown }
 
 func TestFallback(t *testing.T) {
 	var errs atomic.Int32
