@@ -1,0 +1,176 @@
+// Command push-server holds browser WebSockets for scan-to-login, creates
+// their WeChat QR codes, and serves the internal gRPC PushService.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/health"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/config"
+	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
+	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
+	"github.com/scanlogin/scanlogin/push-server/internal/hub"
+	"github.com/scanlogin/scanlogin/push-server/internal/limit"
+	"github.com/scanlogin/scanlogin/push-server/internal/login"
+	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
+	"github.com/scanlogin/scanlogin/push-server/internal/token"
+	"github.com/scanlogin/scanlogin/wechat"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "push-server:", err)
+		os.Exit(1)
+	}
+}
+
+// sweepInterval is how often forgotten sessions and idle rate buckets are dropped.
+const sweepInterval = 30 * time.Second
+
+// run starts the servers and blocks until ctx ends or a signal arrives, then
+// shuts down gracefully. It logs a "listening" line with the bound addresses.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("push-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: push-server [-check-config]\nSettings come from the environment; see README.md.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if *checkOnly {
+		log.Info("config ok", "config", cfg)
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tokens, err := newIssuer(log, cfg)
+	if err != nil {
+		return err
+	}
+	wc, err := wechat.NewClient(wechat.Config{
+		APIBase: cfg.APIBase, MPBase: cfg.MPBase, AppID: cfg.AppID, Secret: cfg.Secret, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("wechat client: %w", err)
+	}
+	m := metrics.New()
+	h := hub.New()
+	store := login.NewMemory(10 * time.Minute)
+	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL}, store,
+		qrIssuer{wc: wc, metrics: m}, tokens, h, m)
+	qrLimit := limit.NewBuckets(cfg.QRPerIP)
+
+	api, err := httpapi.NewServer(log, httpapi.Options{
+		AllowedOrigins: cfg.AllowedOrigins,
+		TrustedProxies: cfg.TrustedProxies,
+		MaxRefresh:     cfg.MaxRefresh,
+	}, logins, h, tokens, m, qrLimit, limit.NewConns(cfg.ConnsPerIP), func(context.Context) error { return nil })
+	if err != nil {
+		return fmt.Errorf("http api: %w", err)
+	}
+	hs := health.NewServer()
+	gs := grpcapi.NewGRPCServer(grpcapi.New(log, logins), hs, cfg.GRPCAuthToken, m.GRPCAuthFailure.Inc)
+
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("PUSH_HTTP_ADDR: %w", err)
+	}
+	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("PUSH_GRPC_ADDR: %w", err)
+	}
+	hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "config", cfg)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := hsrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := gs.Serve(grpcLn); err != nil {
+			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case now := <-t.C:
+				store.Sweep(now)
+				qrLimit.Sweep()
+			}
+		}
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		api.Drain()
+		hs.Shutdown()
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-sctx.Done():
+			gs.Stop()
+		}
+		if err := hsrv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+		api.CloseAll(sctx)
+		log.Info("stopped")
+		return nil
+	})
+	return g.Wait()
+}
+
+// newIssuer loads TOKEN_KEY_FILE, or makes a key for this process only.
+func newIssuer(log *slog.Logger, cfg *config.Config) (*token.Issuer, error) {
+	var key = token.GenerateKey()
+	if cfg.TokenKeyFile != "" {
+		k, err := token.LoadKey(cfg.TokenKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TOKEN_KEY_FILE: %w", err)
+		}
+		key = k
+	} else {
+		log.Warn("TOKEN_KEY_FILE is empty: signing login tokens with a key made for this process; tokens die with it and other instances cannot verify them")
+	}
+	iss, err := token.New(key, cfg.TokenIssuer, cfg.TokenTTL)
+	if err != nil {
+		return nil, fmt.Errorf("token issuer: %w", err)
+	}
+	return iss, nil
+}
+

@@ -1,0 +1,162 @@
+// Package httpapi is the push server's HTTP face: the browser WebSocket at
+// /ws, health and readiness, metrics, and the JWK set of the login tokens.
+// It wires login sessions (package login) to WebSocket connections (package
+// session) through the hub.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gorilla/websocket"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/hub"
+	"github.com/scanlogin/scanlogin/push-server/internal/limit"
+	"github.com/scanlogin/scanlogin/push-server/internal/login"
+	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
+	"github.com/scanlogin/scanlogin/push-server/internal/session"
+	"github.com/scanlogin/scanlogin/push-server/internal/token"
+)
+
+// Verifier checks login tokens presented on /ws?token=.
+type Verifier interface {
+	Verify(raw string, now time.Time) (*token.Claims, error)
+	JWKS() []byte
+}
+
+// Options are the HTTP server's settings.
+type Options struct {
+	AllowedOrigins []string // exact "scheme://host[:port]"; empty: same host only
+	TrustedProxies []string // whose X-Forwarded-For names the client
+	MaxRefresh     int      // QR refreshes per connection
+	Session        session.Config
+	// OpTimeout bounds one WeChat or store operation made for a connection.
+	OpTimeout time.Duration
+	// Page, when set, serves the login page at "/".
+	Page http.Handler
+}
+
+// Server is the HTTP API. Create it with NewServer.
+type Server struct {
+	log     *slog.Logger
+	opt     Options
+	logins  *login.Service
+	hub     *hub.Hub
+	tokens  Verifier
+	metrics *metrics.Metrics
+	qrLimit limit.Limiter
+	conns   *limit.Conns
+	ready   func(context.Context) error
+
+	upgrader websocket.Upgrader
+	base     context.Context // ends when the server shuts down
+	cancel   context.CancelFunc
+	draining atomic.Bool
+	wg       sync.WaitGroup // running connections
+	engine   *gin.Engine
+}
+
+// NewServer builds the HTTP API. ready reports whether the instance can
+// serve (for /readyz).
+func NewServer(log *slog.Logger, opt Options, logins *login.Service, h *hub.Hub, tokens Verifier,
+	m *metrics.Metrics, qrLimit limit.Limiter, conns *limit.Conns, ready func(context.Context) error) (*Server, error) {
+	if opt.OpTimeout <= 0 {
+		opt.OpTimeout = 10 * time.Second
+	}
+	s := &Server{
+		log: log, opt: opt, logins: logins, hub: h, tokens: tokens, metrics: m,
+		qrLimit: qrLimit, conns: conns, ready: ready,
+	}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
+		// The origin was checked before Upgrade, with a log line and a metric.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			s.metrics.ConnsRejected.WithLabelValues("handshake").Inc()
+			http.Error(w, reason.Error(), status)
+		},
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	if err := e.SetTrustedProxies(opt.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if len(opt.TrustedProxies) == 0 {
+		e.ForwardedByClientIP = false
+	}
+	e.GET("/ws", s.serveWS)
+	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", gin.WrapH(m.Handler()))
+	e.GET("/.well-known/jwks.json", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=300")
+		c.Data(http.StatusOK, "application/json", tokens.JWKS())
+	})
+	if opt.Page != nil {
+		e.NoRoute(gin.WrapH(opt.Page))
+	}
+	s.engine = e
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Drain makes /readyz fail and new WebSockets be refused, the first step of
+// a graceful shutdown.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// CloseAll closes every WebSocket with 1001 so browsers resume elsewhere,
+// and waits for them to finish, or for ctx to end.
+func (s *Server) CloseAll(ctx context.Context) {
+	s.draining.Store(true)
+	s.cancel()
+	s.hub.CloseAll(session.CloseGoingAway, "server shutting down")
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	if s.draining.Load() {
+		c.String(http.StatusServiceUnavailable, "draining\n")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		c.String(http.StatusServiceUnavailable, "not ready: %v\n", err)
+		return
+	}
+	c.String(http.StatusOK, "ready\n")
+}
+
+// originAllowed implements the Origin policy of /ws: browsers always send
+// Origin, so a request without one is not a cross-site browser request.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if len(s.opt.AllowedOrigins) > 0 {
+		return slices.Contains(s.opt.AllowedOrigins, strings.ToLower(origin))
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}

@@ -1,0 +1,279 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/login"
+	"github.com/scanlogin/scanlogin/push-server/internal/session"
+)
+
+// Bounds of the /ws query parameters.
+const (
+	maxIDParam    = 64
+	maxTokenParam = 4096
+)
+
+// serveWS upgrades GET /ws and runs the connection until it ends.
+//
+//	/ws                          a new login session and its QR code
+//	/ws?session=ID&resume=SECRET reattach to a live session
+//	/ws?token=JWT                an authenticated connection for Push to its user
+func (s *Server) serveWS(c *gin.Context) {
+	r := c.Request
+	ip := c.ClientIP()
+	reject := func(status int, reason, msg string) {
+		s.metrics.ConnsRejected.WithLabelValues(reason).Inc()
+		s.log.Info("ws refused", "reason", reason, "ip", ip)
+		c.String(status, msg+"\n")
+	}
+	if s.draining.Load() {
+		reject(http.StatusServiceUnavailable, "draining", "server is shutting down")
+		return
+	}
+	if !s.originAllowed(r) {
+		reject(http.StatusForbidden, "origin", "origin not allowed")
+		return
+	}
+	q := r.URL.Query()
+	sid, resume, raw := q.Get("session"), q.Get("resume"), q.Get("token")
+	if len(sid) > maxIDParam || len(resume) > maxIDParam || len(raw) > maxTokenParam || (sid == "") != (resume == "") {
+		reject(http.StatusBadRequest, "bad_query", "session and resume go together, each at most 64 bytes")
+		return
+	}
+	var openid string
+	if raw != "" {
+		claims, err := s.tokens.Verify(raw, time.Now())
+		if err != nil {
+			reject(http.StatusUnauthorized, "bad_token", "invalid or expired token")
+			return
+		}
+		openid = claims.Subject
+	}
+	if !s.conns.Acquire(ip) {
+		c.Header("Retry-After", "10")
+		reject(http.StatusTooManyRequests, "conns_per_ip", "too many connections from this address")
+		return
+	}
+	defer s.conns.Release(ip)
+
+	ws, err := s.upgrader.Upgrade(c.Writer, r, nil)
+	if err != nil {
+		return // the upgrader answered and counted it
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	s.metrics.Connections.Inc()
+	defer s.metrics.Connections.Dec()
+
+	cl := &client{s: s, ip: ip, openid: openid}
+	cl.conn = session.New(ws, s.opt.Session, s.log)
+	s.hub.Add(cl)
+	defer func() {
+		cl.mu.Lock()
+		cl.stopTimer()
+		sid := cl.sid
+		cl.mu.Unlock()
+		s.hub.Remove(cl, sid, openid)
+	}()
+
+	switch {
+	case openid != "":
+		s.hub.AttachUser(openid, cl)
+	case sid != "":
+		cl.resume(sid, resume)
+	default:
+		cl.start(true)
+	}
+	if err := cl.conn.Serve(cl); err != nil {
+		s.log.Debug("ws ended", "err", err)
+	}
+}
+
+// client is the per-connection glue between a WebSocket and its login
+// session. Receive runs on the connection's reader goroutine; the expiry
+// timer and hub deliveries run on others, hence mu.
+type client struct {
+	s      *Server
+	ip     string
+	openid string // set for authenticated connections; immutable
+	conn   *session.Conn
+
+	mu        sync.Mutex
+	sid       string      // current login session; guarded by mu
+	timer     *time.Timer // fires at the session's expiry; guarded by mu
+	refreshes int         // reader goroutine only
+}
+
+// Send implements hub.Conn. A login message ends the connection with 1000.
+func (cl *client) Send(msg []byte) bool {
+	if login.IsLogin(msg) {
+		cl.mu.Lock()
+		cl.stopTimer()
+		cl.mu.Unlock()
+		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseNormal)).Inc()
+		return cl.conn.SendAndClose(msg, session.CloseNormal, "logged in")
+	}
+	return cl.conn.Send(msg)
+}
+
+// Close implements hub.Conn.
+func (cl *client) Close(code int, reason string) {
+	cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(code)).Inc()
+	cl.conn.Close(code, reason)
+}
+
+// Receive implements session.Handler.
+func (cl *client) Receive(_ *session.Conn, typ string) {
+	switch typ {
+	case "refresh":
+		cl.refresh()
+	default:
+		cl.Send(login.ErrorFrame(login.CodeBadRequest, "unknown message type"))
+	}
+}
+
+func (cl *client) op() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cl.s.base, cl.s.opt.OpTimeout)
+}
+
+// start gives the connection a new session and QR code. On a fresh
+// connection a failure closes it (the browser retries with backoff); on a
+// refresh the connection stays.
+func (cl *client) start(fresh bool) {
+	fail := func(code, msg string) {
+		frame := login.ErrorFrame(code, msg)
+		if fresh {
+			cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseTryAgainLater)).Inc()
+			cl.conn.SendAndClose(frame, session.CloseTryAgainLater, code)
+			return
+		}
+		cl.Send(frame)
+	}
+	ctx, cancel := cl.op()
+	defer cancel()
+	if ok, err := cl.s.qrLimit.Allow(ctx, cl.ip); err != nil || !ok {
+		cl.s.metrics.QRCreated.WithLabelValues("rate_limited").Inc()
+		if err != nil {
+			cl.s.log.Warn("qr limit unavailable", "err", err)
+			fail(login.CodeUpstreamUnavailable, "try again shortly")
+			return
+		}
+		fail(login.CodeRateLimited, "too many QR codes from this address; try again later")
+		return
+	}
+	cl.mu.Lock()
+	old := cl.sid
+	cl.mu.Unlock()
+	st, err := cl.s.logins.Refresh(ctx, old)
+	if err != nil {
+		cl.s.metrics.QRCreated.WithLabelValues("error").Inc()
+		cl.s.log.Warn("start login session", "err", err)
+		fail(login.CodeUpstreamUnavailable, "could not get a QR code; try again shortly")
+		return
+	}
+	cl.s.metrics.QRCreated.WithLabelValues("ok").Inc()
+	cl.attach(st.Session)
+	cl.Send(st.Frame)
+}
+
+// attach makes sess the connection's session and arms its expiry timer.
+func (cl *client) attach(sess *login.Session) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.sid != "" {
+		cl.s.hub.DetachSession(cl.sid, cl)
+	}
+	cl.sid = sess.ID
+	cl.s.hub.AttachSession(sess.ID, cl)
+	cl.stopTimer()
+	id := sess.ID
+	cl.timer = time.AfterFunc(time.Until(sess.ExpiresAt), func() { cl.expire(id) })
+}
+
+// stopTimer stops the expiry timer; mu must be held.
+func (cl *client) stopTimer() {
+	if cl.timer != nil {
+		cl.timer.Stop()
+		cl.timer = nil
+	}
+}
+
+// expire tells the browser its session id expired, if it did and is still
+// the connection's session.
+func (cl *client) expire(id string) {
+	cl.mu.Lock()
+	current := cl.sid == id
+	cl.mu.Unlock()
+	if !current {
+		return
+	}
+	ctx, cancel := cl.op()
+	defer cancel()
+	expired, err := cl.s.logins.Expired(ctx, id)
+	if err != nil {
+		cl.s.log.Warn("expiry check", "err", err)
+	}
+	if expired {
+		cl.Send(login.MsgExpired)
+	}
+}
+
+func (cl *client) refresh() {
+	if cl.refreshes >= cl.s.opt.MaxRefresh {
+		cl.Send(login.ErrorFrame(login.CodeRefreshLimit, "too many refreshes on this connection; reload the page"))
+		return
+	}
+	if cl.openid != "" {
+		cl.Send(login.ErrorFrame(login.CodeBadRequest, "this connection has no login session"))
+		return
+	}
+	cl.refreshes++
+	cl.start(false)
+}
+
+// resume reattaches the connection to session id and sends what it
+// missed; a bad pair gets an error and a new session.
+func (cl *client) resume(id, secret string) {
+	ctx, cancel := cl.op()
+	defer cancel()
+	sess, err := cl.s.logins.Resume(ctx, id, secret)
+	if err != nil {
+		if !errors.Is(err, login.ErrNotFound) {
+			cl.s.log.Warn("resume", "err", err)
+		}
+		cl.Send(login.ErrorFrame(login.CodeResumeFailed, "session not found or expired; here is a new one"))
+		cl.start(true)
+		return
+	}
+	// Attach first, then catch up: whatever arrives in between is either
+	// routed here or found by Catchup.
+	cl.attach(sess)
+	now, missed, err := cl.s.logins.Catchup(ctx, id)
+	if err != nil {
+		cl.s.log.Warn("catch up", "err", err)
+	}
+	if now == nil {
+		now = sess
+	}
+	if now.State != login.StateConfirmed {
+		cl.Send(cl.s.logins.QRCodeFrame(now, secret))
+	}
+	var final []byte
+	for _, m := range missed {
+		if login.IsLogin(m) {
+			final = m
+			continue
+		}
+		cl.Send(m)
+	}
+	if final != nil {
+		cl.Send(final)
+	}
+}

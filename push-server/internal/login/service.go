@@ -1,0 +1,329 @@
+package login
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// QRCode is a temporary WeChat QR code.
+type QRCode struct {
+	Ticket   string // WeChat's ticket; Notify must present it
+	ImageURL string // showqrcode URL of the image
+	URL      string // what the image encodes (WeChat's "url")
+}
+
+// QRIssuer creates temporary QR codes with a string scene (QR_STR_SCENE).
+type QRIssuer interface {
+	CreateQR(ctx context.Context, scene string, expire time.Duration) (QRCode, error)
+}
+
+// Minter mints the login token handed to a browser whose scan was accepted.
+type Minter interface {
+	Mint(openid, unionid, sessionID string, now time.Time) (string, error)
+}
+
+// Router reaches the browser connections of a session or a user, wherever
+// they are held. Counts are connections that were handed the message.
+type Router interface {
+	ToSession(ctx context.Context, id string, msg []byte) (int, error)
+	ToUser(ctx context.Context, openid string, msg []byte) (int, error)
+	// Attached reports whether any connection is attached to the session.
+	Attached(ctx context.Context, id string) (bool, error)
+}
+
+// Observer is told what the Service did, for metrics. Its methods must be
+// fast and safe for concurrent use.
+type Observer interface {
+	SessionState(s State)
+	NotifyResult(r Result, duplicate bool)
+	NotifyDelivered(d time.Duration)
+	Pushed(target string, delivered int, stored bool)
+}
+
+// Config is what the Service needs to know.
+type Config struct {
+	TTL time.Duration // life of a QR code and its session (LOGIN_TTL)
+}
+
+// Service creates, resumes and completes login sessions and delivers what
+// happens to them.
+type Service struct {
+	log    *slog.Logger
+	cfg    Config
+	store  Store
+	qr     QRIssuer
+	tokens Minter
+	router Router
+	obs    Observer
+	now    func() time.Time
+}
+
+// NewService wires a Service.
+func NewService(log *slog.Logger, cfg Config, store Store, qr QRIssuer, tokens Minter, router Router, obs Observer) *Service {
+	return &Service{log: log, cfg: cfg, store: store, qr: qr, tokens: tokens, router: router, obs: obs, now: time.Now}
+}
+
+// Errors the Service returns besides the store's.
+var (
+	// ErrInvalid: an argument is missing or malformed.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrUpstream: WeChat did not give us a QR code.
+	ErrUpstream = errors.New("wechat unavailable")
+)
+
+// Started is a new session as its browser sees it.
+type Started struct {
+	Session *Session
+	Resume  string // the resume secret, only ever given to the browser
+	Frame   []byte // the qrcode message
+}
+
+// Start creates a login session with a fresh scene and QR code.
+func (s *Service) Start(ctx context.Context) (*Started, error) {
+	scene := NewScene()
+	qr, err := s.qr.CreateQR(ctx, scene, s.cfg.TTL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create qr: %w", ErrUpstream, err)
+	}
+	now := s.now()
+	resume := NewResumeSecret()
+	sess := &Session{
+		ID:         NewSessionID(),
+		ResumeHash: HashResume(resume),
+		Scene:      scene,
+		Ticket:     qr.Ticket,
+		QRCodeURL:  qr.ImageURL,
+		ScanURL:    qr.URL,
+		CreatedAt:  now,
+		ExpiresAt:  now.Add(s.cfg.TTL),
+		State:      StateWaiting,
+	}
+	if err := s.store.Create(ctx, sess); err != nil {
+		return nil, fmt.Errorf("start session: %w", err)
+	}
+	s.obs.SessionState(StateWaiting)
+	return &Started{Session: sess, Resume: resume, Frame: s.QRCodeFrame(sess, resume)}, nil
+}
+
+// Refresh ends the session old (its QR code stops working) and starts a new one.
+func (s *Service) Refresh(ctx context.Context, old string) (*Started, error) {
+	if old != "" {
+		if err := s.store.Expire(ctx, old, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("expire old session: %w", err)
+		}
+	}
+	return s.Start(ctx)
+}
+
+// Resume returns the live session id whose resume secret is secret. A wrong
+// secret, an unknown id and an expired session are all ErrNotFound, so a
+// guesser learns nothing.
+func (s *Service) Resume(ctx context.Context, id, secret string) (*Session, error) {
+	sess, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("resume: %w", err)
+	}
+	if !sess.ResumeOK(secret) || sess.StateAt(s.now()) == StateExpired {
+		return nil, fmt.Errorf("resume: %w", ErrNotFound)
+	}
+	return sess, nil
+}
+
+// Catchup returns the session id as it is now and what a browser that just
+// attached to it missed, oldest first: the latest state message (scanned,
+// login or cancelled) and the pushes kept while it was away.
+func (s *Service) Catchup(ctx context.Context, id string) (*Session, [][]byte, error) {
+	sess, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("catch up: %w", err)
+	}
+	var out [][]byte
+	if sess.Last != nil {
+		out = append(out, sess.Last)
+		if !sess.Delivered {
+			if err := s.store.MarkDelivered(ctx, id); err != nil {
+				s.log.Warn("mark delivered", "err", err)
+			}
+		}
+	}
+	pending, err := s.store.TakePending(ctx, id)
+	if err != nil {
+		return sess, out, fmt.Errorf("catch up: %w", err)
+	}
+	return sess, append(out, pending...), nil
+}
+
+// Expired reports whether session id has expired (or is gone) at now.
+func (s *Service) Expired(ctx context.Context, id string) (bool, error) {
+	sess, err := s.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check expiry: %w", err)
+	}
+	return sess.StateAt(s.now()) == StateExpired, nil
+}
+
+// QRCodeFrame renders the qrcode message for sess.
+func (s *Service) QRCodeFrame(sess *Session, resume string) []byte {
+	left := max(sess.ExpiresAt.Sub(s.now()), 0)
+	return Encode(QRCodeMsg{
+		Type:      "qrcode",
+		Session:   sess.ID,
+		Resume:    resume,
+		Scene:     sess.Scene,
+		QRCodeURL: sess.QRCodeURL,
+		ScanURL:   sess.ScanURL,
+		ExpiresIn: int64((left + time.Second - 1) / time.Second),
+		ExpiresAt: sess.ExpiresAt.UnixMilli(),
+	})
+}
+
+// Limits on Notify and Push arguments.
+const (
+	maxField     = 256
+	maxEventName = 64
+	// MaxPushData bounds the data of one Push.
+	MaxPushData = 64 << 10
+)
+
+func (ev *Event) validate() error {
+	switch {
+	case ev.Scene == "" || len(ev.Scene) > 64:
+		return fmt.Errorf("%w: scene must be 1..64 bytes", ErrInvalid)
+	case ev.Ticket == "" || len(ev.Ticket) > maxField:
+		return fmt.Errorf("%w: ticket must be 1..%d bytes", ErrInvalid, maxField)
+	case ev.Kind < KindSubscribe || ev.Kind > KindCancelled:
+		return fmt.Errorf("%w: unknown event", ErrInvalid)
+	case ev.User.OpenID == "" || len(ev.User.OpenID) > maxField:
+		return fmt.Errorf("%w: user.openid must be 1..%d bytes", ErrInvalid, maxField)
+	case len(ev.User.UnionID) > maxField || len(ev.User.Nickname) > maxField || len(ev.User.AvatarURL) > 2048:
+		return fmt.Errorf("%w: user field too long", ErrInvalid)
+	case ev.EventID == "" || len(ev.EventID) > maxField:
+		return fmt.Errorf("%w: event_id must be 1..%d bytes", ErrInvalid, maxField)
+	}
+	return nil
+}
+
+// Notify applies a scan event to its session and tells the browser. The
+// same event id twice is answered as the first time; a rejected event
+// leaves the session as it was.
+func (s *Service) Notify(ctx context.Context, ev Event) (Result, bool, error) {
+	start := s.now()
+	if err := ev.validate(); err != nil {
+		return 0, false, err
+	}
+	out, err := s.store.Apply(ctx, ev, start, s.render(ev.Kind))
+	if err != nil {
+		return 0, false, fmt.Errorf("notify: %w", err)
+	}
+	if out.Duplicate || out.Result != ResultStored {
+		s.obs.NotifyResult(out.Result, out.Duplicate)
+		return out.Result, out.Duplicate, nil
+	}
+	s.obs.SessionState(out.Session.State)
+	res := ResultStored
+	n, err := s.router.ToSession(ctx, out.Session.ID, out.Session.Last)
+	if err != nil {
+		s.log.Warn("notify: deliver failed; kept for resume", "err", err)
+	}
+	if n > 0 {
+		res = ResultDelivered
+		s.obs.NotifyDelivered(s.now().Sub(start))
+		if err := s.store.MarkDelivered(ctx, out.Session.ID); err != nil {
+			s.log.Warn("notify: mark delivered", "err", err)
+		}
+	}
+	s.obs.NotifyResult(res, false)
+	return res, false, nil
+}
+
+// render returns the function that builds the browser message for an
+// accepted event of kind k.
+func (s *Service) render(k Kind) func(*Session) ([]byte, error) {
+	return func(sess *Session) ([]byte, error) {
+		switch k {
+		case KindScanned:
+			return MsgScanned, nil
+		case KindCancelled:
+			return MsgCancelled, nil
+		}
+		tok, err := s.tokens.Mint(sess.User.OpenID, sess.User.UnionID, sess.ID, s.now())
+		if err != nil {
+			return nil, fmt.Errorf("mint token: %w", err)
+		}
+		return Encode(LoginMsg{Type: "login", Token: tok, User: *sess.User}), nil
+	}
+}
+
+// Target names who a Push goes to: exactly one of SessionID and OpenID.
+type Target struct {
+	SessionID string
+	OpenID    string
+}
+
+// Push sends event with JSON data to the target's connections. A message for
+// a session whose browser is away is kept and sent when it resumes.
+func (s *Service) Push(ctx context.Context, to Target, event string, data []byte) (int, bool, error) {
+	if (to.SessionID == "") == (to.OpenID == "") {
+		return 0, false, fmt.Errorf("%w: exactly one of session_id and openid", ErrInvalid)
+	}
+	if event == "" || len(event) > maxEventName {
+		return 0, false, fmt.Errorf("%w: event must be 1..%d bytes", ErrInvalid, maxEventName)
+	}
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	if len(data) > MaxPushData {
+		return 0, false, fmt.Errorf("%w: data over %d bytes", ErrInvalid, MaxPushData)
+	}
+	if !json.Valid(data) {
+		return 0, false, fmt.Errorf("%w: data is not JSON", ErrInvalid)
+	}
+	msg := Encode(PushMsg{Type: "message", Event: event, Data: data})
+	if to.OpenID != "" {
+		n, err := s.router.ToUser(ctx, to.OpenID, msg)
+		if err != nil {
+			return 0, false, fmt.Errorf("push to user: %w", err)
+		}
+		s.obs.Pushed("user", n, false)
+		return n, false, nil
+	}
+	n, stored, err := s.pushSession(ctx, to.SessionID, msg)
+	if err != nil {
+		return 0, false, fmt.Errorf("push to session: %w", err)
+	}
+	s.obs.Pushed("session", n, stored)
+	return n, stored, nil
+}
+
+func (s *Service) pushSession(ctx context.Context, id string, msg []byte) (int, bool, error) {
+	n, err := s.router.ToSession(ctx, id, msg)
+	if err != nil || n > 0 {
+		return n, false, err
+	}
+	if err := s.store.AddPending(ctx, id, msg); err != nil {
+		return 0, false, err
+	}
+	// A browser may have attached, and taken what was pending, between
+	// ToSession and AddPending: hand it what we just kept.
+	attached, err := s.router.Attached(ctx, id)
+	if err != nil || !attached {
+		return 0, true, err
+	}
+	pending, err := s.store.TakePending(ctx, id)
+	if err != nil {
+		return 0, true, err
+	}
+	for _, m := range pending {
+		if n, err = s.router.ToSession(ctx, id, m); err != nil {
+			return 0, false, err
+		}
+	}
+	return n, false, nil
+}
