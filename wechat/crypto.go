@@ -132,7 +132,7 @@ func (c *Crypter) Decrypt(encrypt string) ([]byte, error) {
 	if n > uint64(len(pt)-headerLen) {
 		return nil, ErrBadMsgLength
 	}
-	msg := pt[headerLen : headerLen+int(n)]
+	msg := pt[headerLen : headerLen+int(n) : headerLen+int(n)]
 	appID := pt[headerLen+int(n):]
 	if subtle.ConstantTimeCompare(appID, c.appID) != 1 {
 		return nil, ErrAppIDMismatch

@@ -16,6 +16,10 @@
 //
 // The fake WeChat API server for tests lives in package wechattest.
 //
-// The wire formats follow docs/wechat-protocol.md of the project (shared
-// spec); the test vectors of its §3.7 are in this package's tests.
+// The wire formats follow the project's WeChat protocol notes
+// (wechat-protocol.md); section numbers in comments refer to them, and the
+// test vectors of its §3.7 are in this package's tests.
+//
+// Nothing here logs or returns a secret: the access token travels only in
+// the access_token query parameter and is stripped from every error.
 package wechat
