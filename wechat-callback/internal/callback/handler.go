@@ -1,0 +1,278 @@
+package callback
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/scanlogin/scanlogin/wechat"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
+)
+
+// Content types of our answers to WeChat.
+const (
+	contentText = "text/plain; charset=utf-8"
+	contentXML  = "application/xml; charset=utf-8"
+)
+
+// Reasons for rejecting a request, as logged and counted.
+const (
+	reasonSignature    = "bad_signature"
+	reasonMsgSignature = "bad_msg_signature"
+	reasonTimestamp    = "stale_timestamp"
+	reasonReplay       = "replayed_nonce"
+	reasonTooLarge     = "too_large"
+	reasonMalformed    = "malformed"
+	reasonDecrypt      = "decrypt_failed"
+	reasonAppID        = "wrong_appid"
+	reasonToUser       = "wrong_to_user"
+	reasonMode         = "wrong_mode"
+)
+
+// handler serves /wechat/callback. Its fields are set once by NewServer.
+type handler struct {
+	log      *slog.Logger
+	cfg      *config.Config
+	crypter  *wechat.Crypter // nil: plaintext mode
+	notifier Notifier
+	store    dedup.Store
+	users    UserInfoFetcher // nil: FETCH_USER_INFO off
+	metrics  *Metrics
+	now      func() time.Time
+}
+
+// rejection is a request we refuse without processing it.
+type rejection struct {
+	status int
+	reason string
+	detail string
+}
+
+func (r *rejection) Error() string { return r.reason + ": " + r.detail }
+
+func reject(status int, reason, format string, args ...any) *rejection {
+	return &rejection{status: status, reason: reason, detail: fmt.Sprintf(format, args...)}
+}
+
+// refuse answers a rejected request with its status and logs one line.
+func (h *handler) refuse(c *gin.Context, r *rejection) {
+	switch r.reason {
+	case reasonSignature:
+		h.metrics.sigFailures.WithLabelValues("signature").Inc()
+	case reasonMsgSignature:
+		h.metrics.sigFailures.WithLabelValues("msg_signature").Inc()
+	case reasonTimestamp, reasonReplay:
+		h.metrics.replays.WithLabelValues(r.reason).Inc()
+	}
+	h.metrics.rejected.WithLabelValues(r.reason).Inc()
+	h.log.Warn("callback rejected", "reason", r.reason, "detail", r.detail,
+		"method", c.Request.Method, "status", r.status, "remote", c.RemoteIP())
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Data(r.status, contentText, []byte(http.StatusText(r.status)+"\n"))
+}
+
+// verifyURL answers WeChat's URL verification: echostr, when the signature
+// (and the timestamp) check out.
+func (h *handler) verifyURL(c *gin.Context) {
+	q := c.Request.URL.Query()
+	if r := h.checkSignature(q.Get("signature"), q.Get("timestamp"), q.Get("nonce")); r != nil {
+		h.refuse(c, r)
+		return
+	}
+	echo := q.Get("echostr")
+	if echo == "" {
+		h.refuse(c, reject(http.StatusBadRequest, reasonMalformed, "no echostr"))
+		return
+	}
+	h.log.Info("URL verification answered")
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Data(http.StatusOK, contentText, []byte(echo))
+}
+
+// checkSignature verifies the query signature and the timestamp window.
+func (h *handler) checkSignature(sig, timestamp, nonce string) *rejection {
+	if !wechat.VerifySignature(sig, h.cfg.Token, timestamp, nonce) {
+		return reject(http.StatusForbidden, reasonSignature, "signature does not match")
+	}
+	if w := h.cfg.TimestampWindow; w > 0 {
+		ts, err := strconv.ParseInt(timestamp, 10, 64)
+		if err != nil {
+			return reject(http.StatusForbidden, reasonTimestamp, "timestamp is not a number")
+		}
+		skew := h.now().Sub(time.Unix(ts, 0))
+		if skew > w || skew < -w {
+			return reject(http.StatusForbidden, reasonTimestamp, "timestamp %v away from now, window %v", skew.Round(time.Second), w)
+		}
+	}
+	return nil
+}
+
+// request is a verified callback request.
+type request struct {
+	msg       *wechat.Message // the (decrypted) message
+	encrypted bool            // compatible or safe mode: answer encrypted
+}
+
+// receive handles an event or message POSTed by WeChat.
+func (h *handler) receive(c *gin.Context) {
+	start := h.now()
+	// Finish what we start even if WeChat hangs up: the answer is stored
+	// for its retry. The budget keeps us inside WeChat's 5 seconds.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), h.cfg.Budget)
+	defer cancel()
+
+	req, rej := h.verify(ctx, c)
+	if rej != nil {
+		h.refuse(c, rej)
+		return
+	}
+	text, dup := h.dedupe(ctx, req.msg)
+	h.answer(c, req, text)
+	if dup {
+		h.log.Info("duplicate answered", "type", eventType(req.msg), "dur", time.Since(start))
+	}
+}
+
+// verify runs every check on a POST and returns the message it carries.
+func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *rejection) {
+	q := c.Request.URL.Query()
+	timestamp, nonce := q.Get("timestamp"), q.Get("nonce")
+	if r := h.checkSignature(q.Get("signature"), timestamp, nonce); r != nil {
+		return nil, r
+	}
+
+	var encrypted bool
+	switch et := q.Get("encrypt_type"); et {
+	case "", "raw":
+		if h.crypter != nil {
+			return nil, reject(http.StatusForbidden, reasonMode, "plaintext request while WECHAT_AES_KEY is set (safe or compatible mode expected)")
+		}
+	case "aes":
+		if h.crypter == nil {
+			return nil, reject(http.StatusBadRequest, reasonMode, "encrypted request but WECHAT_AES_KEY is not set")
+		}
+		encrypted = true
+	default:
+		return nil, reject(http.StatusBadRequest, reasonMode, "unknown encrypt_type")
+	}
+
+	body, err := readBody(c)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, reject(http.StatusRequestEntityTooLarge, reasonTooLarge, "body over %d bytes", MaxBodyBytes)
+		}
+		return nil, reject(http.StatusBadRequest, reasonMalformed, "read body: %v", err)
+	}
+	msg, err := wechat.ParseMessage(body)
+	if err != nil {
+		return nil, reject(http.StatusBadRequest, reasonMalformed, "%v", err)
+	}
+	if encrypted {
+		if msg.Encrypt == "" {
+			return nil, reject(http.StatusBadRequest, reasonMalformed, "encrypted request without <Encrypt>")
+		}
+		if !h.crypter.VerifyMsgSignature(q.Get("msg_signature"), timestamp, nonce, msg.Encrypt) {
+			return nil, reject(http.StatusForbidden, reasonMsgSignature, "msg_signature does not match")
+		}
+	}
+
+	// In plaintext mode the signature does not cover the body: a captured
+	// query string must not carry a second, different body.
+	if r := h.checkReplay(ctx, timestamp, nonce, body); r != nil {
+		return nil, r
+	}
+
+	if encrypted {
+		inner, err := h.crypter.Decrypt(msg.Encrypt)
+		if errors.Is(err, wechat.ErrAppIDMismatch) {
+			return nil, reject(http.StatusForbidden, reasonAppID, "decrypted message is for another AppID")
+		}
+		if err != nil {
+			return nil, reject(http.StatusBadRequest, reasonDecrypt, "%v", err)
+		}
+		if msg, err = wechat.ParseMessage(inner); err != nil {
+			return nil, reject(http.StatusBadRequest, reasonMalformed, "decrypted: %v", err)
+		}
+	}
+	if msg.FromUserName == "" || msg.MsgType == "" {
+		return nil, reject(http.StatusBadRequest, reasonMalformed, "no FromUserName or MsgType")
+	}
+	if id := h.cfg.OriginalID; id != "" && subtle.ConstantTimeCompare([]byte(msg.ToUserName), []byte(id)) != 1 {
+		return nil, reject(http.StatusForbidden, reasonToUser, "ToUserName is not WECHAT_ORIGINAL_ID")
+	}
+	return &request{msg: msg, encrypted: encrypted}, nil
+}
+
+// checkReplay remembers the (timestamp, nonce) pair with a digest of the
+// body and rejects the request if the pair came before with another body.
+// A store failure lets the request through: the signature and the timestamp
+// window still hold.
+func (h *handler) checkReplay(ctx context.Context, timestamp, nonce string, body []byte) *rejection {
+	sum := sha256.Sum256(body)
+	ok, err := h.store.Remember(ctx, "nonce:"+digest(timestamp+"|"+nonce), hex.EncodeToString(sum[:]), h.nonceTTL())
+	if err != nil {
+		h.log.Error("replay check skipped", "err", err)
+		return nil
+	}
+	if !ok {
+		return reject(http.StatusForbidden, reasonReplay, "timestamp and nonce seen before with another body")
+	}
+	return nil
+}
+
+// nonceTTL is how long a (timestamp, nonce) pair is remembered: as long as
+// its timestamp can pass the window check, and at least the duplicate TTL.
+func (h *handler) nonceTTL() time.Duration {
+	return max(2*h.cfg.TimestampWindow+time.Minute, h.cfg.DedupTTL)
+}
+
+// readBody reads at most MaxBodyBytes of the request body.
+func readBody(c *gin.Context) ([]byte, error) {
+	if c.Request.ContentLength > MaxBodyBytes {
+		return nil, &http.MaxBytesError{Limit: MaxBodyBytes}
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	return b, nil
+}
+
+// answer writes the reply: "success" for no text, else a text message,
+// encrypted when the request was.
+func (h *handler) answer(c *gin.Context, req *request, text string) {
+	if text == "" {
+		c.Data(http.StatusOK, contentText, []byte("success"))
+		return
+	}
+	now := h.now().Unix()
+	reply := wechat.TextReply(req.msg.FromUserName, req.msg.ToUserName, now, text)
+	if req.encrypted {
+		env, err := h.crypter.EncryptReply(reply, strconv.FormatInt(now, 10), newNonce())
+		if err != nil {
+			h.log.Error("encrypt reply", "err", err)
+			c.Data(http.StatusOK, contentText, []byte("success"))
+			return
+		}
+		reply = env
+	}
+	c.Data(http.StatusOK, contentXML, reply)
+}
+
+// digest returns a short hex SHA-256 of s, to keep keys bounded and openids
+// out of Redis and logs.
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
+}
