@@ -70,7 +70,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	var err error
-	c.LoginTTL, err = duration(env("LOGIN_TTL", "120s"), 10*time.Second, 30*24*time.Hour)
+	c.LoginTTL, err = duration(env("LOGIN_TTL", "120s"), time.Second, 30*24*time.Hour)
 	if err == nil && c.LoginTTL%time.Second != 0 {
 		err = errors.New("must be whole seconds (it is the QR code's expire_seconds)")
 	}

@@ -1,0 +1,710 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/gorilla/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
+)
+
+const (
+	appID  = "wx0123456789abcdef"
+	secret = "s3cret-app-secret"
+)
+
+// instance is a push-server started through run, with a fake WeChat.
+type instance struct {
+	t      *testing.T
+	wechat *wechattest.Server
+	http   string // host:port
+	grpc   string
+	client pushv1.PushServiceClient
+	conn   *grpc.ClientConn
+	cancel context.CancelFunc
+	done   chan error
+	logs   *logBuffer
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var listening = regexp.MustCompile(`msg=listening http=(\S+) grpc=(\S+)`)
+
+func start(t *testing.T, env map[string]string) *instance {
+	t.Helper()
+	fake := wechattest.New(t, appID, secret)
+	vars := map[string]string{
+		"PUSH_HTTP_ADDR":  "127.0.0.1:0",
+		"PUSH_GRPC_ADDR":  "127.0.0.1:0",
+		"WECHAT_APPID":    appID,
+		"WECHAT_SECRET":   secret,
+		"WECHAT_API_BASE": fake.URL(),
+		"WECHAT_MP_BASE":  fake.URL(),
+		"LOG_LEVEL":       "debug",
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	pr, pw := io.Pipe()
+	in := &instance{t: t, wechat: fake, done: make(chan error, 1), logs: &logBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	go func() {
+		err := run(ctx, nil, func(k string) string { return vars[k] }, pw)
+		pw.CloseWithError(io.EOF)
+		in.done <- err
+	}()
+	addrs := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			in.logs.Write([]byte(sc.Text() + "\n"))
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				addrs <- m[1:]
+				sent = true
+			}
+		}
+		if !sent {
+			close(addrs)
+		}
+	}()
+	select {
+	case a, ok := <-addrs:
+		if !ok {
+			t.Fatalf("push-server exited before listening: %v\n%s", <-in.done, in.logs)
+		}
+		in.http, in.grpc = a[0], a[1]
+	case <-time.After(10 * time.Second):
+		t.Fatalf("push-server did not start:\n%s", in.logs)
+	}
+	cc, err := grpc.NewClient(in.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.conn, in.client = cc, pushv1.NewPushServiceClient(cc)
+	t.Cleanup(func() {
+		cc.Close()
+		in.stop()
+		if t.Failed() {
+			t.Logf("push-server logs:\n%s", in.logs)
+		}
+	})
+	return in
+}
+
+func (in *instance) stop() error {
+	in.cancel()
+	select {
+	case err := <-in.done:
+		in.done <- err
+		return err
+	case <-time.After(15 * time.Second):
+		in.t.Fatal("push-server did not stop")
+		return nil
+	}
+}
+
+// browser is a WebSocket client speaking the browser protocol.
+type browser struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+type frame struct {
+	Type      string          `json:"type"`
+	Session   string          `json:"session"`
+	Resume    string          `json:"resume"`
+	Scene     string          `json:"scene"`
+	QRCodeURL string          `json:"qrcode_url"`
+	ScanURL   string          `json:"scan_url"`
+	ExpiresIn int64           `json:"expires_in"`
+	ExpiresAt int64           `json:"expires_at"`
+	Token     string          `json:"token"`
+	User      map[string]any  `json:"user"`
+	Event     string          `json:"event"`
+	Data      json.RawMessage `json:"data"`
+	Code      string          `json:"code"`
+	Message   string          `json:"message"`
+}
+
+func (in *instance) dial(query string, header http.Header) (*browser, *http.Response, error) {
+	u := "ws://" + in.http + "/ws"
+	if query != "" {
+		u += "?" + query
+	}
+	ws, resp, err := websocket.DefaultDialer.Dial(u, header)
+	if err != nil {
+		return nil, resp, err
+	}
+	b := &browser{t: in.t, ws: ws}
+	in.t.Cleanup(func() { ws.Close() })
+	return b, resp, nil
+}
+
+func (in *instance) mustDial(query string) *browser {
+	in.t.Helper()
+	b, _, err := in.dial(query, nil)
+	if err != nil {
+		in.t.Fatalf("dial /ws?%s: %v", query, err)
+	}
+	return b
+}
+
+func (b *browser) read() frame {
+	b.t.Helper()
+	f, err := b.next()
+	if err != nil {
+		b.t.Fatalf("read: %v", err)
+	}
+	return f
+}
+
+func (b *browser) next() (frame, error) {
+	_ = b.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, data, err := b.ws.ReadMessage()
+	if err != nil {
+		return frame{}, err
+	}
+	var f frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return frame{}, fmt.Errorf("bad frame %q: %w", data, err)
+	}
+	return f, nil
+}
+
+func (b *browser) expect(typ string) frame {
+	b.t.Helper()
+	f := b.read()
+	if f.Type != typ {
+		b.t.Fatalf("got %+v, want a %q message", f, typ)
+	}
+	return f
+}
+
+// expectClose reads until the connection closes and checks the close code.
+func (b *browser) expectClose(code int) {
+	b.t.Helper()
+	for {
+		_, err := b.next()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != code {
+			b.t.Fatalf("connection ended with %v, want close code %d", err, code)
+		}
+		return
+	}
+}
+
+func (b *browser) send(v string) {
+	b.t.Helper()
+	if err := b.ws.WriteMessage(websocket.TextMessage, []byte(v)); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (in *instance) ticket(f frame) string {
+	in.t.Helper()
+	tk, ok := in.wechat.TicketForScene(f.Scene)
+	if !ok {
+		in.t.Fatalf("WeChat never created a QR code for scene %q", f.Scene)
+	}
+	return tk
+}
+
+func (in *instance) notify(f frame, ev pushv1.Event, openid, eventID string) *pushv1.NotifyResponse {
+	in.t.Helper()
+	resp, err := in.client.Notify(context.Background(), &pushv1.NotifyRequest{
+		Scene: f.Scene, Ticket: in.ticket(f), Event: ev,
+		User: &pushv1.User{Openid: openid, Unionid: "u-" + openid}, EventId: eventID,
+	})
+	if err != nil {
+		in.t.Fatalf("Notify: %v", err)
+	}
+	return resp
+}
+
+func TestLoginDeliveredOnceWithVerifiableToken(t *testing.T) {
+	in := start(t, map[string]string{"LOGIN_TTL": "90s"})
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+
+	if len(qr.Scene) < 22 || len(qr.Scene) > 64 || len(qr.Session) < 22 || len(qr.Resume) < 43 {
+		t.Fatalf("weak identifiers: %+v", qr)
+	}
+	if qr.ExpiresIn != 90 || time.Until(time.UnixMilli(qr.ExpiresAt)) > 91*time.Second {
+		t.Errorf("expires_in = %d, expires_at = %d", qr.ExpiresIn, qr.ExpiresAt)
+	}
+	codes := in.wechat.QRCodes()
+	if len(codes) != 1 || codes[0].ActionName != "QR_STR_SCENE" || codes[0].ExpireSeconds != 90 || codes[0].Scene != qr.Scene {
+		t.Fatalf("QR codes created: %+v", codes)
+	}
+	want := in.wechat.URL() + "/cgi-bin/showqrcode?ticket=" + url.QueryEscape(codes[0].Ticket)
+	if qr.QRCodeURL != want || qr.ScanURL != codes[0].URL {
+		t.Errorf("qrcode_url = %q, want %q; scan_url = %q", qr.QRCodeURL, want, qr.ScanURL)
+	}
+	if resp, err := http.Get(qr.QRCodeURL); err != nil || resp.StatusCode != 200 {
+		t.Errorf("QR image: %v %v", resp, err)
+	}
+
+	res := in.notify(qr, pushv1.Event_EVENT_SUBSCRIBE, "oAlice", "ev-1")
+	if res.Result != pushv1.Result_RESULT_DELIVERED || res.Duplicate {
+		t.Fatalf("Notify = %v", res)
+	}
+	lg := b.expect("login")
+	b.expectClose(websocket.CloseNormalClosure)
+	if lg.User["openid"] != "oAlice" || lg.User["unionid"] != "u-oAlice" {
+		t.Errorf("login user = %v", lg.User)
+	}
+
+	// A retry of the same event is answered as the first; another event loses.
+	if res := in.notify(qr, pushv1.Event_EVENT_SUBSCRIBE, "oAlice", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED || !res.Duplicate {
+		t.Errorf("duplicate Notify = %v", res)
+	}
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oMallory", "ev-2"); res.Result != pushv1.Result_RESULT_ALREADY_USED {
+		t.Errorf("second confirmation = %v", res)
+	}
+
+	// The token verifies against the published JWK set.
+	resp, err := http.Get("http://" + in.http + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("jwks: %v %+v", err, set)
+	}
+	tok, err := jwt.ParseSigned(lg.Token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Headers[0].KeyID != set.Keys[0].KeyID {
+		t.Errorf("kid %q not in JWKS (%q)", tok.Headers[0].KeyID, set.Keys[0].KeyID)
+	}
+	var std jwt.Claims
+	var extra struct {
+		SID     string `json:"sid"`
+		UnionID string `json:"unionid"`
+	}
+	if err := tok.Claims(set.Keys[0].Key, &std, &extra); err != nil {
+		t.Fatalf("token does not verify with the JWKS: %v", err)
+	}
+	if err := std.Validate(jwt.Expected{Issuer: "scanlogin", Subject: "oAlice", Time: time.Now()}); err != nil {
+		t.Errorf("claims: %v", err)
+	}
+	if extra.SID != qr.Session || extra.UnionID != "u-oAlice" || std.ID == "" || std.IssuedAt == nil {
+		t.Errorf("claims sid=%q unionid=%q jti=%q", extra.SID, extra.UnionID, std.ID)
+	}
+	if exp := std.Expiry.Time().Sub(std.IssuedAt.Time()); exp != 5*time.Minute {
+		t.Errorf("token lifetime %s, want TOKEN_TTL 5m", exp)
+	}
+}
+
+func TestResumeReceivesWhatHappenedWhileAway(t *testing.T) {
+	in := start(t, nil)
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+	b.ws.Close()
+
+	// While away: a push is kept, then the scan is stored.
+	push, err := in.client.Push(context.Background(), &pushv1.PushRequest{
+		Target: &pushv1.PushRequest_SessionId{SessionId: qr.Session}, Event: "hint", Data: []byte(`{"n":1}`)})
+	if err != nil || push.Delivered != 0 || !push.Stored {
+		t.Fatalf("Push while away = %v %v", push, err)
+	}
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_STORED {
+		t.Fatalf("Notify while away = %v", res)
+	}
+
+	b2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	m := b2.expect("message")
+	if m.Event != "hint" || string(m.Data) != `{"n":1}` {
+		t.Errorf("missed push = %+v", m)
+	}
+	lg := b2.expect("login")
+	if lg.User["openid"] != "oBob" {
+		t.Errorf("login user = %v", lg.User)
+	}
+	b2.expectClose(websocket.CloseNormalClosure)
+
+	// Now that the login reached a browser, a retry says delivered.
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED || !res.Duplicate {
+		t.Errorf("retry = %v", res)
+	}
+}
+
+func TestResumeWaitingSessionKeepsQRCode(t *testing.T) {
+	in := start(t, nil)
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+	b.ws.Close()
+	b2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	again := b2.expect("qrcode")
+	if again.Scene != qr.Scene || again.QRCodeURL != qr.QRCodeURL || again.Session != qr.Session {
+		t.Fatalf("resume gave another QR code: %+v vs %+v", again, qr)
+	}
+	if n := len(in.wechat.QRCodes()); n != 1 {
+		t.Errorf("resume created a QR code (%d in all)", n)
+	}
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
+		t.Fatalf("Notify = %v", res)
+	}
+	b2.expect("login")
+
+	// A wrong pair gets an error and a new session.
+	b3 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {"guess"}}.Encode())
+	if e := b3.expect("error"); e.Code != "resume_failed" {
+		t.Errorf("error = %+v", e)
+	}
+	if fresh := b3.expect("qrcode"); fresh.Session == qr.Session || fresh.Scene == qr.Scene {
+		t.Errorf("bad resume reattached: %+v", fresh)
+	}
+}
+
+func TestPushToUserConnections(t *testing.T) {
+	in := start(t, nil)
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+	in.notify(qr, pushv1.Event_EVENT_SCAN, "oCarol", "ev-1")
+	tok := b.expect("login").Token
+
+	tab1 := in.mustDial("token=" + url.QueryEscape(tok))
+	tab2 := in.mustDial("token=" + url.QueryEscape(tok))
+	other := in.mustDial("")
+	other.expect("qrcode")
+
+	// The push may race the registration of the tabs: retry until both count.
+	deadline := time.Now().Add(5 * time.Second)
+	var resp *pushv1.PushResponse
+	for {
+		var err error
+		resp, err = in.client.Push(context.Background(), &pushv1.PushRequest{
+			Target: &pushv1.PushRequest_Openid{Openid: "oCarol"}, Event: "order.paid", Data: []byte(`[1,2]`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Delivered == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp.Delivered != 2 {
+		t.Fatalf("Push delivered to %d connections, want 2", resp.Delivered)
+	}
+	for _, tab := range []*browser{tab1, tab2} {
+		for {
+			m := tab.expect("message")
+			if m.Event == "order.paid" && string(m.Data) == "[1,2]" {
+				break
+			}
+		}
+	}
+	_, resp2, err := in.dial("token=forged.token.value", nil)
+	if err == nil || resp2 == nil || resp2.StatusCode != http.StatusUnauthorized {
+		t.Errorf("forged token: %v %v", resp2, err)
+	}
+}
+
+func TestBadInputGetsClearAnswers(t *testing.T) {
+	in := start(t, map[string]string{"LIMIT_CONNS_PER_IP": "3"})
+	bystander := in.mustDial("")
+	bystander.expect("qrcode")
+
+	t.Run("oversized frame closes 1009", func(t *testing.T) {
+		b := in.mustDial("")
+		b.expect("qrcode")
+		b.send(`{"type":"ping","pad":"` + strings.Repeat("x", 8<<10) + `"}`)
+		b.expectClose(websocket.CloseMessageTooBig)
+	})
+	t.Run("binary frame closes 1003", func(t *testing.T) {
+		b := in.mustDial("")
+		b.expect("qrcode")
+		if err := b.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2}); err != nil {
+			t.Fatal(err)
+		}
+		b.expectClose(websocket.CloseUnsupportedData)
+	})
+	t.Run("bad frames get errors, then 1008", func(t *testing.T) {
+		b := in.mustDial("")
+		b.expect("qrcode")
+		b.send(`{"type":"ping"}`)
+		b.expect("pong")
+		b.send(`{"type":"dance"}`)
+		if e := b.expect("error"); e.Code != "bad_request" {
+			t.Errorf("unknown type: %+v", e)
+		}
+		for i := range 4 {
+			b.send(`not json`)
+			if e := b.expect("error"); e.Code != "bad_request" {
+				t.Errorf("bad frame %d: %+v", i, e)
+			}
+		}
+		b.send(`{`)
+		b.expectClose(websocket.ClosePolicyViolation)
+	})
+	t.Run("connections per IP", func(t *testing.T) {
+		var open []*browser
+		for range 2 {
+			b := in.mustDial("")
+			b.expect("qrcode")
+			open = append(open, b)
+		}
+		_, resp, err := in.dial("", nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("4th connection from one IP: %v %v", resp, err)
+		}
+		for _, b := range open {
+			b.ws.Close()
+		}
+	})
+	t.Run("bad query", func(t *testing.T) {
+		_, resp, err := in.dial("session=only", nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("session without resume: %v %v", resp, err)
+		}
+	})
+	t.Run("cross-site origin", func(t *testing.T) {
+		_, resp, err := in.dial("", http.Header{"Origin": {"https://evil.example"}})
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("foreign origin: %v %v", resp, err)
+		}
+		b, _, err := in.dial("", http.Header{"Origin": {"http://" + in.http}})
+		if err != nil {
+			t.Fatalf("same-host origin refused: %v", err)
+		}
+		b.expect("qrcode")
+	})
+	t.Run("gRPC arguments", func(t *testing.T) {
+		ctx := context.Background()
+		_, err := in.client.Notify(ctx, &pushv1.NotifyRequest{Scene: "x"})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("empty Notify: %v", err)
+		}
+		_, err = in.client.Push(ctx, &pushv1.PushRequest{Target: &pushv1.PushRequest_SessionId{SessionId: "nope"}, Event: "e"})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("Push to unknown session: %v", err)
+		}
+		_, err = in.client.Push(ctx, &pushv1.PushRequest{Target: &pushv1.PushRequest_Openid{Openid: "o"}, Event: "e", Data: []byte("{oops")})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("Push with bad JSON: %v", err)
+		}
+		res, err := in.client.Notify(ctx, &pushv1.NotifyRequest{Scene: "unknown", Ticket: "t", Event: pushv1.Event_EVENT_SCAN,
+			User: &pushv1.User{Openid: "o"}, EventId: "e"})
+		if err != nil || res.Result != pushv1.Result_RESULT_NOT_FOUND {
+			t.Errorf("Notify unknown scene: %v %v", res, err)
+		}
+	})
+	t.Run("ticket mismatch leaves the session", func(t *testing.T) {
+		b := in.mustDial("")
+		qr := b.expect("qrcode")
+		res, err := in.client.Notify(context.Background(), &pushv1.NotifyRequest{Scene: qr.Scene, Ticket: "forged",
+			Event: pushv1.Event_EVENT_SCAN, User: &pushv1.User{Openid: "oEve"}, EventId: "e1"})
+		if err != nil || res.Result != pushv1.Result_RESULT_TICKET_MISMATCH {
+			t.Fatalf("forged ticket: %v %v", res, err)
+		}
+		if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oDan", "e1"); res.Result != pushv1.Result_RESULT_DELIVERED {
+			t.Fatalf("real scan after a forged one = %v", res)
+		}
+		if lg := b.expect("login"); lg.User["openid"] != "oDan" {
+			t.Fatalf("login went to %v", lg.User)
+		}
+	})
+
+	// Through all of it, the bystander was served.
+	if res := in.notify(bystanderQR(t, bystander, in), pushv1.Event_EVENT_SCAN, "oBy", "by-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
+		t.Fatalf("bystander Notify = %v", res)
+	}
+	bystander.expect("login")
+}
+
+// bystanderQR asks the bystander's connection for a fresh code.
+func bystanderQR(t *testing.T, b *browser, in *instance) frame {
+	t.Helper()
+	b.send(`{"type":"refresh"}`)
+	return b.expect("qrcode")
+}
+
+func TestQRRateLimitPerIP(t *testing.T) {
+	in := start(t, map[string]string{"LIMIT_QR_PER_IP": "2/h"})
+	b := in.mustDial("")
+	b.expect("qrcode")
+	b.send(`{"type":"refresh"}`)
+	b.expect("qrcode")
+	b.send(`{"type":"refresh"}`)
+	if e := b.expect("error"); e.Code != "rate_limited" {
+		t.Fatalf("3rd code: %+v", e)
+	}
+	b2 := in.mustDial("")
+	if e := b2.expect("error"); e.Code != "rate_limited" {
+		t.Fatalf("new connection over the limit: %+v", e)
+	}
+	b2.expectClose(websocket.CloseTryAgainLater)
+	if n := len(in.wechat.QRCodes()); n != 2 {
+		t.Errorf("WeChat was asked for %d codes, want 2", n)
+	}
+}
+
+func TestExpiryAndRefresh(t *testing.T) {
+	in := start(t, map[string]string{"LOGIN_TTL": "1s", "PUSH_MAX_REFRESH": "1"})
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+	b.expect("expired")
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oLate", "e1"); res.Result != pushv1.Result_RESULT_EXPIRED {
+		t.Errorf("late scan = %v", res)
+	}
+	b.send(`{"type":"refresh"}`)
+	qr2 := b.expect("qrcode")
+	if qr2.Scene == qr.Scene || qr2.Session == qr.Session {
+		t.Fatal("refresh reused the old session")
+	}
+	b.send(`{"type":"refresh"}`)
+	for {
+		f := b.read()
+		if f.Type == "expired" {
+			continue
+		}
+		if f.Type != "error" || f.Code != "refresh_limit" {
+			t.Fatalf("over the refresh limit: %+v", f)
+		}
+		break
+	}
+}
+
+func TestWeChatFailureIsUpstreamUnavailable(t *testing.T) {
+	in := start(t, nil)
+	in.wechat.FailNext("/cgi-bin/qrcode/create", 45009, 1)
+	b := in.mustDial("")
+	if e := b.expect("error"); e.Code != "upstream_unavailable" {
+		t.Fatalf("error = %+v", e)
+	}
+	b.expectClose(websocket.CloseTryAgainLater)
+	b2 := in.mustDial("")
+	b2.expect("qrcode")
+
+	resp, err := http.Get("http://" + in.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`scanlogin_wechat_errors_total{errcode="45009"} 1`,
+		`scanlogin_qrcodes_total{result="error"} 1`,
+		`scanlogin_qrcodes_total{result="ok"} 1`,
+		`scanlogin_ws_connections 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(in.logs.String(), secret) || strings.Contains(in.logs.String(), in.wechat.CurrentToken()) {
+		t.Error("a secret or access token was logged")
+	}
+}
+
+func TestGRPCAuth(t *testing.T) {
+	in := start(t, map[string]string{"GRPC_AUTH_TOKEN": "internal-token"})
+	req := &pushv1.PushRequest{Target: &pushv1.PushRequest_Openid{Openid: "o"}, Event: "e"}
+	for name, md := range map[string]metadata.MD{
+		"none":  nil,
+		"wrong": metadata.Pairs("authorization", "Bearer internal-tokem"),
+		"bare":  metadata.Pairs("authorization", "internal-token"),
+	} {
+		ctx := metadata.NewOutgoingContext(context.Background(), md)
+		if _, err := in.client.Push(ctx, req); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: %v, want Unauthenticated", name, err)
+		}
+	}
+	ctx := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("authorization", "Bearer internal-token"))
+	if _, err := in.client.Push(ctx, req); err != nil {
+		t.Errorf("right token: %v", err)
+	}
+	hc, err := healthpb.NewHealthClient(in.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("health without token: %v %v", hc, err)
+	}
+	if strings.Contains(in.logs.String(), "internal-token") {
+		t.Error("GRPC_AUTH_TOKEN was logged")
+	}
+}
+
+func TestGracefulShutdownClosesWith1001(t *testing.T) {
+	in := start(t, nil)
+	b := in.mustDial("")
+	b.expect("qrcode")
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + in.http + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, resp, err)
+		}
+		resp.Body.Close()
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- in.stop() }()
+	b.expectClose(websocket.CloseGoingAway)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown hung")
+	}
+}
+
+func TestBadConfigNamesTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WECHAT_SECRET": "x"}, "WECHAT_APPID: required"},
+		{map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "x", "LOGIN_TTL": "soon"}, "LOGIN_TTL"},
+		{map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "x", "LIMIT_QR_PER_IP": "5/d"}, "LIMIT_QR_PER_IP"},
+		{map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "x", "ALLOWED_ORIGINS": "example.com"}, "ALLOWED_ORIGINS"},
+		{map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "x", "TOKEN_KEY_FILE": "/nonexistent/key.pem"}, "TOKEN_KEY_FILE"},
+	} {
+		err := run(context.Background(), nil, func(k string) string { return tc.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("env %v: err = %v, want it to name %s", tc.env, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type fakeQR struct{ n atomic.Int64 }
+
+func (f *fakeQR) CreateQR(_ context.Context, scene string, _ time.Duration) (QRCode, error) {
+	n := f.n.Add(1)
+	return QRCode{Ticket: fmt.Sprintf("ticket+/=%d", n), ImageURL: "img", URL: "url/" + scene}, nil
+}
+
+type fakeMinter struct{}
+
+func (fakeMinter) Mint(openid, _, sid string, _ time.Time) (string, error) {
+	return "tok-" + openid + "-" + sid, nil
+}
+
+// fakeRouter records deliveries; attached sessions take messages.
+type fakeRouter struct {
+	mu       sync.Mutex
+	attached map[string]bool
+	got      map[string][][]byte
+}
+
+func newRouter() *fakeRouter {
+	return &fakeRouter{attached: map[string]bool{}, got: map[string][][]byte{}}
+}
+
+func (r *fakeRouter) ToSession(_ context.Context, id string, msg []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.attached[id] {
+		return 0, nil
+	}
+	r.got[id] = append(r.got[id], msg)
+	return 1, nil
+}
+func (r *fakeRouter) ToUser(context.Context, string, []byte) (int, error) { return 0, nil }
+func (r *fakeRouter) Attached(_ context.Context, id string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.attached[id], nil
+}
+func (r *fakeRouter) attach(id string) { r.mu.Lock(); r.attached[id] = true; r.mu.Unlock() }
+func (r *fakeRouter) messages(id string) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[id]
+}
+
+type nopObserver struct{}
+
+func (nopObserver) SessionState(State)            {}
+func (nopObserver) NotifyResult(Result, bool)     {}
+func (nopObserver) NotifyDelivered(time.Duration) {}
+func (nopObserver) Pushed(string, int, bool)      {}
+
+func newService(t *testing.T) (*Service, *fakeRouter) {
+	t.Helper()
+	r := newRouter()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return NewService(log, Config{TTL: time.Minute}, NewMemory(time.Minute), &fakeQR{}, fakeMinter{}, r, nopObserver{}), r
+}
+
+func scan(st *Started, openid, id string) Event {
+	return Event{Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: openid}, EventID: id}
+}
+
+func TestNotifyExactlyOnceUnderConcurrency(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, err := svc.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.attach(st.Session.ID)
+
+	const n = 100
+	var wg sync.WaitGroup
+	results := make([]Result, n)
+	dups := make([]bool, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Half the calls repeat event "e0"; the rest are distinct events.
+			id := "e0"
+			if i%2 == 1 {
+				id = fmt.Sprintf("e%d", i)
+			}
+			res, dup, err := svc.Notify(ctx, scan(st, fmt.Sprintf("user%d", i%3), id))
+			if err != nil {
+				t.Error(err)
+			}
+			results[i], dups[i] = res, dup
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for i, res := range results {
+		if (res == ResultDelivered || res == ResultStored) && !dups[i] {
+			accepted++
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d events accepted, want exactly 1: %v", accepted, results)
+	}
+	if got := len(r.messages(st.Session.ID)); got != 1 {
+		t.Fatalf("browser got %d messages, want 1 login", got)
+	}
+	if !IsLogin(r.messages(st.Session.ID)[0]) {
+		t.Fatalf("not a login message: %s", r.messages(st.Session.ID)[0])
+	}
+}
+
+func TestNotifyDuplicateAnsweredAsFirst(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	r.attach(st.Session.ID)
+	res, dup, err := svc.Notify(ctx, scan(st, "alice", "e1"))
+	if err != nil || res != ResultDelivered || dup {
+		t.Fatalf("first = %v %v %v", res, dup, err)
+	}
+	res, dup, err = svc.Notify(ctx, scan(st, "alice", "e1"))
+	if err != nil || res != ResultDelivered || !dup {
+		t.Fatalf("duplicate = %v %v %v, want delivered duplicate", res, dup, err)
+	}
+	res, _, _ = svc.Notify(ctx, scan(st, "bob", "e2"))
+	if res != ResultAlreadyUsed {
+		t.Fatalf("second confirmation = %v, want already_used", res)
+	}
+	if len(r.messages(st.Session.ID)) != 1 {
+		t.Fatalf("browser got %d messages", len(r.messages(st.Session.ID)))
+	}
+}
+
+func TestNotifyStoredThenCatchup(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	res, _, err := svc.Notify(ctx, scan(st, "alice", "e1"))
+	if err != nil || res != ResultStored {
+		t.Fatalf("notify while away = %v %v, want stored", res, err)
+	}
+	if _, err := svc.Resume(ctx, st.Session.ID, "wrong"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("resume with wrong secret: %v", err)
+	}
+	if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	r.attach(st.Session.ID)
+	now, missed, err := svc.Catchup(ctx, st.Session.ID)
+	if err != nil || now.State != StateConfirmed || len(missed) != 1 || !IsLogin(missed[0]) {
+		t.Fatalf("catchup = %+v %q %v", now, missed, err)
+	}
+	// The stored login was handed over: a duplicate now reports delivered.
+	if res, dup, _ := svc.Notify(ctx, scan(st, "alice", "e1")); res != ResultDelivered || !dup {
+		t.Fatalf("duplicate after catch-up = %v %v", res, dup)
+	}
+}
+
+func TestNotifyResults(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	ev := scan(st, "alice", "e1")
+	ev.Scene = "nope"
+	if res, _, _ := svc.Notify(ctx, ev); res != ResultNotFound {
+		t.Errorf("unknown scene = %v", res)
+	}
+	ev = scan(st, "alice", "e1")
+	ev.Ticket = "forged"
+	if res, _, _ := svc.Notify(ctx, ev); res != ResultTicketMismatch {
+		t.Errorf("wrong ticket = %v", res)
+	}
+	svc.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if res, _, _ := svc.Notify(ctx, scan(st, "alice", "e2")); res != ResultExpired {
+		t.Errorf("late scan = %v", res)
+	}
+	for name, ev := range map[string]Event{
+		"no scene":    {Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
+		"no ticket":   {Scene: "s", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
+		"no kind":     {Scene: "s", Ticket: "t", User: User{OpenID: "a"}, EventID: "e"},
+		"no openid":   {Scene: "s", Ticket: "t", Kind: KindScan, EventID: "e"},
+		"no event id": {Scene: "s", Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}},
+	} {
+		if _, _, err := svc.Notify(ctx, ev); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestPushToSession(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	n, stored, err := svc.Push(ctx, Target{SessionID: st.Session.ID}, "hello", []byte(`{"a":1}`))
+	if err != nil || n != 0 || !stored {
+		t.Fatalf("push while away = %d %v %v, want stored", n, stored, err)
+	}
+	r.attach(st.Session.ID)
+	_, missed, _ := svc.Catchup(ctx, st.Session.ID)
+	if len(missed) != 1 || string(missed[0]) != `{"type":"message","event":"hello","data":{"a":1}}` {
+		t.Fatalf("missed = %q", missed)
+	}
+	n, stored, err = svc.Push(ctx, Target{SessionID: st.Session.ID}, "hello", nil)
+	if err != nil || n != 1 || stored {
+		t.Fatalf("push while attached = %d %v %v", n, stored, err)
+	}
+	if _, _, err := svc.Push(ctx, Target{SessionID: "missing"}, "e", nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown session: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		to   Target
+		ev   string
+		data []byte
+	}{
+		"no target":   {Target{}, "e", nil},
+		"two targets": {Target{SessionID: "a", OpenID: "b"}, "e", nil},
+		"no event":    {Target{OpenID: "b"}, "", nil},
+		"not json":    {Target{OpenID: "b"}, "e", []byte("{")},
+		"too big":     {Target{OpenID: "b"}, "e", make([]byte, MaxPushData+1)},
+	} {
+		if _, _, err := svc.Push(ctx, tc.to, tc.ev, tc.data); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestRefreshExpiresOldSession(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	old, _ := svc.Start(ctx)
+	st, err := svc.Refresh(ctx, old.Session.ID)
+	if err != nil || st.Session.Scene == old.Session.Scene {
+		t.Fatalf("refresh = %+v %v", st, err)
+	}
+	if res, _, _ := svc.Notify(ctx, scan(old, "alice", "e1")); res != ResultExpired {
+		t.Fatalf("scan of the replaced code = %v, want expired", res)
+	}
+}
