@@ -27,6 +27,7 @@ import (
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
+	"github.com/scanlogin/scanlogin/push-server/internal/web"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
@@ -86,6 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AllowedOrigins: cfg.AllowedOrigins,
 		TrustedProxies: cfg.TrustedProxies,
 		MaxRefresh:     cfg.MaxRefresh,
+		Page:           web.Handler(web.Options{SimulatorURL: cfg.SimulatorURL}),
 	}, logins, h, tokens, m, qrLimit, limit.NewConns(cfg.ConnsPerIP), func(context.Context) error { return nil })
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
@@ -173,4 +175,3 @@ func newIssuer(log *slog.Logger, cfg *config.Config) (*token.Issuer, error) {
 	}
 	return iss, nil
 }
-

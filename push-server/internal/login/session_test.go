@@ -19,7 +19,9 @@ func TestApply(t *testing.T) {
 		return s
 	}
 	with := func(s *Session, f func(*Session)) *Session { f(s); return s }
-	ev := func(k Kind, u User, id string) Event { return Event{Scene: "sc", Ticket: "T+/=", Kind: k, User: u, EventID: id} }
+	ev := func(k Kind, u User, id string) Event {
+		return Event{Scene: "sc", Ticket: "T+/=", Kind: k, User: u, EventID: id}
+	}
 
 	tests := []struct {
 		name      string
