@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 export GOTOOLCHAIN ?= local
 
-MODULES := proto wechat testkit push-server wechat-callback
+MODULES := proto wechat testkit push-server wechat-callback wechat-sim e2e
 BIN := $(CURDIR)/bin
 TOOLS := $(CURDIR)/.tools
 
@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.1
 
 GO_TEST_FLAGS ?= -race -count=1
 
-.PHONY: all build test test-unit proto proto-check tools vet clean
+.PHONY: all build test test-unit proto proto-check tools vet clean run-all
 
 all: build
 
@@ -24,6 +24,11 @@ build:
 	@mkdir -p $(BIN)
 	cd push-server && go build -o $(BIN)/push-server ./cmd/push-server
 	cd wechat-callback && go build -o $(BIN)/wechat-callback ./cmd/wechat-callback
+	cd wechat-sim && go build -o $(BIN)/wechat-sim ./cmd/wechat-sim
+
+## run-all: the simulator, wechat-callback and push-server with matching dev settings
+run-all: build
+	scripts/run-all.sh
 
 ## test: every test suite, with the race detector
 test: proto-check vet test-unit

@@ -1,0 +1,3 @@
+module github.com/scanlogin/scanlogin/wechat-sim
+
+go 1.26.0
