@@ -157,3 +157,5 @@ type textReply struct {
 	MsgType      string   `xml:"MsgType"`
 	Content      string   `xml:"Content"`
 }
+
+func xmlUnmarshal(s string, v any) error { return xml.Unmarshal([]byte(s), v) }
