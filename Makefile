@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 export GOTOOLCHAIN ?= local
 
-MODULES := proto wechat testkit push-server wechat-callback wechat-sim e2e
+MODULES := proto wechat testkit push-server wechat-callback wechat-sim scripts/loadtest e2e
 BIN := $(CURDIR)/bin
 TOOLS := $(CURDIR)/.tools
 
@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.1
 
 GO_TEST_FLAGS ?= -race -count=1
 
-.PHONY: all build test test-unit proto proto-check tools vet clean run-all
+.PHONY: all build test test-unit proto proto-check tools vet clean run-all bench
 
 all: build
 
@@ -29,6 +29,11 @@ build:
 ## run-all: the simulator, wechat-callback and push-server with matching dev settings
 run-all: build
 	scripts/run-all.sh
+
+## bench: the standard load profile; writes docs/benchmarks.md
+bench: build
+	cd scripts/loadtest && go build -o $(BIN)/loadtest .
+	scripts/bench.sh
 
 ## test: every test suite, with the race detector
 test: proto-check vet test-unit

@@ -1,0 +1,88 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/limit"
+)
+
+func load(env map[string]string) (*Config, error) {
+	base := map[string]string{"WECHAT_APPID": "wxapp", "WECHAT_SECRET": "shh"}
+	for k, v := range env {
+		base[k] = v
+	}
+	return Load(func(k string) string { return base[k] })
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != ":8080" || c.GRPCAddr != "127.0.0.1:9090" || c.LoginTTL != 120*time.Second ||
+		c.TokenTTL != 5*time.Minute || c.TokenIssuer != "scanlogin" || c.ConnsPerIP != 50 ||
+		c.QRPerIP != (limit.Rate{N: 20, Per: time.Minute}) || c.APIBase != "https://api.weixin.qq.com" ||
+		c.MPBase != "https://mp.weixin.qq.com" || c.LogLevel != slog.LevelInfo {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestParse(t *testing.T) {
+	c, err := load(map[string]string{
+		"ALLOWED_ORIGINS": "https://a.example, HTTPS://B.example:8443",
+		"TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+		"LOGIN_TTL":       "5m",
+		"LIMIT_QR_PER_IP": "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.AllowedOrigins) != "[https://a.example https://b.example:8443]" ||
+		len(c.TrustedProxies) != 2 || c.LoginTTL != 5*time.Minute || c.QRPerIP.N != 0 {
+		t.Fatalf("parsed = %+v", c)
+	}
+}
+
+func TestErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct{ key, val string }{
+		{"WECHAT_APPID", ""},
+		{"WECHAT_SECRET", ""},
+		{"LOGIN_TTL", "2"},
+		{"LOGIN_TTL", "1500ms"},
+		{"LOGIN_TTL", "31d"},
+		{"TOKEN_TTL", "0s"},
+		{"LIMIT_CONNS_PER_IP", "-1"},
+		{"LIMIT_QR_PER_IP", "many"},
+		{"ALLOWED_ORIGINS", "https://a.example/path"},
+		{"TRUSTED_PROXIES", "proxy.local"},
+		{"PUSH_HTTP_ADDR", "8080"},
+		{"WECHAT_API_BASE", "ftp://x"},
+		{"LOG_LEVEL", "loud"},
+		{"REDIS_URL", "redis://127.0.0.1:6379"},
+	} {
+		_, err := load(map[string]string{tc.key: tc.val})
+		if tc.val == "" {
+			_, err = Load(func(k string) string {
+				if k == tc.key {
+					return ""
+				}
+				return map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "b"}[k]
+			})
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), "config: "+tc.key+":") {
+			t.Errorf("%s=%q: err = %v", tc.key, tc.val, err)
+		}
+	}
+}
+
+func TestLogValueHasNoSecrets(t *testing.T) {
+	c, _ := load(map[string]string{"GRPC_AUTH_TOKEN": "tok-123"})
+	out := c.LogValue().String()
+	if strings.Contains(out, "shh") || strings.Contains(out, "tok-123") {
+		t.Fatalf("secrets in %s", out)
+	}
+}

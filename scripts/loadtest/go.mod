@@ -1,0 +1,3 @@
+module github.com/scanlogin/scanlogin/scripts/loadtest
+
+go 1.26.0
