@@ -36,6 +36,46 @@ func NewRedis(rdb redis.UniversalClient, prefix string) *Redis {
 	return &Redis{rdb: rdb, prefix: prefix}
 }
 
+// Timeouts of a Redis opened by OpenRedis. They are short because the
+// callback has 5 seconds in all, and Fallback stands in when Redis is slow.
+const (
+	redisDialTimeout = 500 * time.Millisecond
+	redisIOTimeout   = 300 * time.Millisecond
+)
+
+// OpenRedis connects (lazily) to the Redis at url (redis://, rediss:// or
+// unix://) with short timeouts and no retries, and returns a Store on it.
+// Close it when done.
+func OpenRedis(url, prefix string) (*Redis, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opts.DialTimeout = redisDialTimeout
+	opts.ReadTimeout = redisIOTimeout
+	opts.WriteTimeout = redisIOTimeout
+	opts.PoolTimeout = redisIOTimeout
+	opts.MaxRetries = -1
+	opts.DialerRetries = 1
+	return NewRedis(redis.NewClient(opts), prefix), nil
+}
+
+// Ping checks that Redis answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the client.
+func (r *Redis) Close() error {
+	if err := r.rdb.Close(); err != nil {
+		return fmt.Errorf("close redis: %w", err)
+	}
+	return nil
+}
+
 // Remember implements Store.
 func (r *Redis) Remember(ctx context.Context, key, digest string, ttl time.Duration) (bool, error) {
 	n, err := rememberScript.Run(ctx, r.rdb, []string{r.prefix + key}, digest, ttl.Milliseconds()).Int()
