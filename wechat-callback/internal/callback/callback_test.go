@@ -184,7 +184,11 @@ func TestRejections(t *testing.T) {
 		reason string
 	}{
 		{"no signature", func() url.Values { q := e.query(); q.Del("signature"); return q }, good, 403, reasonSignature},
-		{"wrong signature", func() url.Values { q := e.query(); q.Set("signature", sign("other", q.Get("timestamp"), q.Get("nonce"))); return q }, good, 403, reasonSignature},
+		{"wrong signature", func() url.Values {
+			q := e.query()
+			q.Set("signature", sign("other", q.Get("timestamp"), q.Get("nonce")))
+			return q
+		}, good, 403, reasonSignature},
 		{"upper-case signature", func() url.Values { q := e.query(); q.Set("signature", strings.ToUpper(q.Get("signature"))); return q }, good, 403, reasonSignature},
 		{"old timestamp", func() url.Values { q := e.query(); q.Set("timestamp", "1700000000"); return resign(q) }, good, 403, reasonTimestamp},
 		{"future timestamp", func() url.Values {
