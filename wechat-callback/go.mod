@@ -9,6 +9,7 @@ require (
 	github.com/scanlogin/scanlogin/proto v0.0.0-00010101000000-000000000000
 	github.com/scanlogin/scanlogin/testkit v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0-00010101000000-000000000000
+	golang.org/x/sync v0.24.0
 	google.golang.org/grpc v1.85.0
 )
 
@@ -46,7 +47,6 @@ require (
 	golang.org/x/arch v0.22.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect

@@ -1,0 +1,194 @@
+// Command wechat-callback is the HTTP endpoint WeChat calls when a user
+// scans a login QR code. It verifies and decrypts the event, drops
+// duplicates and replays, and reports the scan to the push server with
+// PushService.Notify. Configuration comes from the environment; see
+// wechat-callback/README.md.
+//
+// Once it listens it logs a line such as
+//
+//	level=INFO msg=listening addr=127.0.0.1:8081
+//
+// on stderr, from which a parent process can read the address.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/scanlogin/scanlogin/wechat"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient"
+	"golang.org/x/sync/errgroup"
+)
+
+// shutdownTimeout bounds the graceful shutdown.
+const shutdownTimeout = 10 * time.Second
+
+// redisCooldown is how long the in-memory store stands in after a Redis
+// failure before Redis is tried again.
+const redisCooldown = 2 * time.Second
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], getenv, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "wechat-callback: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// getenv is os.Getenv, except that a reply text set to the empty string
+// reads as "-", config's spelling of "no text, answer success".
+func getenv(name string) string {
+	v, ok := os.LookupEnv(name)
+	if ok && v == "" && strings.HasPrefix(name, "REPLY_") {
+		return "-"
+	}
+	return v
+}
+
+// run starts the service and blocks until ctx is done or SIGINT/SIGTERM
+// arrives, then shuts down gracefully. It returns the error of anything
+// that failed.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	fs := flag.NewFlagSet("wechat-callback", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: wechat-callback (configured by environment variables; see README)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log.Info("starting", "config", cfg)
+	redis.SetLogger(redisLogger{log})
+
+	push, err := pushclient.New(cfg.PushTarget, cfg.GRPCAuthToken, cfg.NotifyTimeout)
+	if err != nil {
+		return fmt.Errorf("PUSH_GRPC_TARGET: %w", err)
+	}
+	defer push.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := callback.NewMetrics(reg)
+
+	var store dedup.Store = dedup.NewMemory()
+	if cfg.RedisURL != "" {
+		rdb, err := dedup.OpenRedis(cfg.RedisURL, "scanlogin:callback:")
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		if err := rdb.Ping(ctx); err != nil {
+			log.Warn("redis unreachable at start; in-memory duplicate store stands in", "err", err)
+		}
+		store = &dedup.Fallback{
+			Primary:   rdb,
+			Secondary: store,
+			Cooldown:  redisCooldown,
+			OnError: func(err error) {
+				metrics.StoreFailed()
+				log.Warn("redis failed; in-memory duplicate store stands in", "err", err)
+			},
+		}
+	}
+
+	var users callback.UserInfoFetcher
+	if cfg.FetchUserInfo {
+		client, err := wechat.NewClient(wechat.Config{
+			APIBase:    cfg.APIBase,
+			AppID:      cfg.AppID,
+			Secret:     cfg.Secret,
+			HTTPClient: &http.Client{Timeout: 3 * time.Second},
+			Logger:     log,
+		})
+		if err != nil {
+			return fmt.Errorf("FETCH_USER_INFO: %w", err)
+		}
+		users = client
+	}
+
+	handler, err := callback.NewServer(callback.Deps{
+		Logger:   log,
+		Config:   cfg,
+		Notifier: push,
+		Store:    store,
+		Users:    users,
+		Ready:    push.Ready,
+		Registry: reg,
+		Metrics:  metrics,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("CALLBACK_HTTP_ADDR: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("http shutdown: %w", err)
+		}
+		return nil
+	})
+	err = g.Wait()
+	log.Info("stopped", "err", err)
+	return err
+}
+
+// redisLogger sends go-redis's own messages (mostly dial failures, which
+// the duplicate store already reports) to the debug log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
