@@ -7,7 +7,9 @@ require (
 	github.com/go-jose/go-jose/v4 v4.1.8
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/scanlogin/scanlogin/proto v0.0.0
+	github.com/scanlogin/scanlogin/testkit v0.0.0-00010101000000-000000000000
 	github.com/scanlogin/scanlogin/wechat v0.0.0
 	golang.org/x/sync v0.24.0
 	golang.org/x/time v0.16.0
@@ -29,7 +31,7 @@ require (
 	github.com/goccy/go-json v0.10.5 // indirect
 	github.com/goccy/go-yaml v1.19.2 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
-	github.com/klauspost/cpuid/v2 v2.3.0 // indirect
+	github.com/klauspost/cpuid/v2 v2.4.0 // indirect
 	github.com/leodido/go-urn v1.4.0 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
@@ -44,6 +46,7 @@ require (
 	github.com/twitchyliquid64/golang-asm v0.15.1 // indirect
 	github.com/ugorji/go/codec v1.3.1 // indirect
 	go.mongodb.org/mongo-driver/v2 v2.5.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/arch v0.22.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
@@ -55,6 +58,7 @@ require (
 
 replace (
 	github.com/scanlogin/scanlogin/proto => ../proto
+	github.com/scanlogin/scanlogin/redisurl => ../redisurl
 	github.com/scanlogin/scanlogin/testkit => ../testkit
 	github.com/scanlogin/scanlogin/wechat => ../wechat
 )

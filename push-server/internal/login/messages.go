@@ -82,3 +82,11 @@ var loginPrefix = []byte(`{"type":"login"`)
 // IsLogin reports whether msg is a login message, after which the
 // connection is closed with 1000.
 func IsLogin(msg []byte) bool { return bytes.HasPrefix(msg, loginPrefix) }
+
+// pushPrefix starts every PushMsg.
+var pushPrefix = []byte(`{"type":"message"`)
+
+// IsPush reports whether msg is a Push message: one that must be kept for
+// the browser when no connection took it, unlike state messages, which the
+// session itself keeps.
+func IsPush(msg []byte) bool { return bytes.HasPrefix(msg, pushPrefix) }

@@ -137,11 +137,11 @@ func HashResume(secret string) []byte {
 	return h[:]
 }
 
-// apply runs the state machine: it applies ev to s at now and reports the
+// Transition runs the state machine: it applies ev to s at now and reports the
 // result and whether s changed. Rejected events leave s untouched. A
 // duplicate (an event id s accepted before) changes nothing; its result is
 // what the first call was answered.
-func apply(s *Session, ev Event, now time.Time) (res Result, duplicate, changed bool) {
+func Transition(s *Session, ev Event, now time.Time) (res Result, duplicate, changed bool) {
 	for _, id := range s.EventIDs {
 		if id == ev.EventID {
 			if s.Delivered {

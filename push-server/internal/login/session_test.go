@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-func TestApply(t *testing.T) {
+func TestTransition(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	alice := User{OpenID: "alice"}
 	bob := User{OpenID: "bob"}
@@ -56,7 +56,7 @@ func TestApply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := tt.s.clone()
-			res, dup, changed := apply(tt.s, tt.ev, tt.at)
+			res, dup, changed := Transition(tt.s, tt.ev, tt.at)
 			if res != tt.want || dup != tt.dup {
 				t.Fatalf("apply = %v dup=%v, want %v dup=%v", res, dup, tt.want, tt.dup)
 			}

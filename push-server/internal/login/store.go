@@ -92,7 +92,7 @@ func (m *Memory) Apply(_ context.Context, ev Event, now time.Time, render func(*
 	}
 	s := m.byID[id]
 	next := s.clone()
-	res, dup, changed := apply(next, ev, now)
+	res, dup, changed := Transition(next, ev, now)
 	if changed {
 		msg, err := render(next)
 		if err != nil {
