@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
+	"github.com/scanlogin/scanlogin/wechat"
+)
+
+// An op is one timed request of the rate phase: a Push, or a scan POSTed
+// to the callback.
+type op interface {
+	// do sends request number seq to session s. Work that is not part of
+	// the measure (building and signing a scan) happens first; start is
+	// taken just before the request leaves.
+	do(ctx context.Context, seq int, s *Session) (start time.Time, err error)
+	Close() error
+}
+
+// pushData is the payload of a timed push: the receiving connection reads
+// t to compute the latency.
+func pushData(seq int, t time.Time) []byte {
+	b := make([]byte, 0, 48)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendInt(b, int64(seq), 10)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, t.UnixNano(), 10)
+	return append(b, '}')
+}
+
+// grpcPush calls PushService.Push on the push servers, round-robin.
+type grpcPush struct {
+	conns   []*grpc.ClientConn
+	clients []pushv1.PushServiceClient
+	auth    string
+	timeout time.Duration
+}
+
+func newGRPCPush(addrs []string, authToken string, timeout time.Duration) (*grpcPush, error) {
+	p := &grpcPush{auth: authToken, timeout: timeout}
+	for _, a := range addrs {
+		cc, err := grpc.NewClient("passthrough:///"+a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("grpc %s: %w", a, err)
+		}
+		cc.Connect()
+		p.conns = append(p.conns, cc)
+		p.clients = append(p.clients, pushv1.NewPushServiceClient(cc))
+	}
+	return p, nil
+}
+
+func (p *grpcPush) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if p.auth != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.auth)
+	}
+	c := p.clients[seq%len(p.clients)]
+	start := time.Now()
+	req := &pushv1.PushRequest{
+		Target: &pushv1.PushRequest_SessionId{SessionId: s.ID},
+		Event:  "bench",
+		Data:   pushData(seq, start),
+	}
+	res, err := c.Push(ctx, req)
+	if err != nil {
+		return start, fmt.Errorf("push: %w", err)
+	}
+	if res.GetDelivered() < 1 {
+		return start, fmt.Errorf("push: delivered %d, stored %v", res.GetDelivered(), res.GetStored())
+	}
+	return start, nil
+}
+
+func (p *grpcPush) Close() error {
+	for _, c := range p.conns {
+		c.Close()
+	}
+	return nil
+}
+
+// loopbackClient is an HTTP client with enough kept-alive connections for
+// the rate phase, that refuses to leave the machine.
+func loopbackClient(conns int, timeout time.Duration) *http.Client {
+	d := &net.Dialer{Timeout: timeout}
+	return &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if err := checkAddr("target", addr); err != nil {
+					return nil, err
+				}
+				return d.DialContext(ctx, network, addr)
+			},
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
+			IdleConnTimeout:     time.Minute,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// httpPush POSTs to the baseline's /push?id=N, round-robin over its
+// instances.
+type httpPush struct {
+	urls []string // http://host:port/push
+	hc   *http.Client
+}
+
+func (p *httpPush) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
+	u := p.urls[seq%len(p.urls)] + "?id=" + s.ID
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(pushData(seq, start))))
+	if err != nil {
+		return start, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := p.hc.Do(req)
+	if err != nil {
+		return start, fmt.Errorf("push: %w", shortErr(err))
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return start, fmt.Errorf("push: HTTP %d", res.StatusCode)
+	}
+	return start, nil
+}
+
+func (p *httpPush) Close() error { p.hc.CloseIdleConnections(); return nil }
+
+// ScanConfig is how the tool plays WeChat towards the callback.
+type ScanConfig struct {
+	URLs   []string // callback URLs, round-robin
+	Token  string   // WECHAT_TOKEN
+	AESKey string   // WECHAT_AES_KEY; set: safe mode
+	AppID  string   // WECHAT_APPID, for safe mode
+	ToUser string   // the account's original id (ToUserName)
+	Event  string   // "scan", "subscribe" or "mixed"
+}
+
+// scanPost POSTs signed WeChat events to the callback, as WeChat would
+// after the user scanned session s's QR code.
+type scanPost struct {
+	cfg     ScanConfig
+	crypter *wechat.Crypter // nil: plaintext mode
+	hc      *http.Client
+}
+
+func newScanPost(cfg ScanConfig, hc *http.Client) (*scanPost, error) {
+	p := &scanPost{cfg: cfg, hc: hc}
+	if cfg.AESKey != "" {
+		c, err := wechat.NewCrypter(cfg.Token, cfg.AESKey, cfg.AppID)
+		if err != nil {
+			return nil, fmt.Errorf("-aes-key: %w", err)
+		}
+		p.crypter = c
+	}
+	return p, nil
+}
+
+// openID makes a stable, realistic-looking 28-character OpenID per session.
+func openID(idx int) string { return fmt.Sprintf("oBENCH%022d", idx) }
+
+// request builds the signed POST for a scan of s.
+func (p *scanPost) request(ctx context.Context, seq int, s *Session, now time.Time) (*http.Request, error) {
+	ev, key := wechat.EventScan, s.Scene
+	if p.cfg.Event == "subscribe" || (p.cfg.Event == "mixed" && seq%2 == 1) {
+		ev, key = wechat.EventSubscribe, wechat.EventKeyScenePrefix+s.Scene
+	}
+	m := wechat.Message{
+		ToUserName:   p.cfg.ToUser,
+		FromUserName: openID(s.Idx),
+		CreateTime:   now.Unix(),
+		MsgType:      wechat.MsgTypeEvent,
+		Event:        ev,
+		EventKey:     key,
+		Ticket:       s.Ticket,
+	}
+	body, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	var nb [8]byte
+	rand.Read(nb[:])
+	ts := strconv.FormatInt(now.Unix(), 10)
+	nonce := strconv.FormatUint(binary.BigEndian.Uint64(nb[:])>>1, 10)
+	q := url.Values{
+		"signature": {wechat.Signature(p.cfg.Token, ts, nonce)},
+		"timestamp": {ts},
+		"nonce":     {nonce},
+		"openid":    {m.FromUserName},
+	}
+	if p.crypter != nil {
+		enc, err := p.crypter.Encrypt(body)
+		if err != nil {
+			return nil, err
+		}
+		env := wechat.Message{ToUserName: p.cfg.ToUser, Encrypt: enc}
+		if body, err = env.Marshal(); err != nil {
+			return nil, err
+		}
+		q.Set("encrypt_type", "aes")
+		q.Set("msg_signature", p.crypter.MsgSignature(ts, nonce, enc))
+	}
+	u := p.cfg.URLs[seq%len(p.cfg.URLs)] + "?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(body)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	return req, nil
+}
+
+func (p *scanPost) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
+	req, err := p.request(ctx, seq, s, time.Now())
+	if err != nil {
+		return time.Now(), fmt.Errorf("build scan: %w", err)
+	}
+	start := time.Now()
+	res, err := p.hc.Do(req)
+	if err != nil {
+		return start, fmt.Errorf("scan: %w", shortErr(err))
+	}
+	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return start, fmt.Errorf("scan: HTTP %d", res.StatusCode)
+	}
+	return start, nil
+}
+
+func (p *scanPost) Close() error { p.hc.CloseIdleConnections(); return nil }
+
+// Driven is the outcome of a rate phase, as the sender saw it.
+type Driven struct {
+	Sent      int               // requests made
+	OK        int               // requests that succeeded
+	Errors    map[string]int    // failures by message
+	Late      int               // requests that left more than 10 ms behind schedule
+	Elapsed   time.Duration     // from the first request to the last answer
+	Starts    map[int]time.Time // scan mode: session index → start
+	MaxBehind time.Duration     // worst lag behind schedule
+}
+
+// drive makes count requests at rate per second, open loop: request i is
+// due at start + i/rate whatever happened to the others, with at most
+// inflight outstanding. pick chooses the session of request i.
+func drive(ctx context.Context, o op, count int, rate float64, inflight int, pick func(i int) *Session, keepStarts bool) *Driven {
+	d := &Driven{Errors: map[string]int{}}
+	if keepStarts {
+		d.Starts = make(map[int]time.Time, count)
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, inflight)
+	)
+	interval := float64(time.Second) / rate
+	begin := time.Now()
+	for i := 0; i < count && ctx.Err() == nil; i++ {
+		due := begin.Add(time.Duration(float64(i) * interval))
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		if lag := time.Since(due); lag > 10*time.Millisecond {
+			d.Late++
+			d.MaxBehind = max(d.MaxBehind, lag)
+		}
+		s := pick(i)
+		d.Sent++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start, err := o.do(ctx, i, s)
+			<-sem
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				msg := err.Error()
+				if len(d.Errors) < 20 || d.Errors[msg] > 0 {
+					d.Errors[msg]++
+				} else {
+					d.Errors["other errors"]++
+				}
+				return
+			}
+			d.OK++
+			if keepStarts {
+				d.Starts[s.Idx] = start
+			}
+		}()
+	}
+	wg.Wait()
+	d.Elapsed = time.Since(begin)
+	return d
+}

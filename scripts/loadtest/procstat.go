@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTicks is sysconf(_SC_CLK_TCK) on Linux, the unit of utime and stime
+// in /proc/<pid>/stat; it is 100 on every Linux ABI Go supports.
+const clockTicks = 100
+
+// ProcSample is what /proc tells about one process at one moment.
+type ProcSample struct {
+	RSS int64         // VmRSS, bytes
+	CPU time.Duration // utime + stime
+}
+
+// readProc reads VmRSS from /proc/<pid>/status and utime+stime from
+// /proc/<pid>/stat.
+func readProc(pid int) (ProcSample, error) {
+	var s ProcSample
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, fmt.Errorf("read status of pid %d: %w", pid, err)
+	}
+	for line := range bytes.Lines(status) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			f := strings.Fields(string(rest))
+			if len(f) != 2 || f[1] != "kB" {
+				return s, fmt.Errorf("pid %d: odd VmRSS line %q", pid, line)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return s, fmt.Errorf("pid %d: VmRSS: %w", pid, err)
+			}
+			s.RSS = kb << 10
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, fmt.Errorf("read stat of pid %d: %w", pid, err)
+	}
+	s.CPU, err = parseStatCPU(stat)
+	if err != nil {
+		return s, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return s, nil
+}
+
+// parseStatCPU returns utime+stime from the text of /proc/<pid>/stat. The
+// command name (field 2) may hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func parseStatCPU(stat []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat: no ')'")
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	// f[0] is field 3 (state); utime is field 14, stime field 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields after the name", len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("stat: utime %q stime %q", f[11], f[12])
+	}
+	return time.Duration(ut+st) * time.Second / clockTicks, nil
+}
+
+// readProcs sums readProc over pids (one per server instance).
+func readProcs(pids []int) (ProcSample, error) {
+	var sum ProcSample
+	for _, pid := range pids {
+		s, err := readProc(pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.RSS += s.RSS
+		sum.CPU += s.CPU
+	}
+	return sum, nil
+}
