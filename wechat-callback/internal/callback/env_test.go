@@ -32,10 +32,11 @@ const (
 
 // testEnv is a callback server wired to a fake push server over real gRPC.
 type testEnv struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   *config.Config
 	push  *pushtest.Server
 	srv   *httptest.Server
+	h     http.Handler
 	reg   *prometheus.Registry
 	logs  *syncBuffer
 	nonce atomic.Int64
@@ -77,7 +78,7 @@ func withPush(p *pushtest.Server) envOption {
 	return func(e *testEnv, _ map[string]string, _ *Deps) { e.push = p }
 }
 
-func newEnv(t *testing.T, opts ...envOption) *testEnv {
+func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, reg: prometheus.NewRegistry(), logs: &syncBuffer{}, now: time.Now}
 	vars := map[string]string{"WECHAT_TOKEN": testToken, "CALLBACK_BUDGET": "2s", "NOTIFY_TIMEOUT": "500ms"}
@@ -104,6 +105,7 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.h = h
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e
