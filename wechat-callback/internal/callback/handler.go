@@ -154,8 +154,8 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 	var encrypted bool
 	switch et := q.Get("encrypt_type"); et {
 	case "", "raw":
-		if h.crypter != nil {
-			return nil, reject(http.StatusForbidden, reasonMode, "plaintext request while WECHAT_AES_KEY is set (safe or compatible mode expected)")
+		if h.cfg.RequireEncryption {
+			return nil, reject(http.StatusForbidden, reasonMode, "plaintext request while CALLBACK_REQUIRE_ENCRYPTION is set")
 		}
 	case "aes":
 		if h.crypter == nil {

@@ -61,8 +61,20 @@ func TestCompatibleMode(t *testing.T) {
 	}
 }
 
+// TestPlaintextWithKey: with an AES key, plaintext requests are accepted
+// (an account moving to safe mode sends them until the switch) unless
+// CALLBACK_REQUIRE_ENCRYPTION is set.
+func TestPlaintextWithKey(t *testing.T) {
+	e := newEnv(t, safeMode)
+	e.push.SetResult("s1", pushv1.Result_RESULT_DELIVERED)
+	r := e.post(e.query(), event(testOpenID, time.Now().Unix(), "SCAN", "s1", "T"))
+	if r.status != 200 || parseText(t, r.body).Content != config.DefaultReplyLoginOK {
+		t.Fatalf("answer %+v", r)
+	}
+}
+
 func TestSafeModeRejections(t *testing.T) {
-	e := newEnv(t, safeMode, withEnv("WECHAT_ORIGINAL_ID", testGH))
+	e := newEnv(t, safeMode, withEnv("WECHAT_ORIGINAL_ID", testGH, "CALLBACK_REQUIRE_ENCRYPTION", "true"))
 	now := time.Now().Unix()
 	msg := event(testOpenID, now, "SCAN", "s1", "T")
 	tests := []struct {

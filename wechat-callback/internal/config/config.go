@@ -32,6 +32,8 @@ type Config struct {
 	GRPCAuthToken string // GRPC_AUTH_TOKEN (secret)
 	RedisURL      string // REDIS_URL (may hold a password)
 
+	RequireEncryption bool // CALLBACK_REQUIRE_ENCRYPTION: refuse plaintext requests
+
 	FetchUserInfo   bool          // FETCH_USER_INFO
 	UserInfoTimeout time.Duration // USER_INFO_TIMEOUT
 
@@ -118,6 +120,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	if c.FetchUserInfo, err = parseBool(getenv, "FETCH_USER_INFO", false); err != nil {
 		return nil, err
 	}
+	if c.RequireEncryption, err = parseBool(getenv, "CALLBACK_REQUIRE_ENCRYPTION", false); err != nil {
+		return nil, err
+	}
 	durations := []struct {
 		dst  *time.Duration
 		name string
@@ -157,6 +162,8 @@ func (c *Config) Validate() error {
 		return errors.New("WECHAT_AES_KEY: must be empty or exactly 43 letters or digits (the EncodingAESKey)")
 	case c.AESKey != "" && c.AppID == "":
 		return errors.New("WECHAT_APPID: required when WECHAT_AES_KEY is set (the decrypted message names it)")
+	case c.RequireEncryption && c.AESKey == "":
+		return errors.New("CALLBACK_REQUIRE_ENCRYPTION: needs WECHAT_AES_KEY")
 	case c.FetchUserInfo && c.AppID == "":
 		return errors.New("WECHAT_APPID: required when FETCH_USER_INFO is true")
 	case c.FetchUserInfo && c.Secret == "":
@@ -197,6 +204,7 @@ func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
 		slog.Bool("safe_mode", c.AESKey != ""),
+		slog.Bool("require_encryption", c.RequireEncryption),
 		slog.String("appid", c.AppID),
 		slog.Bool("original_id_check", c.OriginalID != ""),
 		slog.String("push_target", c.PushTarget),

@@ -89,6 +89,7 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"WECHAT_TOKEN", "tok", "WECHAT_ORIGINAL_ID", "gh 1"}, "WECHAT_ORIGINAL_ID"},
 		{[]string{"WECHAT_TOKEN", "tok", "REDIS_URL", "http://x"}, "REDIS_URL"},
 		{[]string{"WECHAT_TOKEN", "tok", "LOG_LEVEL", "loud"}, "LOG_LEVEL"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_REQUIRE_ENCRYPTION", "true"}, "CALLBACK_REQUIRE_ENCRYPTION"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
