@@ -189,6 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // the duplicate store already reports) to the debug log.
 type redisLogger struct{ log *slog.Logger }
 
+// Printf implements go-redis's logger interface.
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

@@ -3,6 +3,7 @@ package callback
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -193,7 +194,7 @@ func TestRejections(t *testing.T) {
 		{"old timestamp", func() url.Values { q := e.query(); q.Set("timestamp", "1700000000"); return resign(q) }, good, 403, reasonTimestamp},
 		{"future timestamp", func() url.Values {
 			q := e.query()
-			q.Set("timestamp", time.Now().Add(time.Hour).Format("20060102")) // not even seconds
+			q.Set("timestamp", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
 			return resign(q)
 		}, good, 403, reasonTimestamp},
 		{"wrong ToUserName", e.query, strings.Replace(good, testGH, "gh_attacker0000", 1), 403, reasonToUser},

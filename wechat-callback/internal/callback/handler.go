@@ -58,6 +58,7 @@ type rejection struct {
 	detail string
 }
 
+// Error implements error.
 func (r *rejection) Error() string { return r.reason + ": " + r.detail }
 
 func reject(status int, reason, format string, args ...any) *rejection {
