@@ -83,11 +83,12 @@ func (h *handler) refuse(c *gin.Context, r *rejection) {
 }
 
 // verifyURL answers WeChat's URL verification: echostr, when the signature
-// (and the timestamp) check out.
+// checks out. The timestamp window is not applied: echoing is harmless, and
+// the console's check must not depend on our clock.
 func (h *handler) verifyURL(c *gin.Context) {
 	q := c.Request.URL.Query()
-	if r := h.checkSignature(q.Get("signature"), q.Get("timestamp"), q.Get("nonce")); r != nil {
-		h.refuse(c, r)
+	if !wechat.VerifySignature(q.Get("signature"), h.cfg.Token, q.Get("timestamp"), q.Get("nonce")) {
+		h.refuse(c, reject(http.StatusForbidden, reasonSignature, "signature does not match"))
 		return
 	}
 	echo := q.Get("echostr")
@@ -146,6 +147,9 @@ func (h *handler) receive(c *gin.Context) {
 
 // verify runs every check on a POST and returns the message it carries.
 func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *rejection) {
+	if c.Request.ContentLength > MaxBodyBytes { // cheap, before anything else
+		return nil, reject(http.StatusRequestEntityTooLarge, reasonTooLarge, "Content-Length over %d bytes", MaxBodyBytes)
+	}
 	q := c.Request.URL.Query()
 	timestamp, nonce := q.Get("timestamp"), q.Get("nonce")
 	if r := h.checkSignature(q.Get("signature"), timestamp, nonce); r != nil {
@@ -240,9 +244,6 @@ func (h *handler) nonceTTL() time.Duration {
 
 // readBody reads at most MaxBodyBytes of the request body.
 func readBody(c *gin.Context) ([]byte, error) {
-	if c.Request.ContentLength > MaxBodyBytes {
-		return nil, &http.MaxBytesError{Limit: MaxBodyBytes}
-	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
