@@ -72,7 +72,7 @@ func (p *grpcPush) do(ctx context.Context, seq int, s *Session) (time.Time, erro
 	if p.auth != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.auth)
 	}
-	c := p.clients[seq%len(p.clients)]
+	c := p.clients[max(seq, 0)%len(p.clients)]
 	start := time.Now()
 	req := &pushv1.PushRequest{
 		Target: &pushv1.PushRequest_SessionId{SessionId: s.ID},
@@ -125,7 +125,7 @@ type httpPush struct {
 }
 
 func (p *httpPush) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
-	u := p.urls[seq%len(p.urls)] + "?id=" + s.ID
+	u := p.urls[max(seq, 0)%len(p.urls)] + "?id=" + s.ID
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(pushData(seq, start))))
 	if err != nil {
@@ -220,7 +220,7 @@ func (p *scanPost) request(ctx context.Context, seq int, s *Session, now time.Ti
 		q.Set("encrypt_type", "aes")
 		q.Set("msg_signature", p.crypter.MsgSignature(ts, nonce, enc))
 	}
-	u := p.cfg.URLs[seq%len(p.cfg.URLs)] + "?" + q.Encode()
+	u := p.cfg.URLs[max(seq, 0)%len(p.cfg.URLs)] + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(body)))
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -95,54 +96,227 @@ func ratioRow(base, ours *Result) string {
 	return "| " + strings.Join(cells, " | ") + " |"
 }
 
-// Scenario groups the runs of one table in the report.
+// Scenario is one table of the report.
 type Scenario struct {
-	Title string   `json:"title"`
-	Text  string   `json:"text"`
-	Runs  []string `json:"runs"` // JSON files; a baseline run followed by a scanlogin run gets a ratio row
-	Skip  string   `json:"skip"` // set: the scenario was not run, and why
+	Title string
+	Text  string
+	Runs  []string // result files; a baseline run followed by a scanlogin run gets a ratio row
+	Skip  string   // set: the scenario was not run, and why
 }
 
-// ReportSpec is what "loadtest report" assembles.
+// ReportSpec is what renderReport assembles.
 type ReportSpec struct {
-	Title     string     `json:"title"`
-	Intro     string     `json:"intro"`
-	Commands  string     `json:"commands"` // file with the exact commands, shown verbatim
-	Scenarios []Scenario `json:"scenarios"`
-	Targets   string     `json:"targets"` // markdown appended after the figures
-	Outro     string     `json:"outro"`
+	Title     string
+	Intro     string
+	Scenarios []Scenario
+	Targets   string // markdown after the figures
+	Commands  string // file with the exact commands, shown verbatim
+	Kept      string // hand-written notes carried over from the previous report
+	History   []string
 }
 
-// runReport is the "report" subcommand: it renders a ReportSpec (JSON
-// file) with the runs it names into markdown.
+// The standard profile's result files, as scripts/bench.sh names them in
+// its work directory. A file <name>.skip instead of <name>.json says why a
+// run did not happen.
+const (
+	filePushScanlogin  = "push-scanlogin"
+	filePushBaseline   = "push-baseline"
+	fileScanScanlogin  = "scan-scanlogin"
+	fileMemScanlogin   = "mem-scanlogin"
+	fileMemBaseline    = "mem-baseline"
+	fileScaleScanlogin = "scale-scanlogin"
+)
+
+// Markers of the parts of docs/benchmarks.md that survive regeneration.
+const (
+	notesBegin   = "<!-- notes:begin: hand-written; kept when make bench rewrites this file -->"
+	notesEnd     = "<!-- notes:end -->"
+	historyBegin = "<!-- history:begin: one row per make bench; kept when make bench rewrites this file -->"
+	historyEnd   = "<!-- history:end -->"
+	historyHead  = "| date (UTC) | revision | RSS / idle conn (19k) | push p99 (10k) | scan p99 (10k) | server CPU / push | lost | baseline RSS / push p99 | load avg |"
+	historyRule  = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+)
+
+// runReport is the "report" subcommand: docs/benchmarks.md from the
+// results of scripts/bench.sh.
 func runReport(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	specPath := fs.String("spec", "", "JSON ReportSpec")
-	out := fs.String("o", "", "write here instead of stdout")
+	dir := fs.String("dir", "", "directory with the runs' JSON (push-scanlogin.json, ...)")
+	commands := fs.String("commands", "", "file with the exact commands that were run")
+	out := fs.String("o", "", "write here instead of stdout; its notes and history are kept")
+	rev := fs.String("rev", "", "revision measured, for the history")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *specPath == "" {
-		return errors.New("-spec is required")
+	if *dir == "" {
+		return errors.New("-dir is required")
 	}
-	b, err := os.ReadFile(*specPath)
-	if err != nil {
-		return err
+	var prev string
+	if *out != "" {
+		if b, err := os.ReadFile(*out); err == nil {
+			prev = string(b)
+		}
 	}
-	var spec ReportSpec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return fmt.Errorf("%s: %w", *specPath, err)
-	}
+	spec := standardSpec(*dir, *commands, *rev, prev)
 	var md bytes.Buffer
-	if err := renderReport(&md, &spec); err != nil {
+	if err := renderReport(&md, spec); err != nil {
 		return err
 	}
 	if *out == "" {
-		_, err = stdout.Write(md.Bytes())
+		_, err := stdout.Write(md.Bytes())
 		return err
 	}
 	return os.WriteFile(*out, md.Bytes(), 0o644)
+}
+
+// between returns the text strictly between two marker lines of doc.
+func between(doc, begin, end string) (string, bool) {
+	_, rest, ok := strings.Cut(doc, begin+"\n")
+	if !ok {
+		return "", false
+	}
+	in, _, ok := strings.Cut(rest, end)
+	return in, ok
+}
+
+// standardSpec describes the standard profile's report.
+func standardSpec(dir, commands, rev, prev string) *ReportSpec {
+	path := func(name string) string { return filepath.Join(dir, name+".json") }
+	skip := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name+".skip"))
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	get := func(name string) *Result {
+		r, err := loadResult(path(name))
+		if err != nil {
+			return nil
+		}
+		return r
+	}
+	profile := func(name, fallback string) string {
+		r := get(name)
+		if r == nil {
+			return fallback
+		}
+		s := fmt.Sprintf("%d connections to %d instance(s)", r.Settings.Connections, r.Settings.Instances)
+		if r.Mode != modeIdle {
+			s += fmt.Sprintf(", then %s at %.0f/s for %g s", r.Mode, r.Settings.Rate, r.Settings.DurationS)
+		}
+		return s
+	}
+	spec := &ReportSpec{
+		Title: "Benchmarks",
+		Intro: `Written by ` + "`make bench`" + ` (scripts/bench.sh with the load tool in scripts/loadtest/); do not edit the figures by hand: run it again. Text between the notes markers below is kept when the file is rewritten, and so is the history table at the end.
+
+Every run starts fresh servers (the WeChat simulator, wechat-callback and push-server as separate processes, LOG_LEVEL=warn, LIMIT_CONNS_PER_IP=0, LIMIT_QR_PER_IP=0), opens the connections from the load tool on the same machine (source addresses spread over 127.0.0.2-17), waits 10 s, reads the server's RSS (VmRSS) from /proc, then drives the requests at a fixed rate, open loop, and times each one from just before the call to the arrival of its frame in the load tool's WebSocket reader. The baseline is the gorilla/websocket chat example made push-by-id (two goroutines per connection, default buffers, push over HTTP: ` + "`loadtest baseline`" + `), run the same way side by side. Ratio rows are baseline ÷ scanlogin: above 1, scanlogin costs less or answers faster.
+
+Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any connection) ÷ connections; p50…max = latency; lost = requests that succeeded but whose frame never arrived (5 s grace); server CPU / op = push-server utime+stime during the rate phase ÷ requests; tool CPU = CPU of the load tool's processes during the rate phase ÷ its length. The machine is shared with other work while this runs (see the load average in each run's notes): figures are noisy, tails most of all.`,
+		Commands: commands,
+	}
+	spec.Scenarios = []Scenario{
+		{Title: "Push, 10,000 connections",
+			Text: "Push over gRPC (scanlogin) or HTTP POST /push?id=N (baseline) to a random connection per request: " + profile(filePushScanlogin, "not run") + ".",
+			Runs: []string{path(filePushBaseline), path(filePushScanlogin)}, Skip: skip(filePushScanlogin)},
+		{Title: "Scan to login, 10,000 connections",
+			Text: "Signed WeChat SCAN events (safe mode: AES-encrypted, signature and msg_signature) POSTed to wechat-callback for distinct waiting sessions, timed from just before the POST to the login frame; wechat-callback calls Notify on the push server, which sends the login frame and closes with 1000. Each session logs in once, so at 2,000/s with 10,000 connections the run lasts 5 s (10,000 scans), not 20 s: " + profile(fileScanScanlogin, "not run") + ". The baseline has no login flow.",
+			Runs: []string{path(fileScanScanlogin)}, Skip: skip(fileScanScanlogin)},
+		{Title: "Memory, 19,000 connections on one instance",
+			Text: "The load tool splits itself over two processes (at most 15,000 connections each: open files are capped at 20,000 per process). " + profile(fileMemScanlogin, "not run") + ".",
+			Runs: []string{path(fileMemBaseline), path(fileMemScanlogin)}, Skip: skip(fileMemScanlogin)},
+		{Title: "Scale-out: 3 instances + Redis, 50,000 connections",
+			Text: "Connections spread round-robin over the instances; each Push enters the next instance round-robin, so most land on an instance that does not hold the connection. " + profile(fileScaleScanlogin, ""),
+			Runs: []string{path(fileScaleScanlogin)}, Skip: skip(fileScaleScanlogin)},
+	}
+	spec.Targets = targets(get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin))
+	if kept, ok := between(prev, notesBegin, notesEnd); ok {
+		spec.Kept = kept
+	}
+	if h, ok := between(prev, historyBegin, historyEnd); ok {
+		for line := range strings.Lines(h) {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "| ") && line != historyHead && line != historyRule {
+				spec.History = append(spec.History, line)
+			}
+		}
+	}
+	spec.History = append(spec.History, historyRow(rev, get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin), get(fileMemBaseline), get(filePushBaseline)))
+	return spec
+}
+
+// targets compares the figures with the issue's targets.
+func targets(mem, push, scan *Result) string {
+	var b strings.Builder
+	b.WriteString("## Targets\n\n| target | measured | met |\n| --- | ---: | --- |\n")
+	line := func(what, measured string, ok bool, have bool) {
+		if !have {
+			fmt.Fprintf(&b, "| %s | not run | — |\n", what)
+			return
+		}
+		mark := "no"
+		if ok {
+			mark = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", what, measured, mark)
+	}
+	if mem != nil {
+		line("RSS per idle connection ≤ 4 KiB at 19,000 connections, one instance",
+			fmt.Sprintf("%.2f KiB at %d", mem.Server.RSSPerConn/1024, mem.Connect.Connected), mem.Server.RSSPerConn <= 4096, mem.Server.Measured)
+	} else {
+		line("RSS per idle connection ≤ 4 KiB at 19,000 connections, one instance", "", false, false)
+	}
+	if push != nil {
+		l := push.Load
+		line("Push p99 ≤ 1 ms at 2,000/s, 10,000 connections, 0 lost",
+			fmt.Sprintf("%.3f ms, %d lost, %d errors", l.Latency.P99, l.Lost, l.Errors), l.Latency.P99 <= 1 && l.Lost == 0 && l.Errors == 0, true)
+		line("push-server CPU per push ≤ 50 µs", fmt.Sprintf("%.1f µs", push.Server.CPUPerOpMicros), push.Server.CPUPerOpMicros <= 50, push.Server.Measured)
+	} else {
+		line("Push p99 ≤ 1 ms at 2,000/s, 10,000 connections, 0 lost", "", false, false)
+		line("push-server CPU per push ≤ 50 µs", "", false, false)
+	}
+	if scan != nil {
+		l := scan.Load
+		line("scan-to-login p99 ≤ 2 ms at 2,000/s, 10,000 connections, 0 lost",
+			fmt.Sprintf("%.3f ms, %d lost, %d errors", l.Latency.P99, l.Lost, l.Errors), l.Latency.P99 <= 2 && l.Lost == 0 && l.Errors == 0, true)
+	} else {
+		line("scan-to-login p99 ≤ 2 ms at 2,000/s, 10,000 connections, 0 lost", "", false, false)
+	}
+	return b.String()
+}
+
+// historyRow summarises this report in one row of the history table.
+func historyRow(rev string, mem, push, scan, memBase, pushBase *Result) string {
+	na := "—"
+	kib := func(r *Result) string {
+		if r == nil || !r.Server.Measured {
+			return na
+		}
+		return fmt.Sprintf("%.2f KiB", r.Server.RSSPerConn/1024)
+	}
+	p99 := func(r *Result) string {
+		if r == nil {
+			return na
+		}
+		return fmt.Sprintf("%.3f ms", r.Load.Latency.P99)
+	}
+	cpu, lost, load := na, 0, na
+	for _, r := range []*Result{push, scan, mem} {
+		if r != nil {
+			lost += r.Load.Lost
+		}
+	}
+	if push != nil {
+		cpu = fmt.Sprintf("%.1f µs", push.Server.CPUPerOpMicros)
+		load = push.LoadAvg[0]
+	}
+	if rev == "" {
+		rev = na
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d | %s / %s | %s |", time.Now().UTC().Format("2006-01-02 15:04"), rev,
+		kib(mem), p99(push), p99(scan), cpu, lost, kib(memBase), p99(pushBase), load)
 }
 
 func loadResult(path string) (*Result, error) {
@@ -162,6 +336,7 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 	if spec.Intro != "" {
 		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(spec.Intro))
 	}
+	fmt.Fprintf(w, "%s\n%s%s\n\n", notesBegin, spec.Kept, notesEnd)
 	fmt.Fprintf(w, "## Machine\n\n%s\n", machine())
 	for _, sc := range spec.Scenarios {
 		fmt.Fprintf(w, "## %s\n\n", sc.Title)
@@ -208,9 +383,11 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 		}
 		fmt.Fprintf(w, "## Commands\n\nExactly what `make bench` ran (scripts/bench.sh):\n\n```sh\n%s```\n\n", b)
 	}
-	if spec.Outro != "" {
-		fmt.Fprintf(w, "%s\n", strings.TrimSpace(spec.Outro))
+	fmt.Fprintf(w, "## History\n\n%s\n%s\n%s\n", historyBegin, historyHead, historyRule)
+	for _, h := range spec.History {
+		fmt.Fprintln(w, h)
 	}
+	fmt.Fprintln(w, historyEnd)
 	return nil
 }
 
@@ -222,7 +399,7 @@ func runNotes(r *Result) []string {
 		r.Connect.Connected, r.Settings.Processes, r.Settings.Instances, r.Connect.Seconds, r.Connect.Latency.P50, r.Connect.Latency.P99,
 		mib(r.Server.RSSBefore), mib(r.Server.RSSIdle), mib(r.Server.RSSAfter), r.Server.CPUConnectS, r.Server.CPUIdleS, r.Settings.SettleS)
 	if r.Mode != modeIdle {
-		p("%s: %d requests planned at %.0f/s for %.0f s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s; load tool %.2f CPU s (%.2f cores)",
+		p("%s: %d requests planned at %.0f/s for %g s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s; load tool %.2f CPU s (%.2f cores)",
 			r.Mode, r.Settings.Requests, r.Settings.Rate, r.Settings.DurationS, r.Load.Sent, r.Load.Seconds, r.Load.OK, r.Load.Received, r.Load.Late, r.Load.MaxBehindMS,
 			r.Server.CPULoadS, r.Tool.CPULoadS, r.Tool.Cores)
 		names := make([]string, 0, len(r.Watched))
@@ -236,6 +413,9 @@ func runNotes(r *Result) []string {
 		for k, v := range r.Load.ErrorKinds {
 			p("error ×%d: %s", v, k)
 		}
+	}
+	if r.LoadAvg[0] != "" {
+		p("machine load average %s at the start, %s at the end (2 CPUs)", r.LoadAvg[0], r.LoadAvg[1])
 	}
 	if r.Connect.Failed > 0 {
 		p("%d connections failed: %s", r.Connect.Failed, strings.Join(r.Connect.Errors, "; "))

@@ -129,7 +129,10 @@ type Result struct {
 		Cores    float64 `json:"cores"`      // CPU seconds per second of the rate phase
 	} `json:"tool"`
 	Watched map[string]float64 `json:"watched_cpu_load_s,omitempty"` // other processes (callback, simulator), rate phase
-	Notes   []string           `json:"notes"`
+	// LoadAvg is /proc/loadavg at the start and at the end of the run: how
+	// busy the machine was with other work.
+	LoadAvg [2]string `json:"loadavg"`
+	Notes   []string  `json:"notes"`
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
@@ -352,6 +355,8 @@ func logf(w io.Writer, format string, a ...any) {
 // runLoad runs the phases: connect, settle, rate, drain, report.
 func runLoad(ctx context.Context, o *runOptions, stderr io.Writer) (*Result, error) {
 	r := &Result{Label: o.label, Target: o.target, Mode: o.mode, Started: time.Now().UTC(), Notes: []string{}}
+	r.LoadAvg[0] = loadAvg()
+	defer func() { r.LoadAvg[1] = loadAvg() }()
 	nproc := (o.n + o.perProc - 1) / o.perProc
 	r.Settings.Connections = o.n
 	r.Settings.Instances = len(o.wsURLs)
@@ -755,4 +760,17 @@ func closeGroups(groups []group) {
 	for range groups {
 		<-done
 	}
+}
+
+// loadAvg returns the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/scanlogin/scanlogin/wechat"
+)
+
+// TestMain lets the test binary act as a worker, as the real binary does
+// when a run spawns it.
+func TestMain(m *testing.M) {
+	if os.Getenv(workerEnv) == "1" {
+		if err := dispatch(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func wsURL(srv *httptest.Server) string { return "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws" }
+
+// run parses args as "loadtest run" would and runs the load.
+func run(t *testing.T, args ...string) *Result {
+	t.Helper()
+	o, err := parseRunFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var log strings.Builder
+	r, err := runLoad(ctx, o, &log)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	var sum strings.Builder
+	printSummary(&sum, r)
+	t.Log("\n" + sum.String())
+	return r
+}
+
+func TestPushAgainstBaseline(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		perProc string
+		procs   int
+	}{
+		{"one process", "1000", 1},
+		{"three workers", "20", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, closeAll := newBaseline()
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			defer closeAll()
+			r := run(t, "-target", "baseline", "-ws", wsURL(srv), "-n", "50", "-per-process", tc.perProc,
+				"-src-ips", "4", "-settle", "0", "-rate", "400", "-duration", "500ms", "-grace", "2s",
+				"-server-pid", fmt.Sprint(os.Getpid()))
+			if r.Connect.Connected != 50 || r.Connect.Failed != 0 {
+				t.Fatalf("connected %d, failed %d: %v", r.Connect.Connected, r.Connect.Failed, r.Connect.Errors)
+			}
+			if r.Settings.Processes != tc.procs {
+				t.Errorf("processes %d, want %d", r.Settings.Processes, tc.procs)
+			}
+			l := r.Load
+			if l.Sent != 200 || l.OK != 200 || l.Received != 200 || l.Lost != 0 || l.Errors != 0 {
+				t.Errorf("sent %d ok %d received %d lost %d errors %d %v", l.Sent, l.OK, l.Received, l.Lost, l.Errors, l.ErrorKinds)
+			}
+			if l.Latency.Count != 200 || l.Latency.P50 <= 0 || l.Latency.P99 < l.Latency.P50 || l.Latency.Max < l.Latency.P999 {
+				t.Errorf("latency %+v", l.Latency)
+			}
+			if !r.Server.Measured || r.Server.RSSIdle <= 0 || r.Tool.CPULoadS < 0 {
+				t.Errorf("server %+v tool %+v", r.Server, r.Tool)
+			}
+			if r.Conns.Dropped != 0 {
+				t.Errorf("dropped %d: %v", r.Conns.Dropped, r.Conns.DropReasons)
+			}
+		})
+	}
+}
+
+// fakeScanlogin plays push-server and wechat-callback together: /ws sends a
+// qrcode frame; /wechat/callback verifies a safe-mode POST exactly as the
+// real callback must, then sends that session's browser a login frame and
+// closes it with 1000.
+type fakeScanlogin struct {
+	t       *testing.T
+	crypter *wechat.Crypter
+	token   string
+
+	mu     sync.Mutex
+	next   int
+	conns  map[string]*websocket.Conn // by scene
+	ticket map[string]string          // by scene
+	seen   map[string]bool            // nonces
+}
+
+func (f *fakeScanlogin) ws(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{}
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	f.next++
+	scene, ticket := fmt.Sprintf("sc%06d", f.next), fmt.Sprintf("gQ+t/%d==", f.next)
+	f.conns[scene], f.ticket[scene] = c, ticket
+	f.mu.Unlock()
+	msg, _ := json.Marshal(map[string]any{
+		"type": "qrcode", "session": "s" + scene, "resume": "r", "scene": scene,
+		"qrcode_url": "http://127.0.0.1/cgi-bin/showqrcode?ticket=" + url.QueryEscape(ticket),
+	})
+	f.mu.Lock()
+	c.WriteMessage(websocket.TextMessage, msg)
+	f.mu.Unlock()
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func (f *fakeScanlogin) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	ts, nonce := q.Get("timestamp"), q.Get("nonce")
+	if !wechat.VerifySignature(q.Get("signature"), f.token, ts, nonce) || q.Get("encrypt_type") != "aes" {
+		http.Error(w, "bad signature", http.StatusForbidden)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	env, err := wechat.ParseMessage(body)
+	if err != nil || !f.crypter.VerifyMsgSignature(q.Get("msg_signature"), ts, nonce, env.Encrypt) {
+		http.Error(w, "bad msg_signature", http.StatusForbidden)
+		return
+	}
+	inner, err := f.crypter.Decrypt(env.Encrypt)
+	if err != nil {
+		http.Error(w, "decrypt", http.StatusBadRequest)
+		return
+	}
+	m, err := wechat.ParseMessage(inner)
+	if err != nil || m.MsgType != wechat.MsgTypeEvent || q.Get("openid") != m.FromUserName || len(m.FromUserName) != 28 {
+		http.Error(w, "bad message", http.StatusBadRequest)
+		return
+	}
+	scene := m.EventKey
+	if m.Event == wechat.EventSubscribe {
+		scene = strings.TrimPrefix(scene, wechat.EventKeyScenePrefix)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.seen[ts+nonce] {
+		http.Error(w, "replay", http.StatusForbidden)
+		return
+	}
+	f.seen[ts+nonce] = true
+	c, ok := f.conns[scene]
+	if !ok || f.ticket[scene] != m.Ticket {
+		io.WriteString(w, "success") // unknown scene: a polite answer, and no login
+		return
+	}
+	delete(f.conns, scene)
+	c.WriteMessage(websocket.TextMessage, []byte(`{"type":"login","token":"x.y.z","user":{"openid":"`+m.FromUserName+`"}}`))
+	c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "logged in"), time.Now().Add(time.Second))
+	io.WriteString(w, "success")
+}
+
+func TestScanInSafeMode(t *testing.T) {
+	const token, aesKey, appID = "benchtoken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx0123456789abcdef"
+	cr, err := wechat.NewCrypter(token, aesKey, appID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeScanlogin{t: t, crypter: cr, token: token, conns: map[string]*websocket.Conn{}, ticket: map[string]string{}, seen: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", f.ws)
+	mux.HandleFunc("POST /wechat/callback", f.callback)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	r := run(t, "-mode", "scan", "-ws", wsURL(srv), "-n", "60", "-settle", "0", "-rate", "200", "-duration", "200ms",
+		"-callback", srv.URL+"/wechat/callback", "-wechat-token", token, "-aes-key", aesKey, "-appid", appID, "-event", "mixed")
+	l := r.Load
+	if l.Sent != 40 || l.OK != 40 || l.Received != 40 || l.Lost != 0 {
+		t.Fatalf("sent %d ok %d received %d lost %d errors %v", l.Sent, l.OK, l.Received, l.Lost, l.ErrorKinds)
+	}
+	if l.Latency.Count != 40 || l.Latency.P50 <= 0 {
+		t.Errorf("latency %+v", l.Latency)
+	}
+	if r.Conns.Frames["login"] != 40 || r.Conns.Dropped != 0 {
+		t.Errorf("frames %v, dropped %d %v", r.Conns.Frames, r.Conns.Dropped, r.Conns.DropReasons)
+	}
+}
+
+func TestFlagsRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"remote ws", []string{"-ws", "ws://example.com/ws"}, "not a loopback"},
+		{"remote grpc", []string{"-grpc", "10.1.2.3:9090"}, "not a loopback"},
+		{"remote callback", []string{"-mode", "scan", "-wechat-token", "t", "-n", "100000", "-callback", "http://192.168.1.1/cb"}, "not a loopback"},
+		{"scan needs a session per scan", []string{"-mode", "scan", "-wechat-token", "t", "-n", "10000", "-rate", "2000", "-duration", "20s"}, "logs in only once"},
+		{"too many per process", []string{"-per-process", "25000"}, "-per-process"},
+		{"unbounded duration", []string{"-duration", "2h"}, "-duration"},
+		{"scan against baseline", []string{"-mode", "scan", "-target", "baseline", "-wechat-token", "t"}, "needs -target scanlogin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseRunFlags(tc.args, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := parseRunFlags([]string{"-ws", "ws://[::1]:1/ws,ws://localhost:2/ws", "-grpc", "127.0.0.9:1"}, io.Discard); err != nil {
+		t.Errorf("loopback refused: %v", err)
+	}
+}
+
+func TestReportRenders(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, r *Result) string {
+		p := dir + "/" + name
+		b, _ := json.Marshal(r)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	base := &Result{Label: "baseline", Target: targetBaseline, Mode: modePush}
+	base.Server.Measured, base.Server.RSSPerConn, base.Server.CPUPerOpMicros = true, 20<<10, 120
+	base.Load.Latency = Latency{P50: 0.2, P90: 0.5, P99: 2, P999: 4, Max: 8}
+	ours := &Result{Label: "scanlogin", Target: targetScanlogin, Mode: modePush}
+	ours.Server.Measured, ours.Server.RSSPerConn, ours.Server.CPUPerOpMicros = true, 10<<10, 60
+	ours.Load.Latency = Latency{P50: 0.1, P90: 0.25, P99: 1, P999: 2, Max: 4}
+	cmds := dir + "/commands.sh"
+	os.WriteFile(cmds, []byte("loadtest run ...\n"), 0o644)
+	var md strings.Builder
+	err := renderReport(&md, &ReportSpec{Title: "T", Commands: cmds, Scenarios: []Scenario{
+		{Title: "Push", Runs: []string{write("b.json", base), write("s.json", ours)}},
+		{Title: "Scale-out", Skip: "no Redis yet"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := md.String()
+	for _, want := range []string{"| baseline ÷ scanlogin |  | ×2.00 | ×2.00 |", "| CPUs (nproc) |", "Not run: no Redis yet", "loadtest run ...", "×2.00 |  |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
