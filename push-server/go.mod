@@ -5,11 +5,13 @@ go 1.26.0
 require (
 	github.com/gin-gonic/gin v1.12.0
 	github.com/go-jose/go-jose/v4 v4.1.8
+	github.com/go-redis/redis_rate/v10 v10.0.1
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/scanlogin/scanlogin/proto v0.0.0
-	github.com/scanlogin/scanlogin/testkit v0.0.0-00010101000000-000000000000
+	github.com/scanlogin/scanlogin/redisurl v0.0.0-00010101000000-000000000000
+	github.com/scanlogin/scanlogin/testkit v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0
 	golang.org/x/sync v0.24.0
 	golang.org/x/time v0.16.0

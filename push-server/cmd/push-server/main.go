@@ -16,13 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/health"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
-	"github.com/scanlogin/scanlogin/push-server/internal/hub"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
@@ -37,9 +37,6 @@ func main() {
 		os.Exit(1)
 	}
 }
-
-// sweepInterval is how often forgotten sessions and idle rate buckets are dropped.
-const sweepInterval = 30 * time.Second
 
 // run starts the servers and blocks until ctx ends or a signal arrives, then
 // shuts down gracefully. It logs a "listening" line with the bound addresses.
@@ -59,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// go-redis logs every failed dial; the cluster's monitor reports outages
+	// once per change instead.
+	redis.SetLogger(quietRedis{})
 	if *checkOnly {
 		log.Info("config ok", "config", cfg)
 		return nil
@@ -70,25 +70,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	m := metrics.New()
+	b, err := newBackend(log, cfg)
+	if err != nil {
+		return err
+	}
 	wc, err := wechat.NewClient(wechat.Config{
-		APIBase: cfg.APIBase, MPBase: cfg.MPBase, AppID: cfg.AppID, Secret: cfg.Secret, Logger: log,
+		APIBase: cfg.APIBase, MPBase: cfg.MPBase, AppID: cfg.AppID, Secret: cfg.Secret, Logger: log, Tokens: b.tokens,
 	})
 	if err != nil {
 		return fmt.Errorf("wechat client: %w", err)
 	}
-	m := metrics.New()
-	h := hub.New()
-	store := login.NewMemory(10 * time.Minute)
-	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL}, store,
-		qrIssuer{wc: wc, metrics: m}, tokens, h, m)
-	qrLimit := limit.NewBuckets(cfg.QRPerIP)
+	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL}, b.store,
+		qrIssuer{wc: wc, metrics: m}, tokens, b.router, m)
+	b.logins = logins
 
 	api, err := httpapi.NewServer(log, httpapi.Options{
 		AllowedOrigins: cfg.AllowedOrigins,
 		TrustedProxies: cfg.TrustedProxies,
 		MaxRefresh:     cfg.MaxRefresh,
 		Page:           web.Handler(web.Options{SimulatorURL: cfg.SimulatorURL}),
-	}, logins, h, tokens, m, qrLimit, limit.NewConns(cfg.ConnsPerIP), func(context.Context) error { return nil })
+	}, logins, b.registry, tokens, m, b.qrLimit, limit.NewConns(cfg.ConnsPerIP), b.ready)
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
 	}
@@ -120,19 +122,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return nil
 	})
-	g.Go(func() error {
-		t := time.NewTicker(sweepInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-gctx.Done():
-				return nil
-			case now := <-t.C:
-				store.Sweep(now)
-				qrLimit.Sweep()
-			}
-		}
-	})
+	g.Go(func() error { return b.run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
@@ -157,6 +147,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return g.Wait()
 }
 
+// quietRedis drops go-redis's internal log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 // newIssuer loads TOKEN_KEY_FILE, or makes a key for this process only.
 func newIssuer(log *slog.Logger, cfg *config.Config) (*token.Issuer, error) {
 	var key = token.GenerateKey()
@@ -167,7 +162,11 @@ func newIssuer(log *slog.Logger, cfg *config.Config) (*token.Issuer, error) {
 		}
 		key = k
 	} else {
-		log.Warn("TOKEN_KEY_FILE is empty: signing login tokens with a key made for this process; tokens die with it and other instances cannot verify them")
+		msg := "TOKEN_KEY_FILE is empty: signing login tokens with a key made for this process; tokens die with it and other instances cannot verify them"
+		if cfg.RedisURL != "" {
+			msg += "; with REDIS_URL set, give every instance the same TOKEN_KEY_FILE"
+		}
+		log.Warn(msg)
 	}
 	iss, err := token.New(key, cfg.TokenIssuer, cfg.TokenTTL)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +69,13 @@ var listening = regexp.MustCompile(`msg=listening http=(\S+) grpc=(\S+)`)
 
 func start(t *testing.T, env map[string]string) *instance {
 	t.Helper()
-	fake := wechattest.New(t, appID, secret)
+	return startWith(t, wechattest.New(t, appID, secret), env)
+}
+
+// startWith starts an instance on the given fake WeChat, so several
+// instances can share one account.
+func startWith(t *testing.T, fake *wechattest.Server, env map[string]string) *instance {
+	t.Helper()
 	vars := map[string]string{
 		"PUSH_HTTP_ADDR":  "127.0.0.1:0",
 		"PUSH_GRPC_ADDR":  "127.0.0.1:0",
@@ -136,6 +143,9 @@ func (in *instance) stop() error {
 		in.done <- err
 		return err
 	case <-time.After(15 * time.Second):
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		in.t.Logf("%s", buf[:n])
 		in.t.Fatal("push-server did not stop")
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
+	"github.com/scanlogin/scanlogin/redisurl"
 )
 
 // Config is the push server's configuration.
@@ -30,6 +31,7 @@ type Config struct {
 	TokenTTL        time.Duration // TOKEN_TTL
 	AllowedOrigins  []string      // ALLOWED_ORIGINS
 	RedisURL        string        // REDIS_URL (may hold a password)
+	RedisPrefix     string        // REDIS_PREFIX
 	GRPCAuthToken   string        // GRPC_AUTH_TOKEN (secret)
 	ConnsPerIP      int           // LIMIT_CONNS_PER_IP
 	QRPerIP         limit.Rate    // LIMIT_QR_PER_IP
@@ -59,6 +61,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		TokenKeyFile: env("TOKEN_KEY_FILE", ""),
 		TokenIssuer:  env("TOKEN_ISSUER", "scanlogin"),
 		RedisURL:     env("REDIS_URL", ""),
+		RedisPrefix:  env("REDIS_PREFIX", "scanlogin:"),
 		// The auth token is compared byte for byte: no trimming.
 		GRPCAuthToken: getenv("GRPC_AUTH_TOKEN"),
 		SimulatorURL:  env("PUSH_SIMULATOR_URL", ""),
@@ -100,7 +103,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		check("PUSH_SIMULATOR_URL", baseURL(c.SimulatorURL))
 	}
 	if c.RedisURL != "" {
-		check("REDIS_URL", errors.New("not supported by this build yet: run a single instance without it"))
+		_, err := redisurl.Parse(c.RedisURL)
+		check("REDIS_URL", err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("config: %w", errs[0])
@@ -121,7 +125,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("token_issuer", c.TokenIssuer),
 		slog.Duration("token_ttl", c.TokenTTL),
 		slog.Any("allowed_origins", c.AllowedOrigins),
-		slog.Bool("redis", c.RedisURL != ""),
+		slog.String("redis", redisurl.Safe(c.RedisURL)),
 		slog.Bool("grpc_auth", c.GRPCAuthToken != ""),
 		slog.Int("conns_per_ip", c.ConnsPerIP),
 		slog.String("qr_per_ip", c.QRPerIP.String()),

@@ -62,7 +62,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"PUSH_HTTP_ADDR", "8080"},
 		{"WECHAT_API_BASE", "ftp://x"},
 		{"LOG_LEVEL", "loud"},
-		{"REDIS_URL", "redis://127.0.0.1:6379"},
+		{"REDIS_URL", "http://127.0.0.1:6379"},
 	} {
 		_, err := load(map[string]string{tc.key: tc.val})
 		if tc.val == "" {

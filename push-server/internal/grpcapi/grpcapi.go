@@ -99,7 +99,7 @@ func (s *Server) status(op string, err error) error {
 	case errors.Is(err, login.ErrNotFound):
 		return status.Error(codes.NotFound, "no such session")
 	case errors.Is(err, login.ErrUnavailable):
-		s.log.Warn(op+" failed", "err", err)
+		s.log.Debug(op+" failed", "err", err) // the store's monitor logs the outage once
 		return status.Error(codes.Unavailable, "session store unavailable; retry")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "canceled")

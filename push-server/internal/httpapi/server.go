@@ -32,6 +32,18 @@ type Verifier interface {
 	JWKS() []byte
 }
 
+// Registry tracks this instance's connections and what they are attached
+// to: the hub alone on a single instance, or the hub plus shared presence
+// (package cluster) when instances share Redis.
+type Registry interface {
+	Add(c hub.Conn)
+	Remove(c hub.Conn, sid, openid string)
+	AttachSession(sid string, c hub.Conn)
+	DetachSession(sid string, c hub.Conn)
+	AttachUser(openid string, c hub.Conn)
+	CloseAll(code int, reason string)
+}
+
 // Options are the HTTP server's settings.
 type Options struct {
 	AllowedOrigins []string // exact "scheme://host[:port]"; empty: same host only
@@ -49,7 +61,7 @@ type Server struct {
 	log     *slog.Logger
 	opt     Options
 	logins  *login.Service
-	hub     *hub.Hub
+	reg     Registry
 	tokens  Verifier
 	metrics *metrics.Metrics
 	qrLimit limit.Limiter
@@ -66,13 +78,13 @@ type Server struct {
 
 // NewServer builds the HTTP API. ready reports whether the instance can
 // serve (for /readyz).
-func NewServer(log *slog.Logger, opt Options, logins *login.Service, h *hub.Hub, tokens Verifier,
+func NewServer(log *slog.Logger, opt Options, logins *login.Service, reg Registry, tokens Verifier,
 	m *metrics.Metrics, qrLimit limit.Limiter, conns *limit.Conns, ready func(context.Context) error) (*Server, error) {
 	if opt.OpTimeout <= 0 {
 		opt.OpTimeout = 10 * time.Second
 	}
 	s := &Server{
-		log: log, opt: opt, logins: logins, hub: h, tokens: tokens, metrics: m,
+		log: log, opt: opt, logins: logins, reg: reg, tokens: tokens, metrics: m,
 		qrLimit: qrLimit, conns: conns, ready: ready,
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
@@ -124,7 +136,7 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func (s *Server) CloseAll(ctx context.Context) {
 	s.draining.Store(true)
 	s.cancel()
-	s.hub.CloseAll(session.CloseGoingAway, "server shutting down")
+	s.reg.CloseAll(session.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -74,18 +74,18 @@ func (s *Server) serveWS(c *gin.Context) {
 
 	cl := &client{s: s, ip: ip, openid: openid}
 	cl.conn = session.New(ws, s.opt.Session, s.log)
-	s.hub.Add(cl)
+	s.reg.Add(cl)
 	defer func() {
 		cl.mu.Lock()
 		cl.stopTimer()
 		sid := cl.sid
 		cl.mu.Unlock()
-		s.hub.Remove(cl, sid, openid)
+		s.reg.Remove(cl, sid, openid)
 	}()
 
 	switch {
 	case openid != "":
-		s.hub.AttachUser(openid, cl)
+		s.reg.AttachUser(openid, cl)
 	case sid != "":
 		cl.resume(sid, resume)
 	default:
@@ -159,12 +159,13 @@ func (cl *client) start(fresh bool) {
 	ctx, cancel := cl.op()
 	defer cancel()
 	if ok, err := cl.s.qrLimit.Allow(ctx, cl.ip); err != nil || !ok {
-		cl.s.metrics.QRCreated.WithLabelValues("rate_limited").Inc()
 		if err != nil {
-			cl.s.log.Warn("qr limit unavailable", "err", err)
+			cl.s.metrics.QRCreated.WithLabelValues("error").Inc()
+			cl.s.log.Debug("qr limit unavailable", "err", err)
 			fail(login.CodeUpstreamUnavailable, "try again shortly")
 			return
 		}
+		cl.s.metrics.QRCreated.WithLabelValues("rate_limited").Inc()
 		fail(login.CodeRateLimited, "too many QR codes from this address; try again later")
 		return
 	}
@@ -174,7 +175,11 @@ func (cl *client) start(fresh bool) {
 	st, err := cl.s.logins.Refresh(ctx, old)
 	if err != nil {
 		cl.s.metrics.QRCreated.WithLabelValues("error").Inc()
-		cl.s.log.Warn("start login session", "err", err)
+		if errors.Is(err, login.ErrUnavailable) {
+			cl.s.log.Debug("start login session", "err", err) // the store's monitor logs the outage once
+		} else {
+			cl.s.log.Warn("start login session", "err", err)
+		}
 		fail(login.CodeUpstreamUnavailable, "could not get a QR code; try again shortly")
 		return
 	}
@@ -188,10 +193,10 @@ func (cl *client) attach(sess *login.Session) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.sid != "" {
-		cl.s.hub.DetachSession(cl.sid, cl)
+		cl.s.reg.DetachSession(cl.sid, cl)
 	}
 	cl.sid = sess.ID
-	cl.s.hub.AttachSession(sess.ID, cl)
+	cl.s.reg.AttachSession(sess.ID, cl)
 	cl.stopTimer()
 	id := sess.ID
 	cl.timer = time.AfterFunc(time.Until(sess.ExpiresAt), func() { cl.expire(id) })
@@ -218,7 +223,7 @@ func (cl *client) expire(id string) {
 	defer cancel()
 	expired, err := cl.s.logins.Expired(ctx, id)
 	if err != nil {
-		cl.s.log.Warn("expiry check", "err", err)
+		cl.s.log.Debug("expiry check", "err", err)
 	}
 	if expired {
 		cl.Send(login.MsgExpired)
@@ -246,7 +251,7 @@ func (cl *client) resume(id, secret string) {
 	sess, err := cl.s.logins.Resume(ctx, id, secret)
 	if err != nil {
 		if !errors.Is(err, login.ErrNotFound) {
-			cl.s.log.Warn("resume", "err", err)
+			cl.s.log.Debug("resume", "err", err)
 		}
 		cl.Send(login.ErrorFrame(login.CodeResumeFailed, "session not found or expired; here is a new one"))
 		cl.start(true)
@@ -257,7 +262,7 @@ func (cl *client) resume(id, secret string) {
 	cl.attach(sess)
 	now, missed, err := cl.s.logins.Catchup(ctx, id)
 	if err != nil {
-		cl.s.log.Warn("catch up", "err", err)
+		cl.s.log.Debug("catch up", "err", err)
 	}
 	if now == nil {
 		now = sess

@@ -143,3 +143,19 @@ func detach(m map[string]map[Conn]struct{}, key string, c Conn) {
 		}
 	}
 }
+
+// Counts reports how many connections are attached to each session and to
+// each user, so presence kept elsewhere can be rebuilt.
+func (h *Hub) Counts() (sessions, users map[string]int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	sessions = make(map[string]int, len(h.bySession))
+	for k, set := range h.bySession {
+		sessions[k] = len(set)
+	}
+	users = make(map[string]int, len(h.byUser))
+	for k, set := range h.byUser {
+		users[k] = len(set)
+	}
+	return sessions, users
+}

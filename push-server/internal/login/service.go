@@ -157,6 +157,30 @@ func (s *Service) Catchup(ctx context.Context, id string) (*Session, [][]byte, e
 	return sess, append(out, pending...), nil
 }
 
+// Redeliver hands the browsers of sessions ids what they may have missed
+// while deliveries failed (Redis was away): a state message that reached no
+// connection, and kept pushes.
+func (s *Service) Redeliver(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		sess, err := s.store.Get(ctx, id)
+		if err != nil {
+			continue
+		}
+		if sess.Last != nil && !sess.Delivered {
+			if n, _ := s.router.ToSession(ctx, id, sess.Last); n > 0 {
+				_ = s.store.MarkDelivered(ctx, id)
+			}
+		}
+		pending, err := s.store.TakePending(ctx, id)
+		if err != nil {
+			continue
+		}
+		for _, m := range pending {
+			_, _ = s.router.ToSession(ctx, id, m)
+		}
+	}
+}
+
 // Expired reports whether session id has expired (or is gone) at now.
 func (s *Service) Expired(ctx context.Context, id string) (bool, error) {
 	sess, err := s.store.Get(ctx, id)

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/cluster"
+	"github.com/scanlogin/scanlogin/push-server/internal/config"
+	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
+	"github.com/scanlogin/scanlogin/push-server/internal/hub"
+	"github.com/scanlogin/scanlogin/push-server/internal/limit"
+	"github.com/scanlogin/scanlogin/push-server/internal/login"
+	"github.com/scanlogin/scanlogin/push-server/internal/redisstore"
+	"github.com/scanlogin/scanlogin/redisurl"
+	"github.com/scanlogin/scanlogin/wechat"
+	"github.com/scanlogin/scanlogin/wechat/redistoken"
+)
+
+// retain is how long a session is remembered after it expires, so a late
+// scan is answered "expired" rather than "not found".
+const retain = 10 * time.Minute
+
+// sweepInterval is how often the in-memory backend drops forgotten
+// sessions and idle rate buckets.
+const sweepInterval = 30 * time.Second
+
+// backend is where sessions, delivery, limits and the WeChat token live:
+// this process's memory (one instance), or Redis (many).
+type backend struct {
+	store    login.Store
+	router   login.Router
+	registry httpapi.Registry
+	qrLimit  limit.Limiter
+	tokens   wechat.TokenCache // nil: the client's own memory
+	ready    func(context.Context) error
+	run      func(ctx context.Context) error
+	logins   *login.Service // set once the service exists; used by Redis resync
+}
+
+func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
+	h := hub.New()
+	if cfg.RedisURL == "" {
+		mem := login.NewMemory(retain)
+		buckets := limit.NewBuckets(cfg.QRPerIP)
+		return &backend{
+			store: mem, router: h, registry: h, qrLimit: buckets,
+			ready: func(context.Context) error { return nil },
+			run: func(ctx context.Context) error {
+				t := time.NewTicker(sweepInterval)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case now := <-t.C:
+						mem.Sweep(now)
+						buckets.Sweep()
+					}
+				}
+			},
+		}, nil
+	}
+	rdb, err := redisurl.NewClient(cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	store := redisstore.New(rdb, cfg.RedisPrefix, retain)
+	b := &backend{store: store, qrLimit: limit.NewShared(rdb, cfg.QRPerIP, cfg.RedisPrefix+"qr:"),
+		tokens: redistoken.New(rdb, cfg.RedisPrefix, cfg.AppID)}
+	cl := cluster.New(log, rdb, h, store, cluster.Options{
+		Prefix: cfg.RedisPrefix,
+		Resync: func(ctx context.Context, ids []string) { b.logins.Redeliver(ctx, ids) },
+	})
+	b.router, b.registry, b.ready = cl, cl, cl.Ready
+	b.run = func(ctx context.Context) error {
+		defer rdb.Close()
+		return cl.Run(ctx)
+	}
+	log.Info("sessions shared through redis", "redis", redisurl.Safe(cfg.RedisURL), "instance", cl.ID())
+	return b, nil
+}

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
+	"github.com/scanlogin/scanlogin/push-server/internal/token"
+	"github.com/scanlogin/scanlogin/testkit/redistest"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
+)
+
+// startCluster starts n instances sharing one Redis and one WeChat account.
+func startCluster(t *testing.T, n int) ([]*instance, *redistest.Server, *wechattest.Server) {
+	t.Helper()
+	rs := redistest.Start(t)
+	fake := wechattest.New(t, appID, secret)
+	key := writeKey(t)
+	var ins []*instance
+	for range n {
+		ins = append(ins, startWith(t, fake, map[string]string{"REDIS_URL": rs.URL(), "LOG_LEVEL": "info", "TOKEN_KEY_FILE": key}))
+	}
+	return ins, rs, fake
+}
+
+func TestClusterLoginAcrossInstances(t *testing.T) {
+	ins, _, fake := startCluster(t, 2)
+	a, b := ins[0], ins[1]
+	br := a.mustDial("")
+	qr := br.expect("qrcode")
+
+	// The event enters the instance that does not hold the browser.
+	res := b.notify(qr, pushv1.Event_EVENT_SCAN, "oAlice", "ev-1")
+	if res.Result != pushv1.Result_RESULT_DELIVERED {
+		t.Fatalf("Notify on the other instance = %v", res)
+	}
+	lg := br.expect("login")
+	br.expectClose(websocket.CloseNormalClosure)
+	if lg.User["openid"] != "oAlice" {
+		t.Fatalf("login = %+v", lg)
+	}
+	if fake.TokenFetches() != 1 {
+		t.Errorf("instances fetched the access token %d times, want 1 shared", fake.TokenFetches())
+	}
+}
+
+func TestClusterResumeOnOtherInstance(t *testing.T) {
+	ins, _, _ := startCluster(t, 2)
+	a, b := ins[0], ins[1]
+	br := a.mustDial("")
+	qr := br.expect("qrcode")
+	br.ws.Close()
+
+	if res := a.notify(qr, pushv1.Event_EVENT_SUBSCRIBE, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_STORED {
+		t.Fatalf("Notify while away = %v", res)
+	}
+	br2 := b.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	if lg := br2.expect("login"); lg.User["openid"] != "oBob" {
+		t.Fatalf("login = %+v", lg)
+	}
+}
+
+func TestClusterDuplicatesRacedAcrossInstances(t *testing.T) {
+	ins, _, _ := startCluster(t, 2)
+	br := ins[0].mustDial("")
+	qr := br.expect("qrcode")
+	ticket := ins[0].ticket(qr)
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := 0
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := ins[i%2]
+			res, err := in.client.Notify(context.Background(), &pushv1.NotifyRequest{
+				Scene: qr.Scene, Ticket: ticket, Event: pushv1.Event_EVENT_SCAN,
+				User: &pushv1.User{Openid: fmt.Sprint("o", i%7)}, EventId: fmt.Sprint("ev-", i%5),
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !res.Duplicate && (res.Result == pushv1.Result_RESULT_DELIVERED || res.Result == pushv1.Result_RESULT_STORED) {
+				mu.Lock()
+				accepted++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted != 1 {
+		t.Fatalf("%d Notify calls accepted, want exactly 1", accepted)
+	}
+	br.expect("login")
+	br.expectClose(websocket.CloseNormalClosure)
+}
+
+func TestClusterPushToUserEverywhere(t *testing.T) {
+	ins, _, _ := startCluster(t, 2)
+	br := ins[0].mustDial("")
+	qr := br.expect("qrcode")
+	ins[0].notify(qr, pushv1.Event_EVENT_SCAN, "oCarol", "ev-1")
+	tok := url.QueryEscape(br.expect("login").Token)
+	tabs := []*browser{ins[0].mustDial("token=" + tok), ins[1].mustDial("token=" + tok)}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := ins[1].client.Push(context.Background(), &pushv1.PushRequest{
+			Target: &pushv1.PushRequest_Openid{Openid: "oCarol"}, Event: "hi", Data: []byte(`1`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Delivered == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Push reached %d connections, want 2", resp.Delivered)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, tab := range tabs {
+		if m := tab.expect("message"); m.Event != "hi" {
+			t.Errorf("tab got %+v", m)
+		}
+	}
+}
+
+func TestClusterSurvivesRedisRestart(t *testing.T) {
+	ins, rs, _ := startCluster(t, 2)
+	a, b := ins[0], ins[1]
+	open := a.mustDial("")
+	openQR := open.expect("qrcode")
+
+	rs.Kill()
+	waitReady(t, a, http.StatusServiceUnavailable)
+	br := b.mustDial("")
+	if e := br.expect("error"); e.Code != "upstream_unavailable" {
+		t.Fatalf("new connection during the outage: %+v", e)
+	}
+	open.send(`{"type":"ping"}`)
+	open.expect("pong") // open connections stay open
+
+	rs.Restart()
+	waitReady(t, a, http.StatusOK)
+	waitReady(t, b, http.StatusOK)
+	// The restarted Redis (no persistence) forgot the old session: a new
+	// code works end to end across instances.
+	_ = openQR
+	open.send(`{"type":"refresh"}`)
+	qr := open.expect("qrcode")
+	// Right after the restart, instance a may still be resubscribing: the
+	// login is then stored and handed over by a's resync. Either way it arrives.
+	res := b.notify(qr, pushv1.Event_EVENT_SCAN, "oDan", "ev-9")
+	if res.Result != pushv1.Result_RESULT_DELIVERED && res.Result != pushv1.Result_RESULT_STORED {
+		t.Fatalf("Notify after the restart = %v", res)
+	}
+	if lg := open.expect("login"); lg.User["openid"] != "oDan" {
+		t.Fatalf("login = %+v", lg)
+	}
+	logs := a.logs.String()
+	if n := strings.Count(logs, "redis unreachable"); n != 1 {
+		t.Errorf("%d 'redis unreachable' lines, want one per state change:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "redis reachable again") {
+		t.Error("no recovery log line")
+	}
+}
+
+func waitReady(t *testing.T, in *instance, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + in.http + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never answered %d", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// writeKey writes a fresh Ed25519 key, shared by the instances of a test.
+func writeKey(t *testing.T) string {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(token.GenerateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "token-key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// buildBinary builds push-server once for the process tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "push-server-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "push-server")
+		out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// process is a push-server running as its own process.
+type process struct {
+	cmd        *exec.Cmd
+	http, grpc string
+	client     pushv1.PushServiceClient
+}
+
+func startProcess(t *testing.T, env []string) *process {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t))
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := &process{cmd: cmd}
+	found := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil && !sent {
+				p.http, p.grpc = m[1], m[2]
+				found <- true
+				sent = true
+			}
+		}
+		if !sent {
+			found <- false
+		}
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Fatal("push-server process exited before listening")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("push-server process did not start")
+	}
+	cc, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	p.client = pushv1.NewPushServiceClient(cc)
+	return p
+}
+
+func TestClusterSIGKILLThenResumeElsewhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	rs := redistest.Start(t)
+	fake := wechattest.New(t, appID, secret)
+	env := []string{"PUSH_HTTP_ADDR=127.0.0.1:0", "PUSH_GRPC_ADDR=127.0.0.1:0", "WECHAT_APPID=" + appID,
+		"WECHAT_SECRET=" + secret, "WECHAT_API_BASE=" + fake.URL(), "WECHAT_MP_BASE=" + fake.URL(),
+		"REDIS_URL=" + rs.URL(), "TOKEN_KEY_FILE=" + writeKey(t), "LOG_LEVEL=info"}
+	a, b := startProcess(t, env), startProcess(t, env)
+
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+a.http+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := &browser{t: t, ws: ws}
+	qr := br.expect("qrcode")
+	ticket, _ := fake.TicketForScene(qr.Scene)
+
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd.Wait()
+	if _, err := br.next(); err == nil {
+		t.Fatal("the killed instance's socket still answers")
+	}
+
+	// The scan reaches the surviving instance while the browser is away.
+	res, err := b.client.Notify(context.Background(), &pushv1.NotifyRequest{Scene: qr.Scene, Ticket: ticket,
+		Event: pushv1.Event_EVENT_SCAN, User: &pushv1.User{Openid: "oEve"}, EventId: "ev-1"})
+	if err != nil || res.Result != pushv1.Result_RESULT_STORED {
+		t.Fatalf("Notify after the kill = %v %v", res, err)
+	}
+	ws2, _, err := websocket.DefaultDialer.Dial("ws://"+b.http+"/ws?"+url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br2 := &browser{t: t, ws: ws2}
+	if lg := br2.expect("login"); lg.User["openid"] != "oEve" {
+		t.Fatalf("login = %+v", lg)
+	}
+}

@@ -1,0 +1,355 @@
+// Package cluster lets many push server instances act as one through Redis.
+// It keeps presence (which instance holds connections of which session or
+// user) and routes each message to the instances that hold its target,
+// over a pub/sub channel per instance. Local connections are reached through
+// the hub directly.
+//
+// Keys and channels (the {hash tag} keeps a session's keys in one slot):
+//
+//	<prefix>s:{<id>}:c     hash instance → connections of session id
+//	<prefix>u:{<openid>}:c hash instance → connections of user openid
+//	<prefix>i:<instance>   the instance's delivery channel
+//
+// Pub/sub delivers at most once, so nothing relies on it alone: state
+// messages are kept with the session and pushes that find no connection are
+// kept too; after Redis comes back every instance re-registers its
+// connections and hands its browsers whatever they missed.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/hub"
+	"github.com/scanlogin/scanlogin/push-server/internal/login"
+)
+
+// Keeper keeps a push for a browser that is away (the session store).
+type Keeper interface {
+	AddPending(ctx context.Context, id string, msg []byte) error
+}
+
+// Options tune a Cluster.
+type Options struct {
+	Prefix string // key prefix, e.g. "scanlogin:"
+	// PresenceTTL bounds how long presence outlives its last refresh.
+	PresenceTTL time.Duration
+	// OpTimeout bounds one Redis call made on a connection's behalf.
+	OpTimeout time.Duration
+	// Resync is called, with the sessions held here, after Redis comes back,
+	// to hand browsers what they missed meanwhile.
+	Resync func(ctx context.Context, sessions []string)
+}
+
+// Cluster is a login.Router and a connection registry shared through Redis.
+type Cluster struct {
+	log  *slog.Logger
+	rdb  redis.UniversalClient
+	hub  *hub.Hub
+	keep Keeper
+	opt  Options
+	id   string // this instance
+
+	up atomic.Bool // Redis answered the last health check
+}
+
+// New returns a Cluster for this instance, with a fresh instance id.
+func New(log *slog.Logger, rdb redis.UniversalClient, h *hub.Hub, keep Keeper, opt Options) *Cluster {
+	if opt.PresenceTTL <= 0 {
+		opt.PresenceTTL = 24 * time.Hour
+	}
+	if opt.OpTimeout <= 0 {
+		opt.OpTimeout = 2 * time.Second
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	c := &Cluster{log: log, rdb: rdb, hub: h, keep: keep, opt: opt, id: hex.EncodeToString(b)}
+	c.up.Store(true)
+	return c
+}
+
+// ID is this instance's id.
+func (c *Cluster) ID() string { return c.id }
+
+func (c *Cluster) sessionKey(id string) string { return c.opt.Prefix + "s:{" + id + "}:c" }
+func (c *Cluster) userKey(openid string) string { return c.opt.Prefix + "u:{" + openid + "}:c" }
+func (c *Cluster) channel(inst string) string   { return c.opt.Prefix + "i:" + inst }
+
+// Envelope kinds on the delivery channel.
+const (
+	kindSession = 's'
+	kindUser    = 'u'
+)
+
+// envelope frames a message for another instance: kind, target, newline, message.
+func envelope(kind byte, target string, msg []byte) []byte {
+	b := make([]byte, 0, 2+len(target)+len(msg))
+	b = append(b, kind)
+	b = append(b, target...)
+	b = append(b, '\n')
+	return append(b, msg...)
+}
+
+func parseEnvelope(p []byte) (kind byte, target string, msg []byte, ok bool) {
+	i := bytes.IndexByte(p, '\n')
+	if len(p) < 2 || i < 1 {
+		return 0, "", nil, false
+	}
+	return p[0], string(p[1:i]), p[i+1:], true
+}
+
+// ToSession implements login.Router: local connections through the hub,
+// remote ones through their instances' channels.
+func (c *Cluster) ToSession(ctx context.Context, id string, msg []byte) (int, error) {
+	n, _ := c.hub.ToSession(ctx, id, msg)
+	m, err := c.remote(ctx, c.sessionKey(id), kindSession, id, msg)
+	return n + m, err
+}
+
+// ToUser implements login.Router.
+func (c *Cluster) ToUser(ctx context.Context, openid string, msg []byte) (int, error) {
+	n, _ := c.hub.ToUser(ctx, openid, msg)
+	m, err := c.remote(ctx, c.userKey(openid), kindUser, openid, msg)
+	return n + m, err
+}
+
+// Attached implements login.Router.
+func (c *Cluster) Attached(ctx context.Context, id string) (bool, error) {
+	if ok, _ := c.hub.Attached(ctx, id); ok {
+		return true, nil
+	}
+	n, err := c.rdb.HLen(ctx, c.sessionKey(id)).Result()
+	if err != nil {
+		return false, fmt.Errorf("presence: %w: %w", login.ErrUnavailable, err)
+	}
+	return n > 0, nil
+}
+
+// remote publishes msg to every other instance that holds connections of
+// key, and reports how many connections those instances hold. An instance
+// that no longer listens is dropped from the presence.
+func (c *Cluster) remote(ctx context.Context, key string, kind byte, target string, msg []byte) (int, error) {
+	pres, err := c.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return 0, fmt.Errorf("presence: %w: %w", login.ErrUnavailable, err)
+	}
+	n := 0
+	for inst, count := range pres {
+		if inst == c.id {
+			continue
+		}
+		got, err := c.rdb.Publish(ctx, c.channel(inst), envelope(kind, target, msg)).Result()
+		if err != nil {
+			return n, fmt.Errorf("publish: %w: %w", login.ErrUnavailable, err)
+		}
+		if got == 0 {
+			c.rdb.HDel(ctx, key, inst) // a dead instance; best effort
+			continue
+		}
+		k, _ := strconv.Atoi(count)
+		n += k
+	}
+	return n, nil
+}
+
+// Registry: what httpapi needs to register connections. Each method updates
+// the local hub, then the shared presence.
+
+// Add implements the registry: the connection exists.
+func (c *Cluster) Add(conn hub.Conn) { c.hub.Add(conn) }
+
+// AttachSession routes session id's messages to conn, from any instance.
+func (c *Cluster) AttachSession(id string, conn hub.Conn) {
+	c.hub.AttachSession(id, conn)
+	c.incr(c.sessionKey(id), 1)
+}
+
+// DetachSession stops routing session id's messages to conn.
+func (c *Cluster) DetachSession(id string, conn hub.Conn) {
+	c.hub.DetachSession(id, conn)
+	c.incr(c.sessionKey(id), -1)
+}
+
+// AttachUser routes the user's messages to conn, from any instance.
+func (c *Cluster) AttachUser(openid string, conn hub.Conn) {
+	c.hub.AttachUser(openid, conn)
+	c.incr(c.userKey(openid), 1)
+}
+
+// Remove forgets conn, attached to session sid and user openid ("" for none).
+func (c *Cluster) Remove(conn hub.Conn, sid, openid string) {
+	c.hub.Remove(conn, sid, openid)
+	if sid != "" {
+		c.incr(c.sessionKey(sid), -1)
+	}
+	if openid != "" {
+		c.incr(c.userKey(openid), -1)
+	}
+}
+
+// CloseAll closes every local connection.
+func (c *Cluster) CloseAll(code int, reason string) { c.hub.CloseAll(code, reason) }
+
+// presenceAdd adds delta to this instance's count in a presence hash,
+// removing the field at zero, and refreshes the hash's TTL.
+var presenceAdd = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return n
+`)
+
+func (c *Cluster) incr(key string, delta int) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opt.OpTimeout)
+	defer cancel()
+	err := presenceAdd.Run(ctx, c.rdb, []string{key}, c.id, delta, c.opt.PresenceTTL.Milliseconds()).Err()
+	if err != nil {
+		// The health monitor reports the outage once; presence is rebuilt
+		// when Redis is back.
+		c.log.Debug("presence update failed", "err", err)
+	}
+}
+
+// Ready reports whether Redis answers.
+func (c *Cluster) Ready(ctx context.Context) error {
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis unreachable: %w", err)
+	}
+	return nil
+}
+
+// Run listens on this instance's channel and watches Redis's health until
+// ctx ends.
+func (c *Cluster) Run(ctx context.Context) error {
+	go c.monitor(ctx)
+	ps := c.rdb.Subscribe(ctx, c.channel(c.id))
+	// Receive does not watch ctx while it waits on the socket: closing the
+	// subscription is what ends it.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	defer ps.Close()
+	subscribed := false
+	for {
+		m, err := ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			// go-redis reconnects and resubscribes on the next Receive.
+			c.log.Debug("pubsub receive", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		switch m := m.(type) {
+		case *redis.Subscription:
+			if subscribed {
+				c.resync(ctx)
+			}
+			subscribed = true
+		case *redis.Message:
+			c.deliver(ctx, []byte(m.Payload))
+		}
+	}
+}
+
+// deliver hands a message from another instance to local connections; a
+// push that finds none is kept for the browser's resume.
+func (c *Cluster) deliver(ctx context.Context, p []byte) {
+	kind, target, msg, ok := parseEnvelope(p)
+	if !ok {
+		c.log.Warn("bad envelope on delivery channel", "bytes", len(p))
+		return
+	}
+	switch kind {
+	case kindSession:
+		n, _ := c.hub.ToSession(ctx, target, msg)
+		if n == 0 && login.IsPush(msg) {
+			kctx, cancel := context.WithTimeout(ctx, c.opt.OpTimeout)
+			defer cancel()
+			if err := c.keep.AddPending(kctx, target, msg); err != nil && !errors.Is(err, login.ErrNotFound) {
+				c.log.Warn("keep undelivered push", "err", err)
+			}
+		}
+	case kindUser:
+		c.hub.ToUser(ctx, target, msg)
+	}
+}
+
+// resync re-registers this instance's connections, which a Redis restart
+// may have forgotten, and lets browsers catch up on what they missed.
+func (c *Cluster) resync(ctx context.Context) {
+	c.setUp(nil)
+	sessions, users := c.hub.Counts()
+	c.log.Info("re-registering connections with redis", "sessions", len(sessions), "users", len(users))
+	ttl := c.opt.PresenceTTL
+	set := func(key string, n int) {
+		sctx, cancel := context.WithTimeout(ctx, c.opt.OpTimeout)
+		defer cancel()
+		_, err := c.rdb.TxPipelined(sctx, func(p redis.Pipeliner) error {
+			p.HSet(sctx, key, c.id, n)
+			p.PExpire(sctx, key, ttl)
+			return nil
+		})
+		if err != nil {
+			c.log.Debug("presence resync", "err", err)
+		}
+	}
+	ids := make([]string, 0, len(sessions))
+	for id, n := range sessions {
+		set(c.sessionKey(id), n)
+		ids = append(ids, id)
+	}
+	for openid, n := range users {
+		set(c.userKey(openid), n)
+	}
+	if c.opt.Resync != nil {
+		c.opt.Resync(ctx, ids)
+	}
+}
+
+// monitor pings Redis every second and logs each change of reachability once.
+func (c *Cluster) monitor(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := c.rdb.Ping(pctx).Err()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		c.setUp(err)
+	}
+}
+
+// setUp records whether Redis answered and logs each change once.
+func (c *Cluster) setUp(err error) {
+	switch {
+	case err != nil && c.up.Swap(false):
+		c.log.Error("redis unreachable: new logins refused, open connections kept", "err", err)
+	case err == nil && !c.up.Swap(true):
+		c.log.Info("redis reachable again")
+	}
+}
+
+// Up reports whether the last health check reached Redis.
+func (c *Cluster) Up() bool { return c.up.Load() }
