@@ -3,3 +3,16 @@ module github.com/scanlogin/scanlogin/wechat
 go 1.26.0
 
 require golang.org/x/sync v0.24.0
+
+require (
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/scanlogin/scanlogin/testkit v0.0.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace github.com/scanlogin/scanlogin/testkit => ../testkit
