@@ -67,6 +67,7 @@ func TestClusterResumeOnOtherInstance(t *testing.T) {
 	br := a.mustDial("")
 	qr := br.expect("qrcode")
 	br.ws.Close()
+	a.waitConns(0)
 
 	if res := a.notify(qr, pushv1.Event_EVENT_SUBSCRIBE, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_STORED {
 		t.Fatalf("Notify while away = %v", res)

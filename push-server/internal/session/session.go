@@ -7,6 +7,7 @@ package session
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -152,11 +153,23 @@ func (c *Conn) Serve(h Handler) error {
 	close(c.dead)
 	c.Close(CloseNormal, "") // no-op if closing already; stops the writer otherwise
 	<-writerDone
+	if errors.Is(err, websocket.ErrReadLimit) {
+		// gorilla sent 1009; closing now, with the rest of the frame unread,
+		// would reset the socket and could destroy that close frame.
+		c.drain()
+	}
 	_ = c.ws.Close()
 	if isNormalClose(err) {
 		return nil
 	}
 	return err
+}
+
+// drain discards what the browser still sends, for at most closeGrace.
+func (c *Conn) drain() {
+	nc := c.ws.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(closeGrace))
+	_, _ = io.Copy(io.Discard, io.LimitReader(nc, 1<<20))
 }
 
 func (c *Conn) readLoop(h Handler) error {
