@@ -18,11 +18,15 @@ import (
 )
 
 // NewClient connects to the Redis deployment REDIS_URL names (lazily: no
-// command is sent until the client is used).
-func NewClient(raw string) (redis.UniversalClient, error) {
+// command is sent until the client is used). Each tune function may adjust
+// the options first, e.g. timeouts.
+func NewClient(raw string, tune ...func(*redis.UniversalOptions)) (redis.UniversalClient, error) {
 	o, err := Parse(raw)
 	if err != nil {
 		return nil, err
+	}
+	for _, f := range tune {
+		f(o)
 	}
 	if o.MasterName == "" && !o.IsClusterMode {
 		// A single node, through redis.Options, which also knows unix sockets.
@@ -30,7 +34,9 @@ func NewClient(raw string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parse redis url: %w", redact(err))
 		}
-		return redis.NewClient(single), nil
+		so := o.Simple()
+		so.Network, so.Addr = single.Network, single.Addr
+		return redis.NewClient(so), nil
 	}
 	return redis.NewUniversalClient(o), nil
 }

@@ -1,6 +1,7 @@
 package redisurl
 
 import (
+	"github.com/redis/go-redis/v9"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,26 @@ func TestParse(t *testing.T) {
 	}
 	if s := Safe("redis://user:hunter2@h:1/0"); strings.Contains(s, "hunter2") || !strings.Contains(s, "user:***@h:1") {
 		t.Errorf("Safe = %s", s)
+	}
+}
+
+func TestNewClient(t *testing.T) {
+	c, err := NewClient("unix:///tmp/redis.sock?db=3", func(o *redis.UniversalOptions) { o.MaxRetries = -1 }) // -1: none; go-redis stores it as 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	single, ok := c.(*redis.Client)
+	if !ok || single.Options().Network != "unix" || single.Options().Addr != "/tmp/redis.sock" ||
+		single.Options().DB != 3 || single.Options().MaxRetries != 0 {
+		t.Fatalf("client = %T %+v", c, single.Options())
+	}
+	cc, err := NewClient("redis://a:7000?addr=b:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, ok := cc.(*redis.ClusterClient); !ok {
+		t.Fatalf("cluster URL gave %T", cc)
 	}
 }

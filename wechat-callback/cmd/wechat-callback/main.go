@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/scanlogin/scanlogin/wechat"
+	"github.com/scanlogin/scanlogin/wechat/redistoken"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
@@ -99,12 +100,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := callback.NewMetrics(reg)
 
 	var store dedup.Store = dedup.NewMemory()
+	var tokens wechat.TokenCache // nil: the client's own memory
 	if cfg.RedisURL != "" {
 		rdb, err := dedup.OpenRedis(cfg.RedisURL, "scanlogin:callback:")
 		if err != nil {
 			return err
 		}
 		defer rdb.Close()
+		// The same key the push servers use: one access token per account.
+		tokens = redistoken.New(rdb.Client(), "scanlogin:", cfg.AppID)
 		if err := rdb.Ping(ctx); err != nil {
 			log.Warn("redis unreachable at start; in-memory duplicate store stands in", "err", err)
 		}
@@ -126,6 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			AppID:      cfg.AppID,
 			Secret:     cfg.Secret,
 			HTTPClient: &http.Client{Timeout: 3 * time.Second},
+			Tokens:     tokens,
 			Logger:     log,
 		})
 		if err != nil {

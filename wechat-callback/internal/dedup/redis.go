@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/scanlogin/scanlogin/redisurl"
 )
 
 // rememberScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists, and
@@ -43,22 +45,27 @@ const (
 	redisIOTimeout   = 300 * time.Millisecond
 )
 
-// OpenRedis connects (lazily) to the Redis at url (redis://, rediss:// or
-// unix://) with short timeouts and no retries, and returns a Store on it.
-// Close it when done.
+// OpenRedis connects (lazily) to the Redis that url names (a single node,
+// Sentinel or Cluster; see package redisurl) with short timeouts and no
+// retries, and returns a Store on it. Close it when done.
 func OpenRedis(url, prefix string) (*Redis, error) {
-	opts, err := redis.ParseURL(url)
+	rdb, err := redisurl.NewClient(url, func(o *redis.UniversalOptions) {
+		o.DialTimeout = redisDialTimeout
+		o.ReadTimeout = redisIOTimeout
+		o.WriteTimeout = redisIOTimeout
+		o.PoolTimeout = redisIOTimeout
+		o.MaxRetries = -1
+		o.DialerRetries = 1
+	})
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	opts.DialTimeout = redisDialTimeout
-	opts.ReadTimeout = redisIOTimeout
-	opts.WriteTimeout = redisIOTimeout
-	opts.PoolTimeout = redisIOTimeout
-	opts.MaxRetries = -1
-	opts.DialerRetries = 1
-	return NewRedis(redis.NewClient(opts), prefix), nil
+	return NewRedis(rdb, prefix), nil
 }
+
+// Client is the Redis client, for other state the callback shares (the
+// WeChat access token).
+func (r *Redis) Client() redis.UniversalClient { return r.rdb }
 
 // Ping checks that Redis answers.
 func (r *Redis) Ping(ctx context.Context) error {
