@@ -30,11 +30,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/scanlogin/scanlogin/wechat"
-	"github.com/scanlogin/scanlogin/wechat/redistoken"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient"
+	"github.com/scanlogin/scanlogin/wechat/redistoken"
 	"golang.org/x/sync/errgroup"
 )
 
