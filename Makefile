@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.1
 
 GO_TEST_FLAGS ?= -race -count=1
 
-.PHONY: all build test test-unit proto proto-check tools vet clean run-all bench
+.PHONY: all build test test-unit fuzz proto proto-check tools vet clean run-all bench
 
 all: build
 
@@ -35,11 +35,20 @@ bench: build
 	cd scripts/loadtest && go build -o $(BIN)/loadtest .
 	scripts/bench.sh
 
-## test: every test suite, with the race detector
-test: proto-check vet test-unit
+FUZZTIME ?= 3s
+
+## test: every test suite, with the race detector, and a short fuzz run
+test: proto-check vet test-unit fuzz
 
 test-unit:
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
+
+## fuzz: a short run of every fuzz target on top of its seed corpus
+fuzz:
+	@set -e; for f in FuzzDecrypt FuzzParseMessage; do \
+		echo "== fuzz wechat $$f"; (cd wechat && go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) .); done
+	@set -e; for f in FuzzPlaintextBody FuzzEncryptValue FuzzDecryptedPlaintext; do \
+		echo "== fuzz wechat-callback $$f"; (cd wechat-callback && go test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./internal/callback); done
 
 vet:
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./...); done
