@@ -1,0 +1,146 @@
+// Command wechat-sim is a local WeChat for development and tests: it serves
+// the WeChat API paths scanlogin calls, with WeChat's formats and error
+// codes, and a phone page that "scans" its QR codes and POSTs the events to
+// the callback, signed and (with an AES key) encrypted, as WeChat does.
+// Settings come from the environment; see wechat-sim/README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/api"
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/config"
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/phone"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "wechat-sim:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownTimeout bounds the graceful shutdown.
+const shutdownTimeout = 5 * time.Second
+
+// run serves until ctx ends or a signal arrives. It logs a "listening" line
+// with the bound address and the public URL.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wechat-sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: wechat-sim [-check-config]\nSettings come from the environment; see wechat-sim/README.md.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if *checkOnly {
+		log.Info("config ok", "config", cfg)
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("SIM_HTTP_ADDR: %w", err)
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = config.DerivePublicURL(ln.Addr().String())
+	}
+	h, err := newHandler(log, cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	log.Info("listening", "http", ln.Addr().String(), "url", cfg.PublicURL, "config", cfg)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newHandler wires the account, its API, the event sender and the pages.
+func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
+	acct := account.New(account.Config{
+		AppID:    cfg.AppID,
+		Secret:   cfg.Secret,
+		TokenTTL: cfg.TokenTTL,
+		ScanURL:  func(id string) string { return cfg.PublicURL + "/scan/" + id },
+		MiniURL:  func(id string) string { return cfg.PublicURL + "/mp/" + id },
+	})
+	for _, name := range cfg.Followers {
+		u := acct.AddFollower(name)
+		log.Info("follower", "nickname", name, "openid", u.OpenID)
+	}
+	retries := cfg.Retries
+	if retries == 0 {
+		retries = -1 // for deliver, 0 means the default and negative none
+	}
+	sender, err := deliver.New(deliver.Config{
+		URL:        cfg.CallbackURL,
+		Token:      cfg.Token,
+		AESKey:     cfg.AESKey,
+		AppID:      cfg.AppID,
+		OriginalID: cfg.OriginalID,
+		RetryAfter: cfg.RetryAfter,
+		Retries:    retries,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("event sender: %w", err)
+	}
+	mux := http.NewServeMux()
+	api.New(log, acct, api.Options{WxaPages: cfg.WxaPages}).Register(mux)
+	phone.New(log, acct, sender, phone.Info{
+		AppID: cfg.AppID, OriginalID: cfg.OriginalID, CallbackURL: cfg.CallbackURL,
+		SafeMode: sender.SafeMode(), TokenTTL: cfg.TokenTTL, RetryAfter: cfg.RetryAfter, Retries: cfg.Retries,
+	}).Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return logRequests(log, mux), nil
+}
+
+// logRequests logs each request at debug level.
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		log.Debug("request", "method", r.Method, "path", r.URL.Path, "dur", time.Since(start))
+	})
+}

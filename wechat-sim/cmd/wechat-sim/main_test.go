@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var listening = regexp.MustCompile(`msg=listening http=(\S+) url=(\S+)`)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func env(extra map[string]string) func(string) string {
+	vars := map[string]string{
+		"SIM_HTTP_ADDR":    "127.0.0.1:0",
+		"WECHAT_APPID":     "wx0123456789abcdef",
+		"WECHAT_SECRET":    "s3cret",
+		"WECHAT_TOKEN":     "tok123",
+		"WECHAT_AES_KEY":   "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+		"SIM_CALLBACK_URL": "http://127.0.0.1:1/wechat/callback",
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return func(k string) string { return vars[k] }
+}
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, nil, env(nil), pw)
+		pw.Close()
+		done <- err
+	}()
+	logs := &syncBuffer{}
+	found := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			logs.Write([]byte(sc.Text() + "\n"))
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1:]
+			}
+		}
+	}()
+	var addr, public string
+	select {
+	case m := <-found:
+		addr, public = m[0], m[1]
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("not listening:\n%s", logs)
+	}
+	if public != "http://"+addr {
+		t.Fatalf("public URL %q for %q", public, addr)
+	}
+	resp, err := http.Get(public + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	// The QR code's URL is on the public URL.
+	resp, err = http.Post(public+"/cgi-bin/stable_token", "application/json",
+		strings.NewReader(`{"grant_type":"client_credential","appid":"wx0123456789abcdef","secret":"s3cret"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	resp, err = http.Post(public+"/cgi-bin/qrcode/create?access_token="+tok.AccessToken, "application/json",
+		strings.NewReader(`{"expire_seconds":60,"action_name":"QR_STR_SCENE","action_info":{"scene":{"scene_str":"s"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qr struct{ URL string }
+	json.NewDecoder(resp.Body).Decode(&qr)
+	resp.Body.Close()
+	if !strings.HasPrefix(qr.URL, public+"/scan/") {
+		t.Fatalf("scan URL %q", qr.URL)
+	}
+	if resp, err = http.Get(qr.URL); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("phone page: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not stop")
+	}
+	for _, secret := range []string{"s3cret", "tok123", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"} {
+		if strings.Contains(logs.String(), secret) {
+			t.Fatalf("a secret is in the logs:\n%s", logs)
+		}
+	}
+}
+
+func TestRunConfigErrors(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WECHAT_TOKEN": ""}, "WECHAT_TOKEN: required"},
+		{map[string]string{"WECHAT_TOKEN": "a b"}, "WECHAT_TOKEN"},
+		{map[string]string{"WECHAT_APPID": ""}, "WECHAT_APPID: required"},
+		{map[string]string{"WECHAT_AES_KEY": "short"}, "WECHAT_AES_KEY"},
+		{map[string]string{"SIM_TOKEN_TTL": "soon"}, "SIM_TOKEN_TTL"},
+		{map[string]string{"SIM_RETRY_AFTER": "2h"}, "SIM_RETRY_AFTER"},
+		{map[string]string{"SIM_CALLBACK_URL": "localhost:8081"}, "SIM_CALLBACK_URL"},
+		{map[string]string{"SIM_PUBLIC_URL": "example.com"}, "SIM_PUBLIC_URL"},
+		{map[string]string{"SIM_HTTP_ADDR": busy.Addr().String()}, "SIM_HTTP_ADDR"},
+	} {
+		err := run(context.Background(), nil, env(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want it to name %s", tc.env, err, tc.want)
+		}
+	}
+	if err := run(context.Background(), []string{"-check-config"}, env(nil), io.Discard); err != nil {
+		t.Errorf("-check-config: %v", err)
+	}
+}

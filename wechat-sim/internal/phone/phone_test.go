@@ -1,0 +1,258 @@
+package phone
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/scanlogin/scanlogin/wechat"
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
+	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
+)
+
+const (
+	appID      = "wx0123456789abcdef"
+	token      = "tok123"
+	aesKey     = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+	originalID = "gh_0123456789ab"
+)
+
+type fixture struct {
+	t      *testing.T
+	url    string
+	acct   *account.Account
+	now    time.Time
+	mu     sync.Mutex
+	events []*wechat.Message // what the callback received, decrypted
+}
+
+func (f *fixture) clock() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *fixture) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+// newFixture runs the phone pages with a callback that decrypts each
+// event and answers an encrypted text naming the event.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{t: t, now: time.Now()}
+	cr, err := wechat.NewCrypter(token, aesKey, appID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		env, err := wechat.ParseMessage(body)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		plain, err := cr.Decrypt(env.Encrypt)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		m, _ := wechat.ParseMessage(plain)
+		f.mu.Lock()
+		f.events = append(f.events, m)
+		f.mu.Unlock()
+		reply := wechat.TextReply(m.FromUserName, m.ToUserName, time.Now().Unix(), "got "+m.Event)
+		out, _ := cr.EncryptReply(reply, r.URL.Query().Get("timestamp"), "nonce")
+		w.Write(out)
+	}))
+	t.Cleanup(cb.Close)
+
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	f.acct = account.New(account.Config{AppID: appID, Secret: "s", TokenTTL: time.Hour, Now: f.clock,
+		ScanURL: func(id string) string { return srv.URL + "/scan/" + id },
+		MiniURL: func(id string) string { return srv.URL + "/mp/" + id },
+	})
+	sender, err := deliver.New(deliver.Config{URL: cb.URL, Token: token, AESKey: aesKey, AppID: appID, OriginalID: originalID, RetryAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	New(log, f.acct, sender, Info{AppID: appID, OriginalID: originalID, CallbackURL: cb.URL, SafeMode: true, RetryAfter: time.Second, Retries: 3}).Register(mux)
+	return f
+}
+
+func (f *fixture) qr(expire int64) account.QR {
+	f.t.Helper()
+	q, code := f.acct.CreateQR(account.QRRequest{ActionName: "QR_STR_SCENE", SceneStr: "login_abc", ExpireSeconds: expire})
+	if code != 0 {
+		f.t.Fatal(code)
+	}
+	return q
+}
+
+func (f *fixture) get(path string) (int, string) {
+	f.t.Helper()
+	resp, err := http.Get(f.url + path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// postJSON posts a JSON scan and decodes the JSON answer.
+func (f *fixture) postJSON(path string, in any, out any) int {
+	f.t.Helper()
+	b, _ := json.Marshal(in)
+	resp, err := http.Post(f.url+path, "application/json", strings.NewReader(string(b)))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		f.t.Fatalf("POST %s: Content-Type %q", path, ct)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		f.t.Fatal(err)
+	}
+	return resp.StatusCode
+}
+
+// postForm posts the phone page's form and returns the HTML.
+func (f *fixture) postForm(path string, form url.Values) (int, string) {
+	f.t.Helper()
+	resp, err := http.PostForm(f.url+path, form)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestScanFlow(t *testing.T) {
+	f := newFixture(t)
+	alice := f.acct.AddFollower("Alice")
+	q := f.qr(120)
+
+	status, page := f.get("/scan/" + q.ID)
+	for _, want := range []string{`action="/scan/` + q.ID + `"`, `id="who-new" checked`, `value="` + alice.OpenID + `"`, `id="scan"`, "Alice"} {
+		if status != 200 || !strings.Contains(page, want) {
+			t.Fatalf("phone page (status %d) lacks %q", status, want)
+		}
+	}
+
+	// A new user: subscribe with qrscene_, and the user now follows.
+	var res scanJSON
+	if s := f.postJSON("/scan/"+q.ID, map[string]string{"who": "new"}, &res); s != 200 {
+		t.Fatalf("status %d: %+v", s, res)
+	}
+	if res.Event != "subscribe" || res.EventKey != "qrscene_login_abc" || res.Ticket != q.Ticket || !res.SafeMode {
+		t.Fatalf("%+v", res)
+	}
+	if res.Reply.Kind != "text" || res.Reply.Text != "got subscribe" || !res.Reply.Encrypted {
+		t.Fatalf("reply %+v", res.Reply)
+	}
+	if u, ok := f.acct.User(res.OpenID); !ok || !u.Subscribed || u.QRScene != "login_abc" {
+		t.Fatalf("user %+v", u)
+	}
+	newUser := res.OpenID
+
+	// The same user again, as remembered: SCAN with the bare scene.
+	status, html := f.postForm("/scan/"+q.ID, url.Values{"who": {"other"}, "openid": {newUser}})
+	if status != 200 || !strings.Contains(html, `id="reply" data-kind="text">got SCAN<`) || !strings.Contains(html, `data-event="SCAN"`) {
+		t.Fatalf("form scan: status %d\n%s", status, html)
+	}
+	// A listed follower.
+	var res2 scanJSON
+	f.postJSON("/scan/"+q.ID, map[string]string{"who": alice.OpenID}, &res2)
+	if res2.Event != "SCAN" || res2.EventKey != "login_abc" || res2.OpenID != alice.OpenID {
+		t.Fatalf("%+v", res2)
+	}
+	// follow=new turns a follower into a new follower; follow=follower the other way round.
+	f.postJSON("/scan/"+q.ID, map[string]string{"openid": alice.OpenID, "follow": FollowNew}, &res2)
+	if res2.Event != "subscribe" {
+		t.Fatalf("follow=new: %+v", res2)
+	}
+	f.postJSON("/scan/"+q.ID, map[string]string{"openid": "oStranger", "follow": FollowExisting}, &res2)
+	if res2.Event != "SCAN" {
+		t.Fatalf("follow=follower: %+v", res2)
+	}
+
+	f.mu.Lock()
+	n := len(f.events)
+	f.mu.Unlock()
+	if n != 5 {
+		t.Fatalf("callback got %d events, want 5", n)
+	}
+	if _, home := f.get("/"); !strings.Contains(home, newUser) || !strings.Contains(home, "login_abc") {
+		t.Fatal("home page lists neither the scan nor the code")
+	}
+}
+
+func TestScanErrors(t *testing.T) {
+	f := newFixture(t)
+	q := f.qr(60)
+	var e map[string]string
+	for _, tc := range []struct {
+		path string
+		in   map[string]string
+		want int
+	}{
+		{"/scan/nope", map[string]string{"who": "new"}, 404},
+		{"/scan/" + q.ID, map[string]string{"follow": "maybe"}, 400},
+		{"/scan/" + q.ID, map[string]string{"openid": "bad openid!"}, 400},
+		{"/scan/" + q.ID, map[string]string{"who": "other"}, 400},
+	} {
+		if s := f.postJSON(tc.path, tc.in, &e); s != tc.want || e["error"] == "" {
+			t.Errorf("%s %v: status %d %v, want %d", tc.path, tc.in, s, e, tc.want)
+		}
+	}
+	if s, _ := f.get("/scan/nope"); s != 404 {
+		t.Errorf("unknown page: %d", s)
+	}
+	f.advance(61 * time.Second)
+	if s := f.postJSON("/scan/"+q.ID, map[string]string{"who": "new"}, &e); s != http.StatusGone {
+		t.Errorf("expired: %d %v", s, e)
+	}
+	if s, page := f.get("/scan/" + q.ID); s != http.StatusGone || !strings.Contains(page, `id="expired"`) || strings.Contains(page, `id="scan"`) {
+		t.Errorf("expired page: %d", s)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.events) != 0 {
+		t.Fatalf("%d events sent for refused scans", len(f.events))
+	}
+}
+
+func TestMiniProgram(t *testing.T) {
+	f := newFixture(t)
+	c := f.acct.CreateWxaCode("sid=42", "pages/index/index")
+	if s, page := f.get("/mp/" + c.ID); s != 200 || !strings.Contains(page, "scene=sid=42") {
+		t.Fatalf("mini page %d", s)
+	}
+	var got jsCodeJSON
+	if s := f.postJSON("/mp/"+c.ID, map[string]string{"openid": "oPerson"}, &got); s != 200 || got.Scene != "sid=42" {
+		t.Fatalf("%d %+v", s, got)
+	}
+	sess, code := f.acct.Code2Session(got.Code)
+	if code != 0 || sess.OpenID != got.MiniOpenID || sess.UnionID != got.UnionID || got.OpenID != "oPerson" {
+		t.Fatalf("%+v %d %+v", sess, code, got)
+	}
+	if s := f.postJSON("/sim/jscode", map[string]string{}, &got); s != 200 || got.Code == "" {
+		t.Fatalf("%d %+v", s, got)
+	}
+}
