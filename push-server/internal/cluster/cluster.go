@@ -81,7 +81,7 @@ func New(log *slog.Logger, rdb redis.UniversalClient, h *hub.Hub, keep Keeper, o
 // ID is this instance's id.
 func (c *Cluster) ID() string { return c.id }
 
-func (c *Cluster) sessionKey(id string) string { return c.opt.Prefix + "s:{" + id + "}:c" }
+func (c *Cluster) sessionKey(id string) string  { return c.opt.Prefix + "s:{" + id + "}:c" }
 func (c *Cluster) userKey(openid string) string { return c.opt.Prefix + "u:{" + openid + "}:c" }
 func (c *Cluster) channel(inst string) string   { return c.opt.Prefix + "i:" + inst }
 
