@@ -85,3 +85,31 @@ func readProcs(pids []int) (ProcSample, error) {
 	}
 	return sum, nil
 }
+
+// MachineSample is the whole machine's CPU time from /proc/stat.
+type MachineSample struct {
+	Busy  time.Duration // user+nice+system+irq+softirq+steal, all CPUs
+	Steal time.Duration // taken by the hypervisor for other guests
+}
+
+// readMachine reads the first line of /proc/stat.
+func readMachine() (MachineSample, error) {
+	var m MachineSample
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	// cpu user nice system idle iowait irq softirq steal guest guest_nice
+	if len(f) < 9 || f[0] != "cpu" {
+		return m, fmt.Errorf("/proc/stat: odd first line %q", line)
+	}
+	tick := func(i int) time.Duration {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		return time.Duration(v) * time.Second / clockTicks
+	}
+	m.Busy = tick(1) + tick(2) + tick(3) + tick(6) + tick(7) + tick(8)
+	m.Steal = tick(8)
+	return m, nil
+}

@@ -28,8 +28,8 @@ func printSummary(w io.Writer, r *Result) {
 		l := r.Load
 		fmt.Fprintf(w, "  %s: sent %d at %.0f/s, ok %d, received %d, lost %d, errors %d, late %d\n",
 			r.Mode, l.Sent, l.Achieved, l.OK, l.Received, l.Lost, l.Errors, l.Late)
-		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op; tool %.2f cores\n",
-			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Tool.Cores)
+		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op; tool %.2f cores; others %.2f cores\n",
+			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Tool.Cores, r.Machine.OthersS/max(r.Machine.Seconds, 1e-9))
 		for k, v := range l.ErrorKinds {
 			fmt.Fprintf(w, "  error ×%d: %s\n", v, k)
 		}
@@ -402,6 +402,9 @@ func runNotes(r *Result) []string {
 		p("%s: %d requests planned at %.0f/s for %g s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s; load tool %.2f CPU s (%.2f cores)",
 			r.Mode, r.Settings.Requests, r.Settings.Rate, r.Settings.DurationS, r.Load.Sent, r.Load.Seconds, r.Load.OK, r.Load.Received, r.Load.Late, r.Load.MaxBehindMS,
 			r.Server.CPULoadS, r.Tool.CPULoadS, r.Tool.Cores)
+		if r.Machine.Seconds > 0 {
+			p("other processes on the machine used %.2f CPU s (%.2f cores) during the rate phase; steal %.2f s", r.Machine.OthersS, r.Machine.OthersS/r.Machine.Seconds, r.Machine.StealS)
+		}
 		names := make([]string, 0, len(r.Watched))
 		for k := range r.Watched {
 			names = append(names, k)

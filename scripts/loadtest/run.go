@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,6 +64,7 @@ type runOptions struct {
 	serverPIDs []int
 	watch      map[string]int
 	jsonPath   string
+	cpuProfile string
 	seed       uint64
 }
 
@@ -128,6 +130,14 @@ type Result struct {
 		CPULoadS float64 `json:"cpu_load_s"` // all load-tool processes, rate phase
 		Cores    float64 `json:"cores"`      // CPU seconds per second of the rate phase
 	} `json:"tool"`
+	// Machine is the whole machine's CPU during the rate phase: how much
+	// went to processes outside the measure (other people's work).
+	Machine struct {
+		BusyS   float64 `json:"busy_s"`   // all CPUs, all processes
+		OthersS float64 `json:"others_s"` // busy minus server, tool and watched processes
+		StealS  float64 `json:"steal_s"`  // taken by the hypervisor
+		Seconds float64 `json:"seconds"`  // length of the rate phase and drain
+	} `json:"machine"`
 	Watched map[string]float64 `json:"watched_cpu_load_s,omitempty"` // other processes (callback, simulator), rate phase
 	// LoadAvg is /proc/loadavg at the start and at the end of the run: how
 	// busy the machine was with other work.
@@ -169,6 +179,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.StringVar(&watch, "watch-pid", "", "comma list of name=PID whose CPU in the rate phase is reported too (callback, simulator)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the result as JSON to this file")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the random choice of sessions")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this (coordinator) process during the rate phase, to check that the tool is not the bottleneck")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -601,7 +612,18 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 			watchBefore[name] = s.CPU
 		}
 	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+	}
 	toolBefore := toolCPU(groups)
+	machBefore, _ := readMachine()
 	logf(stderr, "%s: %s at %v/s for %v (%d requests)", o.label, o.mode, o.rate, o.duration, count)
 	t0 := time.Now()
 	d := drive(ctx, operation, count, o.rate, o.inflight, pick, o.mode == modeScan)
@@ -619,8 +641,12 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		return err
 	}
 	r.Load.DrainS = time.Since(drainStart).Seconds()
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	elapsed := time.Since(t0)
 	toolAfter := toolCPU(groups)
+	machAfter, _ := readMachine()
 	if r.Server.Measured {
 		if srvAfter, err = readProcs(o.serverPIDs); err != nil {
 			return err
@@ -679,6 +705,14 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 			r.Server.CPUPerOpMicros = float64(used.Microseconds()) / float64(d.Sent)
 		}
 	}
+	r.Machine.Seconds = elapsed.Seconds()
+	r.Machine.BusyS = (machAfter.Busy - machBefore.Busy).Seconds()
+	r.Machine.StealS = (machAfter.Steal - machBefore.Steal).Seconds()
+	others := r.Machine.BusyS - r.Tool.CPULoadS - r.Server.CPULoadS
+	for _, v := range r.Watched {
+		others -= v
+	}
+	r.Machine.OthersS = max(0, others)
 	logf(stderr, "%s: sent %d, ok %d, received %d, lost %d, p99 %.3f ms", o.label, d.Sent, d.OK, received, r.Load.Lost, r.Load.Latency.P99)
 	return nil
 }
