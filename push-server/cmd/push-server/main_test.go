@@ -650,6 +650,7 @@ func TestWeChatFailureIsUpstreamUnavailable(t *testing.T) {
 	b.expectClose(websocket.CloseTryAgainLater)
 	b2 := in.mustDial("")
 	b2.expect("qrcode")
+	in.waitConns(1)
 
 	resp, err := http.Get("http://" + in.http + "/metrics")
 	if err != nil {

@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -16,7 +17,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/gorilla/websocket"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/hub"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
@@ -68,7 +68,7 @@ type Server struct {
 	conns   *limit.Conns
 	ready   func(context.Context) error
 
-	upgrader websocket.Upgrader
+	mgr      *session.Manager
 	base     context.Context // ends when the server shuts down
 	cancel   context.CancelFunc
 	draining atomic.Bool
@@ -88,17 +88,12 @@ func NewServer(log *slog.Logger, opt Options, logins *login.Service, reg Registr
 		qrLimit: qrLimit, conns: conns, ready: ready,
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
-	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 1024,
-		WriteBufferPool: &sync.Pool{},
-		// The origin was checked before Upgrade, with a log line and a metric.
-		CheckOrigin: func(*http.Request) bool { return true },
-		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
-			s.metrics.ConnsRejected.WithLabelValues("handshake").Inc()
-			http.Error(w, reason.Error(), status)
-		},
+	mgr, err := session.NewManager(opt.Session, log)
+	if err != nil {
+		return nil, fmt.Errorf("websocket manager: %w", err)
 	}
+	s.mgr = mgr
+	go mgr.Run(s.base)
 
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -132,10 +127,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // CloseAll closes every WebSocket with 1001 so browsers resume elsewhere,
-// and waits for them to finish, or for ctx to end.
+// waits for them to finish, or for ctx to end, and stops serving sockets.
 func (s *Server) CloseAll(ctx context.Context) {
 	s.draining.Store(true)
-	s.cancel()
 	s.reg.CloseAll(session.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -143,6 +137,7 @@ func (s *Server) CloseAll(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+	s.cancel()
 }
 
 func (s *Server) readyz(c *gin.Context) {

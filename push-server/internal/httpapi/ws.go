@@ -61,28 +61,17 @@ func (s *Server) serveWS(c *gin.Context) {
 		reject(http.StatusTooManyRequests, "conns_per_ip", "too many connections from this address")
 		return
 	}
-	defer s.conns.Release(ip)
-
-	ws, err := s.upgrader.Upgrade(c.Writer, r, nil)
+	conn, err := s.mgr.Upgrade(c.Writer, r)
 	if err != nil {
-		return // the upgrader answered and counted it
+		s.conns.Release(ip)
+		s.metrics.ConnsRejected.WithLabelValues("handshake").Inc()
+		s.log.Debug("ws handshake failed", "err", err)
+		return
 	}
 	s.wg.Add(1)
-	defer s.wg.Done()
 	s.metrics.Connections.Inc()
-	defer s.metrics.Connections.Dec()
-
-	cl := &client{s: s, ip: ip, openid: openid}
-	cl.conn = session.New(ws, s.opt.Session, s.log)
+	cl := &client{s: s, ip: ip, openid: openid, conn: conn}
 	s.reg.Add(cl)
-	defer func() {
-		cl.mu.Lock()
-		cl.stopTimer()
-		sid := cl.sid
-		cl.mu.Unlock()
-		s.reg.Remove(cl, sid, openid)
-	}()
-
 	switch {
 	case openid != "":
 		s.reg.AttachUser(openid, cl)
@@ -91,9 +80,8 @@ func (s *Server) serveWS(c *gin.Context) {
 	default:
 		cl.start(true)
 	}
-	if err := cl.conn.Serve(cl); err != nil {
-		s.log.Debug("ws ended", "err", err)
-	}
+	// From here the connection runs without this goroutine.
+	conn.Start(cl, cl.closed)
 }
 
 // client is the per-connection glue between a WebSocket and its login
@@ -106,6 +94,7 @@ type client struct {
 	conn   *session.Conn
 
 	mu        sync.Mutex
+	gone      bool        // the connection has ended; guarded by mu
 	sid       string      // current login session; guarded by mu
 	timer     *time.Timer // fires at the session's expiry; guarded by mu
 	refreshes int         // reader goroutine only
@@ -188,10 +177,29 @@ func (cl *client) start(fresh bool) {
 	cl.Send(st.Frame)
 }
 
+// closed is called once when the connection has ended.
+func (cl *client) closed(err error) {
+	cl.mu.Lock()
+	cl.gone = true
+	cl.stopTimer()
+	sid := cl.sid
+	cl.mu.Unlock()
+	cl.s.reg.Remove(cl, sid, cl.openid)
+	cl.s.conns.Release(cl.ip)
+	cl.s.metrics.Connections.Dec()
+	if err != nil {
+		cl.s.log.Debug("ws ended", "err", err)
+	}
+	cl.s.wg.Done()
+}
+
 // attach makes sess the connection's session and arms its expiry timer.
 func (cl *client) attach(sess *login.Session) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if cl.gone {
+		return
+	}
 	if cl.sid != "" {
 		cl.s.reg.DetachSession(cl.sid, cl)
 	}

@@ -243,6 +243,7 @@
             // The server forgot the session (restarted, or it expired while
             // we were away) and sends a new code on this connection.
             save(null);
+            connection("open", { resumed: false, resumeFailed: true });
             break;
           }
           emit("error", { code: m.code, message: m.message });
@@ -375,11 +376,12 @@
     var button = el("button", { id: "refresh", type: "button", class: "sl-button", hidden: "" }, "Get a new code");
     var sim = el("a", { id: "sim-link", class: "sl-sim", target: "_blank", rel: "noopener", hidden: "" }, "Open the simulator's phone page");
     var result = el("div", { id: "result", class: "sl-result", hidden: "" });
-    var conn = el("div", { id: "conn", class: "sl-conn", "data-conn": "connecting" });
+    var conn = el("div", { id: "conn", class: "sl-conn", "data-conn": "connecting", "data-opens": "0" });
     [state, qr, countdown, detail, sim, button, result, conn].forEach(function (e) { root.appendChild(e); });
 
     var s = { state: "connecting" };
     var tick = null;
+    var opens = 0; // connections opened, shown in data-opens for tests
 
     function show(e, on) {
       if (on) e.removeAttribute("hidden");
@@ -458,6 +460,11 @@
       },
       onConnection: function (info) {
         conn.setAttribute("data-conn", info.status);
+        if (info.status === "open") {
+          if (!info.resumeFailed) opens++;
+          conn.setAttribute("data-opens", String(opens));
+          conn.setAttribute("data-resumed", String(!!info.resumed));
+        }
         conn.textContent = info.status === "reconnecting"
           ? "Connection lost; reconnecting in " + Math.ceil(info.delay / 1000) + " s…"
           : "";

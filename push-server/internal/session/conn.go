@@ -1,0 +1,317 @@
+package session
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Handler receives the browser's requests other than ping, which the
+// connection answers itself. Calls for one connection never overlap.
+type Handler interface {
+	Receive(c *Conn, typ string)
+}
+
+// Messages the connection sends by itself.
+var (
+	msgPong       = []byte(`{"type":"pong"}`)
+	msgBadRequest = []byte(`{"type":"error","code":"bad_request","message":"expected a JSON text frame like {\"type\":\"ping\"}"}`)
+)
+
+// Errors that end a connection, as OnClose sees them.
+var (
+	ErrIdle        = errors.New("session: no frame or pong within the idle timeout")
+	ErrCloseTimout = errors.New("session: no close reply")
+	ErrPeerGone    = errors.New("session: peer closed the connection")
+)
+
+// item is one entry of the send queue.
+type item struct {
+	kind int // itemText, itemPing or itemClose
+	data []byte
+}
+
+const (
+	itemText = iota
+	itemPing
+	itemClose
+)
+
+// Conn is one browser WebSocket. It costs no goroutine while idle: reads
+// run when the poller reports bytes, writes run while the queue has items.
+type Conn struct {
+	m    *Manager
+	ws   *websocket.Conn
+	feed *feed
+	fd   int             // the socket, for the poller
+	raw  syscall.RawConn // likewise
+
+	backing *[]byte // the pooled array under feed.buf, if any; reader only
+
+	h       Handler       // set by Start
+	onClose func(error)   // set by Start
+	bad     int           // malformed frames so far; reader only
+	closing atomic.Bool   // Close was called: no more Sends
+	dead    atomic.Bool   // the socket is closed
+	killed  sync.Once     // guards the end
+	drain   bool          // gorilla refused an oversized frame: discard what follows; reader only
+	last    atomic.Int64  // unix ns of the last bytes read (liveness)
+	pinged  atomic.Int64  // unix ns of the last ping queued
+	closeBy atomic.Int64  // unix ns by which the close reply must come; 0: not closing
+	read    sync.Mutex    // serialises readers (poller events, tests); held briefly
+	mu      sync.Mutex    // guards queue and writing
+	queue   []item        // guarded by mu
+	writing bool          // a writer goroutine is draining queue; guarded by mu
+	done    chan struct{} // closed when the connection has ended
+	endErr  error         // why it ended; written once in kill before done is closed
+	_       [0]func()     // not comparable by value
+}
+
+// Send queues msg for the browser without blocking. It reports false if the
+// connection is closing, or if its queue is full, in which case the
+// connection is closed as a slow consumer (1013).
+func (c *Conn) Send(msg []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	if !c.enqueue(item{kind: itemText, data: msg}) {
+		c.Close(CloseTryAgainLater, "slow consumer")
+		return false
+	}
+	return true
+}
+
+// SendAndClose queues msg, then closes with code once msg is written.
+func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
+	ok := c.Send(msg)
+	c.Close(code, reason)
+	return ok
+}
+
+// Close starts an orderly close: what is queued is written, then a close
+// frame with code; the browser has a moment to answer. Only the first call
+// counts.
+func (c *Conn) Close(code int, reason string) {
+	if c.closing.Swap(true) {
+		return
+	}
+	c.closeBy.Store(time.Now().Add(c.m.cfg.WriteWait + closeGrace).UnixNano())
+	c.enqueueForce(item{kind: itemClose, data: websocket.FormatCloseMessage(code, reason)})
+}
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is why the connection ended (nil for an ordinary close); valid after Done.
+func (c *Conn) Err() error { return c.endErr }
+
+// enqueue adds it to the queue, starting a writer if none runs; false if
+// the queue is full.
+func (c *Conn) enqueue(it item) bool {
+	c.mu.Lock()
+	if len(c.queue) >= c.m.cfg.QueueSize {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, it)
+	c.startWriter()
+	return true
+}
+
+// enqueueForce adds it even past the bound (the close frame must go out).
+func (c *Conn) enqueueForce(it item) {
+	c.mu.Lock()
+	c.queue = append(c.queue, it)
+	c.startWriter()
+}
+
+// startWriter starts the writer if none runs and unlocks mu.
+func (c *Conn) startWriter() {
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// ping queues a ping unless one is queued or the connection is closing.
+func (c *Conn) ping(now time.Time) {
+	c.pinged.Store(now.UnixNano())
+	if !c.closing.Load() {
+		c.enqueue(item{kind: itemPing})
+	}
+}
+
+// writeLoop writes queued items until the queue is empty, then exits: the
+// single writer of the connection.
+func (c *Conn) writeLoop() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.dead.Load() {
+			c.writing = false
+			c.queue = nil // an idle connection keeps no queue memory
+			c.mu.Unlock()
+			return
+		}
+		it := c.queue[0]
+		c.queue[0] = item{}
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+
+		deadline := time.Now().Add(c.m.cfg.WriteWait)
+		var err error
+		switch it.kind {
+		case itemText:
+			_ = c.ws.SetWriteDeadline(deadline)
+			err = c.ws.WriteMessage(websocket.TextMessage, it.data)
+		case itemPing:
+			err = c.ws.WriteControl(websocket.PingMessage, nil, deadline)
+		case itemClose:
+			err = c.ws.WriteControl(websocket.CloseMessage, it.data, deadline)
+		}
+		if err != nil {
+			c.kill(err)
+		}
+	}
+}
+
+// readable reads what the socket holds, without blocking, and handles every
+// complete unit. It reports whether the connection lives on (so the poller
+// should wait for more).
+func (c *Conn) readable() bool {
+	c.read.Lock()
+	defer c.read.Unlock()
+	if c.dead.Load() {
+		return false
+	}
+	eof, err := c.m.poll.fill(c)
+	if err != nil {
+		c.kill(err)
+		return false
+	}
+	if len(c.feed.buf) > 0 || eof {
+		c.last.Store(time.Now().UnixNano())
+	}
+	if c.drain {
+		c.feed.buf = c.feed.buf[:0]
+	}
+	for !c.drain && len(c.feed.buf) > 0 {
+		n, kind, payload := unit(c.feed.buf, c.m.cfg.ReadLimit)
+		if n == 0 {
+			if len(c.feed.buf) >= c.m.maxBuffered() {
+				n, kind = len(c.feed.buf), unitGorilla // garbage; let gorilla say what is wrong
+			} else {
+				break
+			}
+		}
+		switch kind {
+		case unitPong:
+			c.feed.buf = c.feed.buf[n:]
+		case unitPing:
+			c.feed.buf = c.feed.buf[n:]
+			_ = c.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(c.m.cfg.WriteWait))
+		case unitGorilla:
+			c.feed.allowed = n
+			if !c.gorilla() {
+				return false
+			}
+			if c.feed.allowed != 0 {
+				c.feed.buf = c.feed.buf[c.feed.allowed:] // gorilla stopped early (a refused frame)
+				c.feed.allowed = 0
+			}
+		}
+	}
+	c.compact()
+	if eof {
+		c.kill(ErrPeerGone)
+		return false
+	}
+	return true
+}
+
+// gorilla lets gorilla read one unit and handles the message; false when
+// the connection has ended.
+func (c *Conn) gorilla() bool {
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		if errors.Is(err, websocket.ErrReadLimit) {
+			// gorilla sent 1009. Closing now, with the rest of the frame
+			// unread, would reset the socket and could destroy that close
+			// frame: discard what follows until the close grace ends.
+			c.drain = true
+			c.closing.Store(true)
+			c.closeBy.Store(time.Now().Add(closeGrace).UnixNano())
+			return true
+		}
+		c.kill(err)
+		return false
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		c.kill(err)
+		return false
+	}
+	if c.closing.Load() {
+		return true // draining until the close reply
+	}
+	if typ != websocket.TextMessage {
+		c.Close(CloseUnsupported, "text frames only")
+		return true
+	}
+	var in struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(data, &in) != nil || in.Type == "" {
+		c.bad++
+		if c.bad >= c.m.cfg.MaxBadFrames {
+			c.Close(ClosePolicy, "too many bad frames")
+			return true
+		}
+		c.Send(msgBadRequest)
+		return true
+	}
+	if in.Type == "ping" {
+		c.Send(msgPong)
+		return true
+	}
+	if c.h != nil {
+		c.h.Receive(c, in.Type)
+	}
+	return true
+}
+
+// kill ends the connection once: it leaves the poller, closes the socket
+// and tells the owner.
+func (c *Conn) kill(err error) {
+	c.killed.Do(func() {
+		c.closing.Store(true)
+		c.dead.Store(true)
+		c.m.remove(c)
+		_ = c.ws.Close()
+		if isNormalClose(err) {
+			err = nil
+		}
+		c.endErr = err
+		close(c.done)
+		if c.onClose != nil {
+			c.onClose(err)
+		}
+	})
+}
+
+// isNormalClose reports whether err is an ordinary end of a connection
+// rather than a problem worth logging.
+func isNormalClose(err error) bool {
+	if err == nil || errors.Is(err, ErrPeerGone) {
+		return true
+	}
+	return websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) ||
+		errors.Is(err, websocket.ErrCloseSent)
+}

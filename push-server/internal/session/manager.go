@@ -1,0 +1,244 @@
+// Package session runs browser WebSockets so that an idle one costs no
+// goroutine: a poller (epoll on Linux) wakes a reader only when bytes
+// arrive, gorilla/websocket still does the framing, a writer runs only
+// while there is something to send, and one sweeper sends the pings and
+// closes connections that went silent. Producers never block: a connection
+// whose queue is full is closed as a slow consumer.
+package session
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// WebSocket close codes this package sends besides gorilla's own (1002
+// protocol error, 1009 message too big).
+const (
+	CloseNormal        = websocket.CloseNormalClosure     // 1000: login delivered
+	CloseGoingAway     = websocket.CloseGoingAway         // 1001: server shutting down; resume elsewhere
+	CloseUnsupported   = websocket.CloseUnsupportedData   // 1003: binary frame
+	ClosePolicy        = websocket.ClosePolicyViolation   // 1008: too many bad frames
+	CloseInternal      = websocket.CloseInternalServerErr // 1011
+	CloseTryAgainLater = websocket.CloseTryAgainLater     // 1013: slow consumer, rate limited, upstream down
+)
+
+// closeGrace is how long we wait for the browser's close reply.
+const closeGrace = time.Second
+
+// Config tunes connections. Zero fields take the defaults.
+type Config struct {
+	PingInterval time.Duration // server ping period; default 25s, inside common 60s proxy idle timeouts
+	PongWait     time.Duration // a connection silent this long is closed; default 60s
+	WriteWait    time.Duration // deadline of one write; default 10s
+	ReadLimit    int64         // largest accepted message; default 4 KiB
+	QueueSize    int           // queued outbound messages before the connection counts as slow; default 32
+	MaxBadFrames int           // malformed frames tolerated before closing; default 5
+	// SweepInterval is how often pings, silence and close replies are
+	// checked; default 1s.
+	SweepInterval time.Duration
+	// Portable reads each connection with a goroutine of its own instead of
+	// the platform's readiness poller (the only mode off Linux).
+	Portable bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.PingInterval <= 0 {
+		c.PingInterval = 25 * time.Second
+	}
+	if c.PongWait <= 0 {
+		c.PongWait = 60 * time.Second
+	}
+	if c.WriteWait <= 0 {
+		c.WriteWait = 10 * time.Second
+	}
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = 4 << 10
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 32
+	}
+	if c.MaxBadFrames <= 0 {
+		c.MaxBadFrames = 5
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Second
+	}
+	return c
+}
+
+// poller watches connections for incoming bytes and calls readable.
+type poller interface {
+	add(c *Conn) error
+	remove(c *Conn)
+	// fill moves what the socket holds into c.feed.buf.
+	fill(c *Conn) (eof bool, err error)
+	run(ctx context.Context)
+}
+
+// Manager upgrades, watches and sweeps connections.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	poll     poller
+	upgrader websocket.Upgrader
+
+	mu    sync.Mutex
+	conns map[*Conn]struct{} // guarded by mu
+}
+
+// NewManager returns a Manager; call Run to serve its connections.
+func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
+	cfg = cfg.withDefaults()
+	m := &Manager{cfg: cfg, log: log, conns: map[*Conn]struct{}{}}
+	m.upgrader = websocket.Upgrader{
+		// gorilla's reader only ever holds what a unit needs; the smallest
+		// buffer it accepts is enough, since control frames are at most 125 bytes.
+		ReadBufferSize:  128,
+		WriteBufferSize: 1024,
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked by the caller
+		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+			http.Error(w, reason.Error(), status)
+		},
+	}
+	if cfg.Portable {
+		m.poll = &goroutines{}
+	} else {
+		p, err := newPoller(m)
+		if err != nil {
+			return nil, err
+		}
+		m.poll = p
+	}
+	return m, nil
+}
+
+// maxBuffered bounds the bytes kept for one unit that is not complete yet.
+func (m *Manager) maxBuffered() int { return int(m.cfg.ReadLimit) + 64 }
+
+// Upgrade completes the WebSocket handshake. The connection can Send at
+// once; call Start to read from it.
+func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	f := &feed{}
+	ws, err := m.upgrader.Upgrade(&hijacker{ResponseWriter: w, feed: f}, r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("upgrade: %w", err)
+	}
+	ws.SetReadLimit(m.cfg.ReadLimit)
+	c := &Conn{m: m, ws: ws, feed: f, done: make(chan struct{})}
+	now := time.Now().UnixNano()
+	c.last.Store(now)
+	c.pinged.Store(now)
+	if sc, ok := f.Conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
+		}
+	}
+	m.mu.Lock()
+	m.conns[c] = struct{}{}
+	m.mu.Unlock()
+	return c, nil
+}
+
+// Start hands the connection's reads to h and tells onClose, once, when
+// the connection has ended (nil error for an ordinary close).
+func (c *Conn) Start(h Handler, onClose func(error)) {
+	c.h, c.onClose = h, onClose
+	if c.dead.Load() {
+		onClose(c.endErr)
+		return
+	}
+	if err := c.m.poll.add(c); err != nil {
+		c.kill(fmt.Errorf("watch connection: %w", err))
+	}
+}
+
+// remove forgets c; called once, by kill.
+func (m *Manager) remove(c *Conn) {
+	m.mu.Lock()
+	delete(m.conns, c)
+	m.mu.Unlock()
+	m.poll.remove(c)
+}
+
+// Len reports how many connections are open.
+func (m *Manager) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.conns)
+}
+
+// Run serves the connections (poller and sweeper) until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	go m.poll.run(ctx)
+	t := time.NewTicker(m.cfg.SweepInterval)
+	defer t.Stop()
+	var batch []*Conn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			batch = m.sweep(now, batch[:0])
+		}
+	}
+}
+
+// sweep pings connections due for it, and ends those that went silent or
+// did not answer a close. batch is reused between sweeps.
+func (m *Manager) sweep(now time.Time, batch []*Conn) []*Conn {
+	m.mu.Lock()
+	for c := range m.conns {
+		batch = append(batch, c)
+	}
+	m.mu.Unlock()
+	n := now.UnixNano()
+	for i, c := range batch {
+		switch by := c.closeBy.Load(); {
+		case by != 0 && n > by:
+			c.kill(ErrCloseTimout)
+		case n-c.last.Load() > int64(m.cfg.PongWait):
+			c.kill(ErrIdle)
+		case n-c.pinged.Load() >= int64(m.cfg.PingInterval):
+			c.ping(now)
+		}
+		batch[i] = nil
+	}
+	return batch
+}
+
+// goroutines is the portable poller: one goroutine per connection, blocked
+// in a read.
+type goroutines struct{}
+
+func (goroutines) add(c *Conn) error {
+	go func() {
+		for c.readable() {
+		}
+	}()
+	return nil
+}
+
+func (goroutines) remove(*Conn)        {}
+func (goroutines) run(context.Context) {}
+
+func (goroutines) fill(c *Conn) (bool, error) {
+	buf := c.grow()
+	n, err := c.feed.Conn.Read(buf[len(buf):cap(buf)])
+	c.feed.buf = buf[:len(buf)+n]
+	if n == 0 && err != nil {
+		if isEOF(err) {
+			return true, nil
+		}
+		return false, err
+	}
+	return false, nil
+}

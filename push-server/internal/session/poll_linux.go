@@ -1,0 +1,126 @@
+//go:build linux
+
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// epoll is the Linux poller: one epoll instance, one goroutine waiting on
+// it, and a short-lived goroutine per readiness event. Each socket is armed
+// one-shot and rearmed after its bytes were handled, so one connection is
+// never read by two goroutines at once.
+type epoll struct {
+	m  *Manager
+	fd int
+
+	mu    sync.RWMutex
+	conns map[int32]*Conn // by socket; guarded by mu
+}
+
+func newPoller(m *Manager) (poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	return &epoll{m: m, fd: fd, conns: map[int32]*Conn{}}, nil
+}
+
+const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+func (p *epoll) add(c *Conn) error {
+	if c.raw == nil {
+		return errors.New("not a socket")
+	}
+	p.mu.Lock()
+	p.conns[int32(c.fd)] = c
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
+	if err := unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		p.mu.Lock()
+		delete(p.conns, int32(c.fd))
+		p.mu.Unlock()
+		return fmt.Errorf("epoll add: %w", err)
+	}
+	return nil
+}
+
+func (p *epoll) remove(c *Conn) {
+	if c.raw == nil {
+		return
+	}
+	// Before the socket is closed, so its number cannot be reused meanwhile.
+	_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	p.mu.Lock()
+	if p.conns[int32(c.fd)] == c {
+		delete(p.conns, int32(c.fd))
+	}
+	p.mu.Unlock()
+}
+
+func (p *epoll) rearm(c *Conn) {
+	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
+	_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, c.fd, &ev) // fails only if c was removed meanwhile
+}
+
+func (p *epoll) run(ctx context.Context) {
+	defer unix.Close(p.fd)
+	events := make([]unix.EpollEvent, 256)
+	for ctx.Err() == nil {
+		n, err := unix.EpollWait(p.fd, events, 200)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.m.log.Error("epoll wait failed", "err", err)
+			return
+		}
+		p.mu.RLock()
+		for _, ev := range events[:n] {
+			if c := p.conns[ev.Fd]; c != nil {
+				go p.serve(c)
+			}
+		}
+		p.mu.RUnlock()
+	}
+}
+
+func (p *epoll) serve(c *Conn) {
+	if c.readable() {
+		p.rearm(c)
+	}
+}
+
+// fill reads, without blocking, what the socket holds (up to the bound of
+// one unit) into c.feed.buf.
+func (p *epoll) fill(c *Conn) (bool, error) {
+	for len(c.feed.buf) < p.m.maxBuffered() {
+		buf := c.grow()
+		var n int
+		var rerr error
+		err := c.raw.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf[len(buf):cap(buf)])
+			return true // never wait: the poller said bytes are there
+		})
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case errors.Is(rerr, unix.EAGAIN):
+			return false, nil
+		case errors.Is(rerr, unix.EINTR):
+			continue
+		case rerr != nil:
+			return false, rerr
+		case n == 0:
+			return true, nil
+		}
+		c.feed.buf = buf[:len(buf)+n]
+	}
+	return false, nil
+}

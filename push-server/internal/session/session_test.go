@@ -1,0 +1,348 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func TestParseHeaderAndUnit(t *testing.T) {
+	mask := []byte{1, 2, 3, 4}
+	masked := func(op byte, fin bool, payload []byte) []byte {
+		b0 := op
+		if fin {
+			b0 |= 0x80
+		}
+		var h []byte
+		switch n := len(payload); {
+		case n < 126:
+			h = []byte{b0, 0x80 | byte(n)}
+		case n < 1<<16:
+			h = []byte{b0, 0x80 | 126, byte(n >> 8), byte(n)}
+		default:
+			h = []byte{b0, 0x80 | 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+		}
+		p := append([]byte(nil), payload...)
+		unmask(mask, p)
+		return append(append(h, mask...), p...)
+	}
+	text := masked(opText, true, []byte(`{"type":"ping"}`))
+	big := masked(opText, true, make([]byte, 300))
+	huge := masked(opText, true, make([]byte, 70000))
+	frag1 := masked(opText, false, []byte(`{"type":`))
+	pong := masked(opPong, true, nil)
+	frag2 := masked(opContinuation, true, []byte(`"ping"}`))
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	tests := []struct {
+		name  string
+		b     []byte
+		limit int64
+		n     int
+		kind  unitKind
+	}{
+		{"empty", nil, 4096, 0, unitWait},
+		{"one byte", text[:1], 4096, 0, unitWait},
+		{"header only", text[:6], 4096, 0, unitWait},
+		{"whole text", text, 4096, len(text), unitGorilla},
+		{"text then partial", cat(text, text[:3]), 4096, len(text), unitGorilla},
+		{"16-bit length", big, 4096, len(big), unitGorilla},
+		{"64-bit length over limit: header only", huge[:14], 4096, 14, unitGorilla},
+		{"over limit", big, 100, 8, unitGorilla},
+		{"pong", cat(pong, text), 4096, len(pong), unitPong},
+		{"ping", masked(opPing, true, []byte("hi")), 4096, 8, unitPing},
+		{"close", masked(opClose, true, []byte{3, 232}), 4096, 8, unitGorilla},
+		{"first fragment only", frag1, 4096, 0, unitWait},
+		{"fragments with a pong between", cat(frag1, pong, frag2), 4096, len(frag1) + len(pong) + len(frag2), unitGorilla},
+		{"fragments over limit", cat(frag1, frag2), 10, len(frag1) + 6, unitGorilla},
+		{"control too long", []byte{0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4}, 4096, 8, unitGorilla},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, kind, payload := unit(tt.b, tt.limit)
+			if n != tt.n || kind != tt.kind {
+				t.Fatalf("unit = %d, %v; want %d, %v", n, kind, tt.n, tt.kind)
+			}
+			if kind == unitPing && string(payload) != "hi" {
+				t.Fatalf("ping payload %q", payload)
+			}
+		})
+	}
+}
+
+// echo answers each request with its type, so tests see Receive calls.
+type echo struct{}
+
+func (echo) Receive(c *Conn, typ string) { c.Send([]byte(`{"type":"got-` + typ + `"}`)) }
+
+type server struct {
+	m      *Manager
+	url    string
+	mu     sync.Mutex
+	conns  []*Conn
+	ended  chan error
+	cancel context.CancelFunc
+}
+
+func newServer(t *testing.T, cfg Config) *server {
+	t.Helper()
+	m, err := NewManager(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go m.Run(ctx)
+	s := &server{m: m, ended: make(chan error, 1000), cancel: cancel}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := m.Upgrade(w, r)
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns = append(s.conns, c)
+		s.mu.Unlock()
+		c.Send([]byte(`{"type":"hello"}`))
+		c.Start(echo{}, func(err error) { s.ended <- err })
+	}))
+	t.Cleanup(func() { hs.Close(); cancel() })
+	s.url = "ws" + strings.TrimPrefix(hs.URL, "http")
+	return s
+}
+
+func dial(t *testing.T, s *server) *websocket.Conn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(s.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	expect(t, ws, `{"type":"hello"}`)
+	return ws
+}
+
+func expect(t *testing.T, ws *websocket.Conn, want string) {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, got, err := ws.ReadMessage()
+	if err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+}
+
+func expectClose(t *testing.T, ws *websocket.Conn, code int) {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != code {
+			t.Fatalf("ended with %v, want close %d", err, code)
+		}
+		return
+	}
+}
+
+func modes(t *testing.T, f func(t *testing.T, portable bool)) {
+	for _, portable := range []bool{false, true} {
+		name := "poller"
+		if portable {
+			name = "portable"
+		}
+		t.Run(name, func(t *testing.T) { f(t, portable) })
+	}
+}
+
+func TestRequestsAndReplies(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		s := newServer(t, Config{Portable: portable})
+		ws := dial(t, s)
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+		expect(t, ws, `{"type":"pong"}`)
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"refresh"}`))
+		expect(t, ws, `{"type":"got-refresh"}`)
+
+		// A message in fragments, with a pong between them.
+		nw, _ := ws.NextWriter(websocket.TextMessage)
+		nw.Write([]byte(`{"type":`))
+		ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+		nw.Write([]byte(`"frag"}`))
+		nw.Close()
+		expect(t, ws, `{"type":"got-frag"}`)
+
+		// A WebSocket ping is answered with a pong carrying its payload.
+		pong := make(chan string, 1)
+		ws.SetPongHandler(func(p string) error { pong <- p; return nil })
+		ws.WriteControl(websocket.PingMessage, []byte("abc"), time.Now().Add(time.Second))
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"after"}`))
+		expect(t, ws, `{"type":"got-after"}`)
+		select {
+		case p := <-pong:
+			if p != "abc" {
+				t.Errorf("pong %q", p)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("no pong")
+		}
+
+		// Bytes trickling in one at a time still make a message.
+		raw := ws.NetConn()
+		frame := []byte{0x81, 0x80 | 14, 0, 0, 0, 0}
+		frame = append(frame, []byte(`{"type":"slow"}`)[:14]...)
+		frame[1] = 0x80 | 15
+		frame = append(frame[:6], []byte(`{"type":"slow"}`)...)
+		for _, b := range frame {
+			raw.Write([]byte{b})
+			time.Sleep(2 * time.Millisecond)
+		}
+		expect(t, ws, `{"type":"got-slow"}`)
+	})
+}
+
+func TestBadInputCloses(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		s := newServer(t, Config{Portable: portable, ReadLimit: 1024, MaxBadFrames: 2})
+		ws := dial(t, s)
+		ws.WriteMessage(websocket.TextMessage, make([]byte, 64<<10))
+		expectClose(t, ws, websocket.CloseMessageTooBig)
+
+		ws = dial(t, s)
+		ws.WriteMessage(websocket.BinaryMessage, []byte{1})
+		expectClose(t, ws, websocket.CloseUnsupportedData)
+
+		ws = dial(t, s)
+		ws.WriteMessage(websocket.TextMessage, []byte("nope"))
+		expect(t, ws, string(msgBadRequest))
+		ws.WriteMessage(websocket.TextMessage, []byte("nope"))
+		expectClose(t, ws, websocket.ClosePolicyViolation)
+	})
+}
+
+func TestPingsAndSilence(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		s := newServer(t, Config{Portable: portable, PingInterval: 100 * time.Millisecond,
+			PongWait: 400 * time.Millisecond, SweepInterval: 20 * time.Millisecond})
+		ws := dial(t, s)
+		pings := make(chan struct{}, 100)
+		ws.SetPingHandler(func(string) error {
+			pings <- struct{}{}
+			return ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second))
+		})
+		// Answering pings keeps the connection alive well past PongWait.
+		go func() {
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Second)
+		if len(pings) < 4 {
+			t.Fatalf("%d pings in 1s, want ≥ 4 at a 100ms interval", len(pings))
+		}
+		if s.m.Len() != 1 {
+			t.Fatal("a live connection was closed")
+		}
+
+		// A client that stops answering is closed after PongWait.
+		silent, _, err := websocket.DefaultDialer.Dial(s.url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer silent.Close()
+		select {
+		case err := <-s.ended:
+			if !errors.Is(err, ErrIdle) {
+				t.Fatalf("ended with %v, want ErrIdle", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("silent connection not closed")
+		}
+	})
+}
+
+func TestCloseFlushesQueue(t *testing.T) {
+	s := newServer(t, Config{})
+	ws := dial(t, s)
+	s.mu.Lock()
+	c := s.conns[0]
+	s.mu.Unlock()
+	c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye")
+	if c.Send([]byte("late")) {
+		t.Error("Send after Close accepted")
+	}
+	expect(t, ws, `{"type":"login"}`)
+	expectClose(t, ws, websocket.CloseNormalClosure)
+	select {
+	case <-c.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("connection did not end after the close handshake")
+	}
+}
+
+func TestSlowConsumerIsClosed(t *testing.T) {
+	s := newServer(t, Config{QueueSize: 4, WriteWait: 200 * time.Millisecond})
+	ws := dial(t, s)
+	s.mu.Lock()
+	c := s.conns[0]
+	s.mu.Unlock()
+	// The client reads nothing; big messages fill the socket, then the queue.
+	msg := make([]byte, 1<<20)
+	refused := false
+	for range 64 {
+		if !c.Send(msg) {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("a full queue never refused")
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("slow consumer not closed")
+	}
+	_ = ws
+}
+
+// The point of the design: idle connections hold no goroutine.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	s := newServer(t, Config{})
+	dial(t, s) // warm up the server's own goroutines
+	time.Sleep(100 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	const n = 200
+	var clients []*websocket.Conn
+	for range n {
+		clients = append(clients, dial(t, s))
+	}
+	time.Sleep(200 * time.Millisecond)
+	after := runtime.NumGoroutine()
+	// Each client here has one goroutine of its own in gorilla's dialer?
+	// No: a gorilla client that is not reading holds none. So the growth
+	// is the server's alone.
+	if grew := after - before; grew > n/10 {
+		t.Fatalf("%d idle connections added %d goroutines", n, grew)
+	}
+	// They still work.
+	clients[n/2].WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+	expect(t, clients[n/2], `{"type":"pong"}`)
+}
