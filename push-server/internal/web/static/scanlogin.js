@@ -377,7 +377,7 @@
     var sim = el("a", { id: "sim-link", class: "sl-sim", target: "_blank", rel: "noopener", hidden: "" }, "Open the simulator's phone page");
     var result = el("div", { id: "result", class: "sl-result", hidden: "" });
     var conn = el("div", { id: "conn", class: "sl-conn", "data-conn": "connecting", "data-opens": "0" });
-    [state, qr, countdown, detail, sim, button, result, conn].forEach(function (e) { root.appendChild(e); });
+    [state, qr, countdown, detail, sim, result, button, conn].forEach(function (e) { root.appendChild(e); });
 
     var s = { state: "connecting" };
     var tick = null;

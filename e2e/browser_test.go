@@ -1,0 +1,419 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
+)
+
+// chromiumPath finds Chromium, or skips the test (fails it under CI=true).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	const msg = "Chromium not found (looked for /usr/bin/chromium and chromium, chromium-browser, google-chrome on PATH); install it, e.g. apt-get install chromium"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIPPING the browser test: " + msg)
+	return ""
+}
+
+// browser is a headless Chromium with a fresh profile.
+type browser struct {
+	t   *testing.T
+	ctx context.Context // of the first tab; Run on it has started the browser
+
+	mu   sync.Mutex
+	tabs map[string]context.Context
+	logs []string // console messages and exceptions, all tabs
+}
+
+// setup starts the three programs and a browser. A test without Chromium
+// is skipped (or failed under CI=true) before anything starts. If the test
+// fails, every tab is saved while the programs still run.
+func setup(t *testing.T, extra map[string][]string) (*browser, *stack) {
+	t.Helper()
+	path := chromiumPath(t)
+	s := startStack(t, extra)
+	return newBrowser(t, path), s
+}
+
+// newBrowser starts Chromium.
+func newBrowser(t *testing.T, path string) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("headless", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(900, 1000),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	b := &browser{t: t, tabs: map[string]context.Context{}}
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithListener(b.listener("page")))
+	// Start the browser with a context that lives as long as the test.
+	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelAlloc()
+		t.Fatalf("start Chromium (%s): %v", path, err)
+	}
+	b.ctx = ctx
+	b.tabs["page"] = ctx
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	// Runs before the browser is closed (cleanups run last-in first-out).
+	t.Cleanup(func() {
+		if t.Failed() {
+			b.saveArtifacts()
+		}
+	})
+	return b
+}
+
+func (b *browser) listener(tab string) func(ev any) {
+	return func(ev any) {
+		var line string
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var args []string
+			for _, a := range e.Args {
+				v := strings.Trim(string(a.Value), `"`)
+				if v == "" {
+					v = a.Description
+				}
+				args = append(args, v)
+			}
+			line = fmt.Sprintf("[%s] console.%s: %s", tab, e.Type, strings.Join(args, " "))
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			desc := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				desc = d.Exception.Description
+			}
+			line = fmt.Sprintf("[%s] exception at %s:%d: %s", tab, d.URL, d.LineNumber+1, desc)
+		default:
+			return
+		}
+		b.mu.Lock()
+		b.logs = append(b.logs, line)
+		b.mu.Unlock()
+	}
+}
+
+// tab opens another tab (sessionStorage and all separate from the page's).
+func (b *browser) tab(name string) context.Context {
+	b.t.Helper()
+	// Closed with the browser, after the screenshots of a failed test.
+	ctx, _ := chromedp.NewContext(b.ctx, chromedp.WithListener(b.listener(name)))
+	if err := chromedp.Do(ctx); err != nil {
+		b.t.Fatalf("open tab %s: %v", name, err)
+	}
+	b.mu.Lock()
+	b.tabs[name] = ctx
+	b.mu.Unlock()
+	return ctx
+}
+
+// saveArtifacts writes a screenshot and the HTML of every tab, and the
+// console log, into the artifacts directory.
+func (b *browser) saveArtifacts() {
+	dir := artifactsDir(b.t)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for name, ctx := range b.tabs {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100)); err == nil { // quality 100 gives PNG
+			f := filepath.Join(dir, name+".png")
+			if err := os.WriteFile(f, png, 0o644); err == nil {
+				b.t.Logf("screenshot of %s: %s", name, f)
+			}
+		} else {
+			b.t.Logf("screenshot of %s: %v", name, err)
+		}
+		if html, err := chromedp.Run(sctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, name+".html"), []byte(html), 0o644)
+		}
+		cancel()
+	}
+	if len(b.logs) > 0 {
+		_ = os.WriteFile(filepath.Join(dir, "console.log"), []byte(strings.Join(b.logs, "\n")+"\n"), 0o644)
+		b.t.Logf("browser console:\n%s", strings.Join(b.logs, "\n"))
+	}
+}
+
+// run runs actions on a tab with a deadline.
+func run(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(c, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// eval evaluates a JavaScript expression on a tab.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(c, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition until it holds.
+func waitFor(t *testing.T, ctx context.Context, what, cond string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool]("!!("+cond+")"))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({state: document.querySelector("#state")?.dataset.state, detail: document.querySelector("#detail")?.textContent, conn: document.querySelector("#conn")?.textContent, history: window.__scanlogin?.history})`))
+			t.Fatalf("timed out after %v waiting for %s (%s); page: %s; err: %v", timeout, what, cond, state, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// page is the login page in a tab.
+type page struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func openPage(t *testing.T, b *browser, url string) *page {
+	t.Helper()
+	run(t, b.ctx, "open the login page", chromedp.Navigate(url))
+	return &page{t: t, ctx: b.ctx}
+}
+
+func (p *page) state() string {
+	return eval[string](p.t, p.ctx, `document.querySelector("#state").dataset.state`)
+}
+
+// waitQR waits for a QR code that differs from not, fully loaded, and
+// returns its image URL.
+func (p *page) waitQR(not string, timeout time.Duration) string {
+	p.t.Helper()
+	notJS, _ := json.Marshal(not)
+	waitFor(p.t, p.ctx, "a loaded QR code",
+		`document.querySelector("#state").dataset.state === "waiting" &&
+		 (() => { const i = document.querySelector("#qr img");
+		          return i && i.getAttribute("src") && i.getAttribute("src") !== `+string(notJS)+` && i.complete && i.naturalWidth > 0 })()`,
+		timeout)
+	return eval[string](p.t, p.ctx, `document.querySelector("#qr img").getAttribute("src")`)
+}
+
+// session returns the session id that the page keeps for resuming.
+func (p *page) session() string {
+	return eval[string](p.t, p.ctx, `JSON.parse(sessionStorage.getItem("scanlogin") || "{}").session || ""`)
+}
+
+// decodeQR downloads a QR image and returns its content.
+func decodeQR(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("get QR image: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("get QR image %s: status %d, %v", url, resp.StatusCode, err)
+	}
+	img, format, err := image.Decode(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("QR image (%s): %v", resp.Header.Get("Content-Type"), err)
+	}
+	if format != "png" {
+		t.Errorf("QR image is %s, want png", format)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil {
+		t.Fatalf("decode QR image: %v", err)
+	}
+	return res.GetText()
+}
+
+// scanInBrowser opens the scan URL in a tab of the phone, scans as a new
+// follower by clicking the page's buttons, and returns the user's OpenID
+// and the reply the phone shows.
+func scanInBrowser(t *testing.T, phone context.Context, scanURL string) (openid, reply string) {
+	t.Helper()
+	run(t, phone, "open the phone page", chromedp.Navigate(scanURL))
+	run(t, phone, "scan as a new follower",
+		chromedp.WaitVisible(chromedp.CSS("#scan")),
+		chromedp.Click(chromedp.CSS("#who-new")),
+		chromedp.Click(chromedp.CSS("#scan")),
+		chromedp.WaitVisible(chromedp.CSS("#reply")),
+	)
+	if ev := eval[string](t, phone, `document.querySelector("#chat").dataset.event`); ev != "subscribe" {
+		t.Fatalf("phone sent %q, want subscribe", ev)
+	}
+	openid = eval[string](t, phone, `document.querySelector("#chat").dataset.openid`)
+	reply = eval[string](t, phone, `document.querySelector("#reply").textContent`)
+	if kind := eval[string](t, phone, `document.querySelector("#reply").dataset.kind`); kind != "text" {
+		t.Fatalf("the phone shows a %s reply: %q", kind, reply)
+	}
+	return openid, reply
+}
+
+// waitLoggedIn waits for the page to show the user and checks the claims.
+func (p *page) waitLoggedIn(openid string) {
+	p.t.Helper()
+	waitFor(p.t, p.ctx, "the logged-in state", `document.querySelector("#state").dataset.state === "loggedin"`, 15*time.Second)
+	if got := eval[string](p.t, p.ctx, `document.querySelector("#user").dataset.openid`); got != openid {
+		p.t.Fatalf("page shows user %q, want %q", got, openid)
+	}
+	claims := eval[map[string]string](p.t, p.ctx,
+		`Object.fromEntries([...document.querySelectorAll("#claims td")].map(td => [td.dataset.key, td.textContent]))`)
+	if claims["sub"] != openid || claims["iss"] != "scanlogin" || claims["sid"] == "" || claims["exp"] == "" {
+		p.t.Fatalf("claims shown: %v", claims)
+	}
+	if p.session() != "" {
+		p.t.Fatal("the page still keeps a session after logging in")
+	}
+}
+
+// TestBrowserLogin is the whole path: the page shows a QR code whose image
+// decodes to the simulator's scan URL; a second tab opens it and scans as a
+// new follower; the first tab shows the user logged in.
+func TestBrowserLogin(t *testing.T) {
+	b, s := setup(t, nil)
+	p := openPage(t, b, s.PageURL())
+	src := p.waitQR("", 15*time.Second)
+	if !strings.HasPrefix(src, s.SimURL()+"/cgi-bin/showqrcode?ticket=") {
+		t.Fatalf("QR image URL %q is not the simulator's showqrcode", src)
+	}
+	scanURL := decodeQR(t, src)
+	if !strings.HasPrefix(scanURL, s.SimURL()+"/scan/") {
+		t.Fatalf("QR code holds %q, not a scan URL of the simulator", scanURL)
+	}
+	if link := eval[string](t, p.ctx, `document.querySelector("#sim-link").getAttribute("href")`); link != scanURL {
+		t.Fatalf("the page links the phone page %q, the QR code holds %q", link, scanURL)
+	}
+	if left := eval[string](t, p.ctx, `document.querySelector("#countdown").dataset.left`); left == "" || left == "0" {
+		t.Fatalf("countdown %q", left)
+	}
+
+	openid, reply := scanInBrowser(t, b.tab("phone"), scanURL)
+	if !strings.Contains(strings.ToLower(reply), "login successful") {
+		t.Fatalf("the user sees %q in WeChat", reply)
+	}
+	p.waitLoggedIn(openid)
+}
+
+// TestBrowserExpiry: with a 3 s LOGIN_TTL the page shows the code expired,
+// then gets a new one by itself.
+func TestBrowserExpiry(t *testing.T) {
+	b, s := setup(t, map[string][]string{"push-server": {"LOGIN_TTL=3s"}})
+	p := openPage(t, b, s.PageURL())
+	first := p.waitQR("", 15*time.Second)
+	waitFor(t, p.ctx, "the expired state", `document.querySelector("#state").dataset.state === "expired"`, 10*time.Second)
+	if d := eval[string](t, p.ctx, `document.querySelector("#countdown").textContent`); d != "" {
+		t.Fatalf("countdown still shown when expired: %q", d)
+	}
+	second := p.waitQR(first, 10*time.Second)
+	if second == first {
+		t.Fatal("same QR code after the refresh")
+	}
+	// The old code is gone at the simulator, the new one is a scan URL.
+	if resp, err := http.Get(first); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("expired QR image: %v %v, want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if u := decodeQR(t, second); !strings.HasPrefix(u, s.SimURL()+"/scan/") {
+		t.Fatalf("new QR code holds %q", u)
+	}
+}
+
+// TestBrowserReconnect drops the page's socket, and restarts push-server,
+// while the page shows its code; each time the page recovers and the login
+// still goes through.
+func TestBrowserReconnect(t *testing.T) {
+	b, s := setup(t, nil)
+	phone := b.tab("phone")
+
+	t.Run("socket drop resumes the same session", func(t *testing.T) {
+		p := openPage(t, b, s.PageURL())
+		src := p.waitQR("", 15*time.Second)
+		sess := p.session()
+		opens := eval[int](t, p.ctx, `Number(document.querySelector("#conn").dataset.opens)`)
+		eval[bool](t, p.ctx, `window.__scanlogin.dropSocket(), true`)
+		waitFor(t, p.ctx, "a new connection", fmt.Sprintf(`Number(document.querySelector("#conn").dataset.opens) > %d && document.querySelector("#conn").dataset.conn === "open"`, opens), 10*time.Second)
+		if got := eval[bool](t, p.ctx, `document.querySelector("#conn").dataset.resumed === "true"`); !got {
+			t.Fatal("the page did not resume its session")
+		}
+		if got := p.waitQR("", 5*time.Second); got != src {
+			t.Fatalf("QR code changed on resume: %q, was %q", got, src)
+		}
+		if got := p.session(); got != sess {
+			t.Fatalf("session %q after resume, was %q", got, sess)
+		}
+		openid, _ := scanInBrowser(t, phone, decodeQR(t, src))
+		p.waitLoggedIn(openid)
+	})
+
+	t.Run("server restart gives a new session", func(t *testing.T) {
+		p := openPage(t, b, s.PageURL())
+		src := p.waitQR("", 15*time.Second)
+		sess := p.session()
+		s.restart("push-server")
+		// The old session died with the server: resume fails and the page
+		// gets a new code on the new connection.
+		src2 := p.waitQR(src, 30*time.Second)
+		if got := eval[string](t, p.ctx, `document.querySelector("#conn").dataset.resumed`); got != "false" {
+			t.Fatalf("data-resumed %q: the page should have tried to resume and been refused", got)
+		}
+		if got := p.session(); got == sess || got == "" {
+			t.Fatalf("session %q after the restart, was %q", got, sess)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		s.waitReady(ctx)
+		openid, _ := scanInBrowser(t, phone, decodeQR(t, src2))
+		p.waitLoggedIn(openid)
+	})
+}
