@@ -18,7 +18,8 @@
 # Environment (for quick runs while developing; the defaults are the
 # standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE,
 # BENCH_DURATION, BENCH_SCAN_DURATION, BENCH_SETTLE, BENCH_ONLY (space
-# list of push scan mem scale), BENCH_OUT (default docs/benchmarks.md).
+# list of push scan mem scale), BENCH_OUT (default docs/benchmarks.md),
+# BIN (where the binaries are), BENCH_REV (the revision they were built from).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +34,7 @@ SCAN_DURATION=${BENCH_SCAN_DURATION:-5s}
 SETTLE=${BENCH_SETTLE:-10s}
 ONLY=${BENCH_ONLY:-push scan mem scale}
 CONNECT_RATE=2000
+SCALE_CONNECT_RATE=1000
 
 for b in loadtest push-server wechat-callback wechat-sim; do
 	[[ -x $BIN/$b ]] || { echo "bench: $BIN/$b missing; run make bench" >&2; exit 1; }
@@ -196,7 +198,7 @@ if has scale; then
 			sleep 0.5
 			scanlogin_up 3 "redis://127.0.0.1:$rp"
 			load scale-scanlogin -label "scanlogin ×3 + Redis" -ws "$WS_URLS" -grpc "$GRPC_ADDRS" -n "$SCALE_N" \
-				-connect-rate $CONNECT_RATE -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" \
+				-connect-rate $SCALE_CONNECT_RATE -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" \
 				-server-pid "$PUSH_PIDS" -watch-pid "simulator=$SIM_PID,callback=$CB_PID"
 			cleanup
 		fi
@@ -206,9 +208,13 @@ if has scale; then
 	fi
 fi
 
-rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$ROOT" status --porcelain -- push-server wechat-callback wechat-sim wechat proto 2>/dev/null) ]]; then
-	rev+="+dirty"
+# BENCH_REV names what was measured when bin/ was built elsewhere.
+rev=${BENCH_REV:-}
+if [[ -z $rev ]]; then
+	rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [[ -n $(git -C "$ROOT" status --porcelain -- push-server wechat-callback wechat-sim wechat proto 2>/dev/null) ]]; then
+		rev+="+dirty"
+	fi
 fi
 "$BIN/loadtest" report -dir "$WORK" -commands "$CMDS" -rev "$rev" -o "$OUT"
 echo "bench: wrote $OUT (runs in $WORK)" >&2

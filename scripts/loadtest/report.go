@@ -60,7 +60,11 @@ func row(r *Result) string {
 	}
 	lat := func(v float64) string { return fmt.Sprintf("%.3f ms", v) }
 	l := r.Load
-	cells := []string{r.Label, fmt.Sprint(r.Connect.Connected), rss}
+	label := r.Label
+	if noisy(r) {
+		label += " †"
+	}
+	cells := []string{label, fmt.Sprint(r.Connect.Connected), rss}
 	if r.Mode == modeIdle {
 		cells = append(cells, "—", "—", "—", "—", "—", "—", "—", "—", "—", "—")
 	} else {
@@ -71,6 +75,16 @@ func row(r *Result) string {
 			fmt.Sprintf("%d (%.0f)", l.Sent, l.Achieved), fmt.Sprint(l.Lost), fmt.Sprint(l.Errors), cpu, fmt.Sprintf("%.2f cores", r.Tool.Cores))
 	}
 	return "| " + strings.Join(cells, " | ") + " |"
+}
+
+// noisyCores is how much CPU other processes may take during a rate phase
+// before the run is marked as disturbed.
+const noisyCores = 0.25
+
+// noisy reports whether other processes took more than noisyCores during
+// the rate phase.
+func noisy(r *Result) bool {
+	return r.Machine.Seconds > 0 && r.Machine.OthersS/r.Machine.Seconds > noisyCores
 }
 
 // ratio renders a/b as "×N" (how many times b is better when lower is
@@ -351,6 +365,7 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 		fmt.Fprintln(w, tableRule)
 		var prev *Result
 		var notes []string
+		marked := false
 		for _, p := range sc.Runs {
 			r, err := loadResult(p)
 			if err != nil {
@@ -363,9 +378,13 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 				fmt.Fprintln(w, ratioRow(prev, r))
 			}
 			prev = r
+			marked = marked || noisy(r)
 			notes = append(notes, runNotes(r)...)
 		}
 		fmt.Fprintln(w)
+		if marked {
+			fmt.Fprintf(w, "† Other processes on the machine used more than %.2f of its cores during this run's rate phase: its latency tail says more about the machine than about the server.\n\n", noisyCores)
+		}
 		for _, n := range notes {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
@@ -398,6 +417,16 @@ func runNotes(r *Result) []string {
 	p("%d connections from %d process(es) to %d instance(s), opened in %.1f s (dial to first frame p50 %.2f ms, p99 %.2f ms); server RSS %s before, %s idle, %s after; server CPU %.2f s while connecting, %.2f s in %.0f s idle",
 		r.Connect.Connected, r.Settings.Processes, r.Settings.Instances, r.Connect.Seconds, r.Connect.Latency.P50, r.Connect.Latency.P99,
 		mib(r.Server.RSSBefore), mib(r.Server.RSSIdle), mib(r.Server.RSSAfter), r.Server.CPUConnectS, r.Server.CPUIdleS, r.Settings.SettleS)
+	if len(r.WatchedConnect) > 0 {
+		names := make([]string, 0, len(r.WatchedConnect))
+		for k := range r.WatchedConnect {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			p("%s used %.2f CPU s while the connections opened", k, r.WatchedConnect[k])
+		}
+	}
 	if r.Mode != modeIdle {
 		p("%s: %d requests planned at %.0f/s for %g s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s; load tool %.2f CPU s (%.2f cores)",
 			r.Mode, r.Settings.Requests, r.Settings.Rate, r.Settings.DurationS, r.Load.Sent, r.Load.Seconds, r.Load.OK, r.Load.Received, r.Load.Late, r.Load.MaxBehindMS,

@@ -21,15 +21,16 @@ import (
 
 // Bounds of the run subcommand's flags: the tool never runs away.
 const (
-	maxConns       = 200_000
-	maxRate        = 50_000
-	maxDuration    = 10 * time.Minute
-	maxSettle      = 5 * time.Minute
-	maxGrace       = time.Minute
-	maxPerProcess  = 18_000 // open files are capped at 20,000 per process here
-	maxInflight    = 10_000
-	maxSrcIPs      = 250
-	defaultPerProc = 15_000
+	maxConns        = 200_000
+	maxRate         = 50_000
+	maxDuration     = 10 * time.Minute
+	maxSettle       = 5 * time.Minute
+	maxGrace        = time.Minute
+	maxPerProcess   = 18_000 // open files are capped at 20,000 per process here
+	maxInflight     = 10_000
+	maxSrcIPs       = 250
+	maxConnectPhase = 10 * time.Minute
+	defaultPerProc  = 15_000
 )
 
 // Modes of the rate phase.
@@ -41,31 +42,32 @@ const (
 
 // runOptions are the run subcommand's settings.
 type runOptions struct {
-	label      string
-	target     string
-	wsURLs     []string
-	n          int
-	connRate   float64
-	connConc   int
-	connTO     time.Duration
-	srcIPs     int
-	perProc    int
-	settle     time.Duration
-	mode       string
-	rate       float64
-	duration   time.Duration
-	grace      time.Duration
-	inflight   int
-	opTimeout  time.Duration
-	grpcAddrs  []string
-	grpcAuth   string
-	pushURLs   []string // baseline
-	scan       ScanConfig
-	serverPIDs []int
-	watch      map[string]int
-	jsonPath   string
-	cpuProfile string
-	seed       uint64
+	label        string
+	target       string
+	wsURLs       []string
+	n            int
+	connRate     float64
+	connConc     int
+	connTO       time.Duration
+	connDeadline time.Duration
+	srcIPs       int
+	perProc      int
+	settle       time.Duration
+	mode         string
+	rate         float64
+	duration     time.Duration
+	grace        time.Duration
+	inflight     int
+	opTimeout    time.Duration
+	grpcAddrs    []string
+	grpcAuth     string
+	pushURLs     []string // baseline
+	scan         ScanConfig
+	serverPIDs   []int
+	watch        map[string]int
+	jsonPath     string
+	cpuProfile   string
+	seed         uint64
 }
 
 // Result is one run, as written to JSON.
@@ -138,7 +140,8 @@ type Result struct {
 		StealS  float64 `json:"steal_s"`  // taken by the hypervisor
 		Seconds float64 `json:"seconds"`  // length of the rate phase and drain
 	} `json:"machine"`
-	Watched map[string]float64 `json:"watched_cpu_load_s,omitempty"` // other processes (callback, simulator), rate phase
+	Watched        map[string]float64 `json:"watched_cpu_load_s,omitempty"`    // other processes (callback, simulator), rate phase
+	WatchedConnect map[string]float64 `json:"watched_cpu_connect_s,omitempty"` // the same, connect phase
 	// LoadAvg is /proc/loadavg at the start and at the end of the run: how
 	// busy the machine was with other work.
 	LoadAvg [2]string `json:"loadavg"`
@@ -157,6 +160,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.Float64Var(&o.connRate, "connect-rate", 2000, "connections opened per second")
 	fs.IntVar(&o.connConc, "connect-concurrency", 256, "handshakes in flight at most (per process)")
 	fs.DurationVar(&o.connTO, "connect-timeout", 15*time.Second, "dial, handshake and first frame of one connection")
+	fs.DurationVar(&o.connDeadline, "connect-deadline", 0, "bound of the whole connect phase (default 3 × n ÷ connect-rate + 1m)")
 	fs.IntVar(&o.srcIPs, "src-ips", 16, "spread source addresses over 127.0.0.2 … 127.0.0.(1+K), for ephemeral ports")
 	fs.IntVar(&o.perProc, "per-process", defaultPerProc, "connections per process; more than this spawns worker processes")
 	fs.DurationVar(&o.settle, "settle", 10*time.Second, "wait with idle connections before reading the server's RSS")
@@ -215,6 +219,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if o.connTO < 100*time.Millisecond || o.connTO > time.Minute {
 		bad("-connect-timeout must be 100ms..1m")
+	}
+	if o.connDeadline < 0 || o.connDeadline > maxConnectPhase {
+		bad("-connect-deadline must be 0..%v", maxConnectPhase)
 	}
 	if o.srcIPs < 0 || o.srcIPs > maxSrcIPs {
 		bad("-src-ips must be 0..%d", maxSrcIPs)
@@ -384,7 +391,10 @@ func runLoad(ctx context.Context, o *runOptions, stderr io.Writer) (*Result, err
 	r.Server.PIDs = o.serverPIDs
 	r.Server.Measured = len(o.serverPIDs) > 0
 
-	connDeadline := time.Duration(float64(o.n)/o.connRate*float64(time.Second))*2 + 30*time.Second
+	connDeadline := o.connDeadline
+	if connDeadline == 0 {
+		connDeadline = min(time.Duration(float64(o.n)/o.connRate*float64(time.Second))*3+time.Minute, maxConnectPhase)
+	}
 	total := connDeadline + o.settle + 2*o.duration + o.grace + time.Minute
 	ctx, cancel := context.WithTimeout(ctx, total)
 	defer cancel()
@@ -417,6 +427,7 @@ func runLoad(ctx context.Context, o *runOptions, stderr io.Writer) (*Result, err
 	}
 	defer closeGroups(groups)
 
+	watchBefore := watchCPU(o.watch)
 	logf(stderr, "%s: opening %d connections at %v/s over %d instance(s) from %d process(es)", o.label, o.n, o.connRate, len(o.wsURLs), nproc)
 	t0 := time.Now()
 	sessions, err := connectAll(ctx, o, groups, connDeadline, r)
@@ -433,6 +444,12 @@ func runLoad(ctx context.Context, o *runOptions, stderr io.Writer) (*Result, err
 		return r, err
 	}
 	r.Server.CPUConnectS = (afterConnect.CPU - before.CPU).Seconds()
+	for name, v := range watchCPU(o.watch) {
+		if r.WatchedConnect == nil {
+			r.WatchedConnect = map[string]float64{}
+		}
+		r.WatchedConnect[name] = (v - watchBefore[name]).Seconds()
+	}
 
 	if o.settle > 0 {
 		logf(stderr, "%s: settling %v", o.label, o.settle)
@@ -807,4 +824,16 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// watchCPU reads the CPU time of the -watch-pid processes; one that
+// cannot be read is left out.
+func watchCPU(watch map[string]int) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, pid := range watch {
+		if s, err := readProc(pid); err == nil {
+			out[name] = s.CPU
+		}
+	}
+	return out
 }
