@@ -198,16 +198,19 @@ cat >&2 <<EOF
 
 EOF
 
-# Run until Ctrl-C or until one of them exits.
-set +e
-wait -n "${pids[@]}"
-status=$?
-set -e
-for i in "${!pids[@]}"; do
-	if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-		say "${names[$i]} exited (status $status); stopping the others"
-		break
-	fi
+# Run until Ctrl-C or until one of them exits (a polling loop rather than
+# `wait -n`, which older bash versions lack).
+while :; do
+	for i in "${!pids[@]}"; do
+		if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+			set +e
+			wait "${pids[$i]}"
+			status=$?
+			set -e
+			say "${names[$i]} exited (status $status); stopping the others"
+			stop_all
+			exit $((status == 0 ? 1 : status))
+		fi
+	done
+	sleep 0.5
 done
-stop_all
-exit $((status == 0 ? 1 : status))
