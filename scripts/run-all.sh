@@ -44,8 +44,14 @@ for name in wechat-sim wechat-callback push-server; do
 	fi
 done
 
-# in_use reports whether something accepts connections on the port.
-in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# in_use reports whether the port is taken: something listens on it, or
+# (seen with ss, where there is ss) a connection uses it as its local port.
+in_use() {
+	if command -v ss >/dev/null 2>&1 && [[ -n $(ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null) ]]; then
+		return 0
+	fi
+	(exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
 
 busy=0
 for spec in "$PUSH_PORT:push-server:PUSH_PORT" "$PUSH_GRPC_PORT:push-server gRPC:PUSH_GRPC_PORT" \
