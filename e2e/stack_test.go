@@ -92,11 +92,12 @@ type stack struct {
 
 // proc is one running program.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	logs *logBuffer
-	done chan struct{} // closed when it exited
-	err  error         // its exit status, once done
+	name   string
+	cmd    *exec.Cmd
+	logs   *logBuffer
+	before string        // output of the runs before a restart
+	done   chan struct{} // closed when it exited
+	err    error         // its exit status, once done
 }
 
 type logBuffer struct {
@@ -136,9 +137,26 @@ func freePorts(t *testing.T, n int) []int {
 }
 
 // startStack runs the simulator, push-server and wechat-callback with the
-// development settings; extra adds or overrides settings per program.
+// development settings; extra adds or overrides settings per program. The
+// ports were free when picked, but another process may take one before a
+// program binds it: then the stack starts again on new ports.
 func startStack(t *testing.T, extra map[string][]string) *stack {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s, err := tryStack(t, extra)
+		if err == nil {
+			return s
+		}
+		s.stopAll()
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			s.saveLogs()
+			t.Fatal(err)
+		}
+		t.Logf("retrying on other ports: %v", err)
+	}
+}
+
+func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 	p := freePorts(t, 4)
 	s := &stack{t: t, simPort: p[0], cbPort: p[1], pushPort: p[2], rpcPort: p[3], procs: map[string]*proc{}}
 	grpcToken := randomHex(16)
@@ -177,16 +195,18 @@ func startStack(t *testing.T, extra map[string][]string) *stack {
 	for name, vars := range extra {
 		s.env[name] = append(s.env[name], vars...)
 	}
+	for _, name := range []string{"wechat-sim", "push-server", "wechat-callback"} {
+		if err := s.start(name); err != nil {
+			return s, err
+		}
+	}
 	t.Cleanup(s.stopAll)
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.saveLogs()
 		}
 	})
-	s.start("wechat-sim", s.simPort)
-	s.start("push-server", s.pushPort)
-	s.start("wechat-callback", s.cbPort)
-	return s
+	return s, nil
 }
 
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
@@ -205,9 +225,13 @@ func (s *stack) SimURL() string { return "http://" + addr(s.simPort) }
 // PageURL is the login page.
 func (s *stack) PageURL() string { return "http://" + addr(s.pushPort) + "/" }
 
+// port returns the HTTP port of a program.
+func (s *stack) port(name string) int {
+	return map[string]int{"wechat-sim": s.simPort, "wechat-callback": s.cbPort, "push-server": s.pushPort}[name]
+}
+
 // start runs the program and waits until its /healthz answers.
-func (s *stack) start(name string, port int) {
-	s.t.Helper()
+func (s *stack) start(name string) error {
 	cmd := exec.Command(filepath.Join(binDir, name))
 	// The programs read only the variables we give them, plus what a
 	// process needs.
@@ -216,7 +240,7 @@ func (s *stack) start(name string, port int) {
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &proc{name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start %s: %v", name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -239,14 +263,14 @@ func (s *stack) start(name string, port int) {
 	for {
 		select {
 		case <-p.done:
-			s.t.Fatalf("%s exited during start-up: %v\n%s", name, p.err, p.logs)
+			return fmt.Errorf("%s exited during start-up: %v\n%s", name, p.err, p.logs)
 		default:
 		}
-		if httpOK("http://" + addr(port) + "/healthz") {
-			return
+		if httpOK("http://" + addr(s.port(name)) + "/healthz") {
+			return nil
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%s: /healthz not answering after 15 s\n%s", name, p.logs)
+			return fmt.Errorf("%s: /healthz not answering after 15 s\n%s", name, p.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -294,10 +318,11 @@ func (s *stack) restart(name string) {
 	old := s.procs[name]
 	s.mu.Unlock()
 	s.stop(name)
-	port := map[string]int{"wechat-sim": s.simPort, "wechat-callback": s.cbPort, "push-server": s.pushPort}[name]
-	s.start(name, port)
+	if err := s.start(name); err != nil {
+		s.t.Fatalf("restart: %v", err)
+	}
 	s.mu.Lock()
-	s.procs[name].logs.Write([]byte("---- logs of the run before the restart ----\n" + old.logs.String()))
+	s.procs[name].before = old.before + old.logs.String() + "---- restarted ----\n"
 	s.mu.Unlock()
 }
 
@@ -314,7 +339,7 @@ func (s *stack) saveLogs() {
 	defer s.mu.Unlock()
 	for name, p := range s.procs {
 		f := filepath.Join(dir, name+".log")
-		if err := os.WriteFile(f, []byte(p.logs.String()), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte(p.before+p.logs.String()), 0o644); err != nil {
 			s.t.Logf("save %s: %v", f, err)
 			continue
 		}
