@@ -268,17 +268,30 @@
       }
     }
 
-    // drop closes the socket as a network failure would; the client then
-    // resumes its session. For tests and for "reconnect now" buttons.
+    // drop abandons the socket as a network failure would, and the client
+    // resumes its session after the usual delay. It does not wait for the
+    // closing handshake, which a dead network never completes. The ping
+    // timeout uses it; tests call it through dropSocket.
     function drop() {
-      if (ws) ws.close(4000, "client drop");
+      var old = ws;
+      if (!old) return;
+      ws = null; // its events are ignored from now on
+      clearTimers();
+      try {
+        old.close(4000, "client drop");
+      } catch (e) { /* already closed */ }
+      if (!done && !stopped) retry(4000);
+    }
+
+    // reconnect connects now, resuming the session if there is one.
+    function reconnect() {
+      if (done || stopped || ws) return;
+      attempt = 0;
+      open();
     }
 
     function onOnline() {
-      if (!ws && !done && !stopped) {
-        attempt = 0;
-        open();
-      }
+      reconnect();
     }
     if (global.addEventListener) global.addEventListener("online", onOnline);
 
@@ -291,6 +304,7 @@
       /** Names of the states so far, oldest first (the last 100). */
       get history() { return history.slice(); },
       refresh: refresh,
+      reconnect: reconnect,
       dropSocket: drop,
       /** restart forgets the session and starts over with a new code. */
       restart: function () {
@@ -473,7 +487,8 @@
     });
 
     button.addEventListener("click", function () {
-      if (s.state === "loggedin" || s.state === "error") c.restart();
+      if (s.state === "error" && s.code === "unreachable") c.reconnect();
+      else if (s.state === "loggedin" || s.state === "error") c.restart();
       else c.refresh();
     });
     tick = setInterval(updateCountdown, 250);
