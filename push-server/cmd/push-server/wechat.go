@@ -31,3 +31,5 @@ func (q qrIssuer) CreateQR(ctx context.Context, scene string, expire time.Durati
 	}
 	return login.QRCode{Ticket: qr.Ticket, ImageURL: qr.ImageURL, URL: qr.URL}, nil
 }
+
+func (q qrIssuer) ImageURL(ticket string) string { return q.wc.QRImageURL(ticket) }

@@ -165,9 +165,6 @@ func (c *Cluster) remote(ctx context.Context, key string, kind byte, target stri
 // Registry: what httpapi needs to register connections. Each method updates
 // the local hub, then the shared presence.
 
-// Add implements the registry: the connection exists.
-func (c *Cluster) Add(conn hub.Conn) { c.hub.Add(conn) }
-
 // AttachSession routes session id's messages to conn, from any instance.
 func (c *Cluster) AttachSession(id string, conn hub.Conn) {
 	c.hub.AttachSession(id, conn)
@@ -196,9 +193,6 @@ func (c *Cluster) Remove(conn hub.Conn, sid, openid string) {
 		c.incr(c.userKey(openid), -1)
 	}
 }
-
-// CloseAll closes every local connection.
-func (c *Cluster) CloseAll(code int, reason string) { c.hub.CloseAll(code, reason) }
 
 // presenceAdd adds delta to this instance's count in a presence hash,
 // removing the field at zero, and refreshes the hash's TTL.

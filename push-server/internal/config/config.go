@@ -39,6 +39,7 @@ type Config struct {
 	MaxRefresh      int           // PUSH_MAX_REFRESH
 	ShutdownTimeout time.Duration // PUSH_SHUTDOWN_TIMEOUT
 	SimulatorURL    string        // PUSH_SIMULATOR_URL: dev only, linked from the login page
+	DebugAddr       string        // PUSH_DEBUG_ADDR: net/http/pprof, off when empty
 	LogLevel        slog.Level    // LOG_LEVEL
 }
 
@@ -65,6 +66,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		// The auth token is compared byte for byte: no trimming.
 		GRPCAuthToken: getenv("GRPC_AUTH_TOKEN"),
 		SimulatorURL:  env("PUSH_SIMULATOR_URL", ""),
+		DebugAddr:     env("PUSH_DEBUG_ADDR", ""),
 	}
 	var errs []error
 	check := func(name string, err error) {
@@ -99,6 +101,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	check("WECHAT_SECRET", required(c.Secret))
 	check("WECHAT_API_BASE", baseURL(c.APIBase))
 	check("WECHAT_MP_BASE", baseURL(c.MPBase))
+	if c.DebugAddr != "" {
+		check("PUSH_DEBUG_ADDR", hostPort(c.DebugAddr))
+	}
 	if c.SimulatorURL != "" {
 		check("PUSH_SIMULATOR_URL", baseURL(c.SimulatorURL))
 	}

@@ -36,12 +36,10 @@ type Verifier interface {
 // to: the hub alone on a single instance, or the hub plus shared presence
 // (package cluster) when instances share Redis.
 type Registry interface {
-	Add(c hub.Conn)
 	Remove(c hub.Conn, sid, openid string)
 	AttachSession(sid string, c hub.Conn)
 	DetachSession(sid string, c hub.Conn)
 	AttachUser(openid string, c hub.Conn)
-	CloseAll(code int, reason string)
 }
 
 // Options are the HTTP server's settings.
@@ -130,7 +128,7 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // waits for them to finish, or for ctx to end, and stops serving sockets.
 func (s *Server) CloseAll(ctx context.Context) {
 	s.draining.Store(true)
-	s.reg.CloseAll(session.CloseGoingAway, "server shutting down")
+	s.mgr.CloseAll(session.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

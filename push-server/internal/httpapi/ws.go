@@ -61,17 +61,19 @@ func (s *Server) serveWS(c *gin.Context) {
 		reject(http.StatusTooManyRequests, "conns_per_ip", "too many connections from this address")
 		return
 	}
-	conn, err := s.mgr.Upgrade(c.Writer, r)
+	cl := &client{s: s, ip: ip, openid: openid}
+	s.wg.Add(1) // done in cl.closed
+	s.metrics.Connections.Inc()
+	conn, err := s.mgr.Upgrade(c.Writer, r, cl, cl.closed)
 	if err != nil {
+		s.wg.Done()
+		s.metrics.Connections.Dec()
 		s.conns.Release(ip)
 		s.metrics.ConnsRejected.WithLabelValues("handshake").Inc()
 		s.log.Debug("ws handshake failed", "err", err)
 		return
 	}
-	s.wg.Add(1)
-	s.metrics.Connections.Inc()
-	cl := &client{s: s, ip: ip, openid: openid, conn: conn}
-	s.reg.Add(cl)
+	cl.conn = conn
 	switch {
 	case openid != "":
 		s.reg.AttachUser(openid, cl)
@@ -81,7 +83,7 @@ func (s *Server) serveWS(c *gin.Context) {
 		cl.start(true)
 	}
 	// From here the connection runs without this goroutine.
-	conn.Start(cl, cl.closed)
+	conn.Start()
 }
 
 // client is the per-connection glue between a WebSocket and its login
@@ -94,28 +96,19 @@ type client struct {
 	conn   *session.Conn
 
 	mu        sync.Mutex
-	gone      bool        // the connection has ended; guarded by mu
-	sid       string      // current login session; guarded by mu
-	timer     *time.Timer // fires at the session's expiry; guarded by mu
-	refreshes int         // reader goroutine only
+	gone      bool   // the connection has ended; guarded by mu
+	sid       string // current login session; guarded by mu
+	refreshes int    // reader goroutine only
 }
 
 // Send implements hub.Conn. A login message ends the connection with 1000.
 func (cl *client) Send(msg []byte) bool {
 	if login.IsLogin(msg) {
-		cl.mu.Lock()
-		cl.stopTimer()
-		cl.mu.Unlock()
+		cl.conn.SetAlarm(time.Time{})
 		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseNormal)).Inc()
 		return cl.conn.SendAndClose(msg, session.CloseNormal, "logged in")
 	}
 	return cl.conn.Send(msg)
-}
-
-// Close implements hub.Conn.
-func (cl *client) Close(code int, reason string) {
-	cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(code)).Inc()
-	cl.conn.Close(code, reason)
 }
 
 // Receive implements session.Handler.
@@ -181,7 +174,6 @@ func (cl *client) start(fresh bool) {
 func (cl *client) closed(err error) {
 	cl.mu.Lock()
 	cl.gone = true
-	cl.stopTimer()
 	sid := cl.sid
 	cl.mu.Unlock()
 	cl.s.reg.Remove(cl, sid, cl.openid)
@@ -205,26 +197,16 @@ func (cl *client) attach(sess *login.Session) {
 	}
 	cl.sid = sess.ID
 	cl.s.reg.AttachSession(sess.ID, cl)
-	cl.stopTimer()
-	id := sess.ID
-	cl.timer = time.AfterFunc(time.Until(sess.ExpiresAt), func() { cl.expire(id) })
+	cl.conn.SetAlarm(sess.ExpiresAt)
 }
 
-// stopTimer stops the expiry timer; mu must be held.
-func (cl *client) stopTimer() {
-	if cl.timer != nil {
-		cl.timer.Stop()
-		cl.timer = nil
-	}
-}
-
-// expire tells the browser its session id expired, if it did and is still
-// the connection's session.
-func (cl *client) expire(id string) {
+// Alarm implements session.Handler: the session's time is up. It tells
+// the browser, if the session did expire (it may have been confirmed).
+func (cl *client) Alarm(*session.Conn) {
 	cl.mu.Lock()
-	current := cl.sid == id
+	id := cl.sid
 	cl.mu.Unlock()
-	if !current {
+	if id == "" {
 		return
 	}
 	ctx, cancel := cl.op()

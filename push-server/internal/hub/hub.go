@@ -5,6 +5,7 @@ package hub
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -13,40 +14,25 @@ type Conn interface {
 	// Send queues msg without blocking; false if the connection is closed
 	// (a connection whose queue is full closes itself).
 	Send(msg []byte) bool
-	// Close closes the connection with a WebSocket close code.
-	Close(code int, reason string)
 }
 
-// Hub is the registry of this instance's connections. Its zero value is not
-// usable; call New.
+// Hub is the registry of this instance's connections. Almost every session
+// has one connection, so each key holds a small slice rather than a set.
+// Its zero value is not usable; call New.
 type Hub struct {
 	mu        sync.RWMutex
-	bySession map[string]map[Conn]struct{} // guarded by mu
-	byUser    map[string]map[Conn]struct{} // guarded by mu
-	all       map[Conn]struct{}            // guarded by mu
+	bySession map[string][]Conn // guarded by mu
+	byUser    map[string][]Conn // guarded by mu
 }
 
 // New returns an empty Hub.
 func New() *Hub {
-	return &Hub{
-		bySession: map[string]map[Conn]struct{}{},
-		byUser:    map[string]map[Conn]struct{}{},
-		all:       map[Conn]struct{}{},
-	}
+	return &Hub{bySession: map[string][]Conn{}, byUser: map[string][]Conn{}}
 }
 
-// Add registers c, so CloseAll reaches it.
-func (h *Hub) Add(c Conn) {
-	h.mu.Lock()
-	h.all[c] = struct{}{}
-	h.mu.Unlock()
-}
-
-// Remove forgets c everywhere; sid and openid are what it was attached to
-// ("" for none).
+// Remove forgets c; sid and openid are what it was attached to ("" for none).
 func (h *Hub) Remove(c Conn, sid, openid string) {
 	h.mu.Lock()
-	delete(h.all, c)
 	detach(h.bySession, sid, c)
 	detach(h.byUser, openid, c)
 	h.mu.Unlock()
@@ -55,7 +41,7 @@ func (h *Hub) Remove(c Conn, sid, openid string) {
 // AttachSession routes messages for login session sid to c.
 func (h *Hub) AttachSession(sid string, c Conn) {
 	h.mu.Lock()
-	attach(h.bySession, sid, c)
+	h.bySession[sid] = append(h.bySession[sid], c)
 	h.mu.Unlock()
 }
 
@@ -69,7 +55,7 @@ func (h *Hub) DetachSession(sid string, c Conn) {
 // AttachUser routes messages for the user openid to c.
 func (h *Hub) AttachUser(openid string, c Conn) {
 	h.mu.Lock()
-	attach(h.byUser, openid, c)
+	h.byUser[openid] = append(h.byUser[openid], c)
 	h.mu.Unlock()
 }
 
@@ -91,31 +77,37 @@ func (h *Hub) Attached(_ context.Context, sid string) (bool, error) {
 	return len(h.bySession[sid]) > 0, nil
 }
 
-// Len reports how many connections are registered.
-func (h *Hub) Len() int {
+// Counts reports how many connections are attached to each session and to
+// each user, so presence kept elsewhere can be rebuilt.
+func (h *Hub) Counts() (sessions, users map[string]int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.all)
+	sessions = make(map[string]int, len(h.bySession))
+	for k, cs := range h.bySession {
+		sessions[k] = len(cs)
+	}
+	users = make(map[string]int, len(h.byUser))
+	for k, cs := range h.byUser {
+		users[k] = len(cs)
+	}
+	return sessions, users
 }
 
-// CloseAll closes every registered connection with code.
-func (h *Hub) CloseAll(code int, reason string) {
+func (h *Hub) send(m map[string][]Conn, key string, msg []byte) int {
 	h.mu.RLock()
-	conns := make([]Conn, 0, len(h.all))
-	for c := range h.all {
-		conns = append(conns, c)
+	conns := m[key]
+	if len(conns) == 1 { // the common case, without a copy
+		c := conns[0]
+		h.mu.RUnlock()
+		if c.Send(msg) {
+			return 1
+		}
+		return 0
 	}
+	conns = slices.Clone(conns) // Send outside the lock
 	h.mu.RUnlock()
-	for _, c := range conns {
-		c.Close(code, reason)
-	}
-}
-
-func (h *Hub) send(m map[string]map[Conn]struct{}, key string, msg []byte) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
 	n := 0
-	for c := range m[key] {
+	for _, c := range conns {
 		if c.Send(msg) {
 			n++
 		}
@@ -123,39 +115,18 @@ func (h *Hub) send(m map[string]map[Conn]struct{}, key string, msg []byte) int {
 	return n
 }
 
-func attach(m map[string]map[Conn]struct{}, key string, c Conn) {
-	set := m[key]
-	if set == nil {
-		set = make(map[Conn]struct{}, 1)
-		m[key] = set
-	}
-	set[c] = struct{}{}
-}
-
-func detach(m map[string]map[Conn]struct{}, key string, c Conn) {
+func detach(m map[string][]Conn, key string, c Conn) {
 	if key == "" {
 		return
 	}
-	if set := m[key]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(m, key)
-		}
+	cs := m[key]
+	i := slices.Index(cs, c)
+	if i < 0 {
+		return
 	}
-}
-
-// Counts reports how many connections are attached to each session and to
-// each user, so presence kept elsewhere can be rebuilt.
-func (h *Hub) Counts() (sessions, users map[string]int) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	sessions = make(map[string]int, len(h.bySession))
-	for k, set := range h.bySession {
-		sessions[k] = len(set)
+	if len(cs) == 1 {
+		delete(m, key)
+		return
 	}
-	users = make(map[string]int, len(h.byUser))
-	for k, set := range h.byUser {
-		users[k] = len(set)
-	}
-	return sessions, users
+	m[key] = slices.Delete(slices.Clone(cs), i, i+1)
 }

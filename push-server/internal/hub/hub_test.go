@@ -7,10 +7,9 @@ import (
 )
 
 type fakeConn struct {
-	mu     sync.Mutex
-	got    [][]byte
-	closed int
-	full   bool
+	mu   sync.Mutex
+	got  [][]byte
+	full bool
 }
 
 func (f *fakeConn) Send(msg []byte) bool {
@@ -23,25 +22,16 @@ func (f *fakeConn) Send(msg []byte) bool {
 	return true
 }
 
-func (f *fakeConn) Close(code int, _ string) {
-	f.mu.Lock()
-	f.closed = code
-	f.mu.Unlock()
-}
-
 func TestRouting(t *testing.T) {
 	ctx := context.Background()
 	h := New()
 	a, b, full := &fakeConn{}, &fakeConn{}, &fakeConn{full: true}
-	for _, c := range []*fakeConn{a, b, full} {
-		h.Add(c)
-	}
 	h.AttachSession("s1", a)
 	h.AttachUser("alice", a)
 	h.AttachUser("alice", b)
 	h.AttachUser("alice", full)
 
-	if n, _ := h.ToSession(ctx, "s1", []byte("x")); n != 1 {
+	if n, _ := h.ToSession(ctx, "s1", []byte("x")); n != 1 || len(a.got) != 1 {
 		t.Errorf("ToSession = %d", n)
 	}
 	if n, _ := h.ToUser(ctx, "alice", []byte("y")); n != 2 {
@@ -49,6 +39,9 @@ func TestRouting(t *testing.T) {
 	}
 	if ok, _ := h.Attached(ctx, "s1"); !ok {
 		t.Error("s1 not attached")
+	}
+	if s, u := h.Counts(); s["s1"] != 1 || u["alice"] != 3 {
+		t.Errorf("Counts = %v %v", s, u)
 	}
 	h.DetachSession("s1", a)
 	if n, _ := h.ToSession(ctx, "s1", []byte("x")); n != 0 {
@@ -58,13 +51,35 @@ func TestRouting(t *testing.T) {
 	if n, _ := h.ToUser(ctx, "alice", []byte("z")); n != 1 {
 		t.Errorf("after Remove ToUser = %d", n)
 	}
-	h.CloseAll(1001, "bye")
-	if a.closed != 1001 || full.closed != 1001 || b.closed != 0 {
-		t.Errorf("CloseAll codes: %d %d %d", a.closed, full.closed, b.closed)
-	}
 	h.Remove(a, "", "alice")
 	h.Remove(full, "", "alice")
-	if h.Len() != 0 || len(h.byUser) != 0 || len(h.bySession) != 0 {
-		t.Errorf("leftovers: %d %v %v", h.Len(), h.byUser, h.bySession)
+	h.Remove(full, "", "alice") // twice is harmless
+	if len(h.byUser) != 0 || len(h.bySession) != 0 {
+		t.Errorf("leftovers: %v %v", h.byUser, h.bySession)
 	}
+}
+
+// A Send during iteration never races an attach or detach.
+func TestConcurrentSendAndDetach(t *testing.T) {
+	h := New()
+	conns := make([]*fakeConn, 50)
+	for i := range conns {
+		conns[i] = &fakeConn{}
+		h.AttachUser("u", conns[i])
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			h.ToUser(context.Background(), "u", []byte("m"))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for _, c := range conns {
+			h.Remove(c, "", "u")
+		}
+	}()
+	wg.Wait()
 }

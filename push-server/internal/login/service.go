@@ -19,6 +19,9 @@ type QRCode struct {
 // QRIssuer creates temporary QR codes with a string scene (QR_STR_SCENE).
 type QRIssuer interface {
 	CreateQR(ctx context.Context, scene string, expire time.Duration) (QRCode, error)
+	// ImageURL is the URL of the image of the code with ticket; sessions
+	// keep only the ticket.
+	ImageURL(ticket string) string
 }
 
 // Minter mints the login token handed to a browser whose scan was accepted.
@@ -96,9 +99,7 @@ func (s *Service) Start(ctx context.Context) (*Started, error) {
 		ResumeHash: HashResume(resume),
 		Scene:      scene,
 		Ticket:     qr.Ticket,
-		QRCodeURL:  qr.ImageURL,
 		ScanURL:    qr.URL,
-		CreatedAt:  now,
 		ExpiresAt:  now.Add(s.cfg.TTL),
 		State:      StateWaiting,
 	}
@@ -201,7 +202,7 @@ func (s *Service) QRCodeFrame(sess *Session, resume string) []byte {
 		Session:   sess.ID,
 		Resume:    resume,
 		Scene:     sess.Scene,
-		QRCodeURL: sess.QRCodeURL,
+		QRCodeURL: s.qr.ImageURL(sess.Ticket),
 		ScanURL:   sess.ScanURL,
 		ExpiresIn: int64((left + time.Second - 1) / time.Second),
 		ExpiresAt: sess.ExpiresAt.UnixMilli(),

@@ -19,6 +19,8 @@ func (f *fakeQR) CreateQR(_ context.Context, scene string, _ time.Duration) (QRC
 	return QRCode{Ticket: fmt.Sprintf("ticket+/=%d", n), ImageURL: "img", URL: "url/" + scene}, nil
 }
 
+func (f *fakeQR) ImageURL(ticket string) string { return "img?" + ticket }
+
 type fakeMinter struct{}
 
 func (fakeMinter) Mint(openid, _, sid string, _ time.Time) (string, error) {

@@ -104,9 +104,7 @@ type Session struct {
 	ResumeHash []byte    `json:"resume_hash"` // SHA-256 of the resume secret; the secret itself is only given to the browser
 	Scene      string    `json:"scene"`
 	Ticket     string    `json:"ticket"`
-	QRCodeURL  string    `json:"qrcode_url"`
-	ScanURL    string    `json:"scan_url"`
-	CreatedAt  time.Time `json:"created_at"`
+	ScanURL    string    `json:"scan_url"` // what the QR image encodes; the image's URL derives from Ticket
 	ExpiresAt  time.Time `json:"expires_at"`
 	State      State     `json:"state"`
 	User       *User     `json:"user,omitempty"`      // who scanned, confirmed or cancelled

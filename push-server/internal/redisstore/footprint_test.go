@@ -28,9 +28,8 @@ func BenchmarkWaitingSessionFootprint(b *testing.B) {
 		sess := &login.Session{
 			ID: login.NewSessionID(), ResumeHash: login.HashResume(login.NewResumeSecret()), Scene: login.NewScene(),
 			Ticket:    "gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xLzAyVm5YUkxkQ2lkM2UxMDAwME0wN1AAAgT+" + strconv.Itoa(i) + "==",
-			QRCodeURL: "https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=gQH47joAAAAAAAAAASxodHRwOi8vd2VpeGluLnFxLmNvbS9xLzAyVm5YUkxkQ2lkM2UxMDAwME0wN1AAAgT%2B%3D%3D",
 			ScanURL:   "http://weixin.qq.com/q/02VnXRLdCid3e10000M07P",
-			CreatedAt: time.Now(), ExpiresAt: time.Now().Add(2 * time.Minute), State: login.StateWaiting,
+			ExpiresAt: time.Now().Add(2 * time.Minute), State: login.StateWaiting,
 		}
 		if err := st.Create(ctx, sess); err != nil {
 			b.Fatal(err)

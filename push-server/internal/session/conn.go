@@ -13,9 +13,13 @@ import (
 )
 
 // Handler receives the browser's requests other than ping, which the
-// connection answers itself. Calls for one connection never overlap.
+// connection answers itself. Calls of Receive for one connection never
+// overlap.
 type Handler interface {
 	Receive(c *Conn, typ string)
+	// Alarm is called, on its own goroutine, once the time set with
+	// SetAlarm has come (checked every SweepInterval).
+	Alarm(c *Conn)
 }
 
 // Messages the connection sends by itself.
@@ -49,13 +53,14 @@ type Conn struct {
 	m    *Manager
 	ws   *websocket.Conn
 	feed *feed
+	idx  int             // position in Manager.conns; guarded by Manager.mu
 	fd   int             // the socket, for the poller
 	raw  syscall.RawConn // likewise
 
 	backing *[]byte // the pooled array under feed.buf, if any; reader only
 
-	h       Handler       // set by Start
-	onClose func(error)   // set by Start
+	h       Handler       // immutable
+	onClose func(error)   // immutable
 	bad     int           // malformed frames so far; reader only
 	closing atomic.Bool   // Close was called: no more Sends
 	dead    atomic.Bool   // the socket is closed
@@ -64,6 +69,7 @@ type Conn struct {
 	last    atomic.Int64  // unix ns of the last bytes read (liveness)
 	pinged  atomic.Int64  // unix ns of the last ping queued
 	closeBy atomic.Int64  // unix ns by which the close reply must come; 0: not closing
+	alarm   atomic.Int64  // unix ns of the Handler's alarm; 0: none
 	read    sync.Mutex    // serialises readers (poller events, tests); held briefly
 	mu      sync.Mutex    // guards queue and writing
 	queue   []item        // guarded by mu
@@ -103,6 +109,16 @@ func (c *Conn) Close(code int, reason string) {
 	}
 	c.closeBy.Store(time.Now().Add(c.m.cfg.WriteWait + closeGrace).UnixNano())
 	c.enqueueForce(item{kind: itemClose, data: websocket.FormatCloseMessage(code, reason)})
+}
+
+// SetAlarm asks for h.Alarm at t (the zero time cancels). One sweeper
+// serves every connection's alarm, so an alarm costs no timer.
+func (c *Conn) SetAlarm(t time.Time) {
+	if t.IsZero() {
+		c.alarm.Store(0)
+		return
+	}
+	c.alarm.Store(max(t.UnixNano(), 1))
 }
 
 // Done is closed when the connection has ended.
@@ -281,9 +297,7 @@ func (c *Conn) gorilla() bool {
 		c.Send(msgPong)
 		return true
 	}
-	if c.h != nil {
-		c.h.Receive(c, in.Type)
-	}
+	c.h.Receive(c, in.Type)
 	return true
 }
 

@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,13 +93,18 @@ type Manager struct {
 	upgrader websocket.Upgrader
 
 	mu    sync.Mutex
-	conns map[*Conn]struct{} // guarded by mu
+	conns []*Conn // open connections, each at its idx; guarded by mu
+
+	upgrades  atomic.Int64 // connections opened, ever
+	sinceFree int64        // upgrades when memory was last given back; sweeper only
+	last      int64        // upgrades at the previous sweep; sweeper only
+	calmSince time.Time    // when upgrades last stood still; sweeper only
 }
 
 // NewManager returns a Manager; call Run to serve its connections.
 func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	cfg = cfg.withDefaults()
-	m := &Manager{cfg: cfg, log: log, conns: map[*Conn]struct{}{}}
+	m := &Manager{cfg: cfg, log: log}
 	m.upgrader = websocket.Upgrader{
 		// gorilla's reader only ever holds what a unit needs; the smallest
 		// buffer it accepts is enough, since control frames are at most 125 bytes.
@@ -123,16 +131,18 @@ func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 // maxBuffered bounds the bytes kept for one unit that is not complete yet.
 func (m *Manager) maxBuffered() int { return int(m.cfg.ReadLimit) + 64 }
 
-// Upgrade completes the WebSocket handshake. The connection can Send at
-// once; call Start to read from it.
-func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+// Upgrade completes the WebSocket handshake for h, which will receive the
+// browser's requests; onClose is told, once, when the connection has ended
+// (nil error for an ordinary close). The connection can Send at once; call
+// Start to read from it.
+func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onClose func(error)) (*Conn, error) {
 	f := &feed{}
 	ws, err := m.upgrader.Upgrade(&hijacker{ResponseWriter: w, feed: f}, r, nil)
 	if err != nil {
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	ws.SetReadLimit(m.cfg.ReadLimit)
-	c := &Conn{m: m, ws: ws, feed: f, done: make(chan struct{})}
+	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose, done: make(chan struct{})}
 	now := time.Now().UnixNano()
 	c.last.Store(now)
 	c.pinged.Store(now)
@@ -143,17 +153,16 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request) (*Conn, error)
 		}
 	}
 	m.mu.Lock()
-	m.conns[c] = struct{}{}
+	c.idx = len(m.conns)
+	m.conns = append(m.conns, c)
 	m.mu.Unlock()
+	m.upgrades.Add(1)
 	return c, nil
 }
 
-// Start hands the connection's reads to h and tells onClose, once, when
-// the connection has ended (nil error for an ordinary close).
-func (c *Conn) Start(h Handler, onClose func(error)) {
-	c.h, c.onClose = h, onClose
+// Start begins reading the connection.
+func (c *Conn) Start() {
 	if c.dead.Load() {
-		onClose(c.endErr)
 		return
 	}
 	if err := c.m.poll.add(c); err != nil {
@@ -164,9 +173,23 @@ func (c *Conn) Start(h Handler, onClose func(error)) {
 // remove forgets c; called once, by kill.
 func (m *Manager) remove(c *Conn) {
 	m.mu.Lock()
-	delete(m.conns, c)
+	last := len(m.conns) - 1
+	m.conns[c.idx] = m.conns[last]
+	m.conns[c.idx].idx = c.idx
+	m.conns[last] = nil
+	m.conns = m.conns[:last]
 	m.mu.Unlock()
 	m.poll.remove(c)
+}
+
+// CloseAll starts an orderly close of every connection with code.
+func (m *Manager) CloseAll(code int, reason string) {
+	m.mu.Lock()
+	all := slices.Clone(m.conns)
+	m.mu.Unlock()
+	for _, c := range all {
+		c.Close(code, reason)
+	}
 }
 
 // Len reports how many connections are open.
@@ -188,6 +211,7 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			batch = m.sweep(now, batch[:0])
+			m.settle(now)
 		}
 	}
 }
@@ -196,12 +220,13 @@ func (m *Manager) Run(ctx context.Context) {
 // did not answer a close. batch is reused between sweeps.
 func (m *Manager) sweep(now time.Time, batch []*Conn) []*Conn {
 	m.mu.Lock()
-	for c := range m.conns {
-		batch = append(batch, c)
-	}
+	batch = append(batch, m.conns...)
 	m.mu.Unlock()
 	n := now.UnixNano()
 	for i, c := range batch {
+		if at := c.alarm.Load(); at != 0 && n >= at && c.alarm.CompareAndSwap(at, 0) {
+			go c.h.Alarm(c)
+		}
 		switch by := c.closeBy.Load(); {
 		case by != 0 && n > by:
 			c.kill(ErrCloseTimout)
@@ -213,6 +238,34 @@ func (m *Manager) sweep(now time.Time, batch []*Conn) []*Conn {
 		batch[i] = nil
 	}
 	return batch
+}
+
+// Memory given back after a wave of connections.
+const (
+	waveSize = 1000            // connections opened since the last release
+	calmFor  = 3 * time.Second // with none opened for this long
+)
+
+// settle gives memory back to the operating system once a wave of new
+// connections is over. Opening a connection allocates far more, briefly,
+// than it keeps (handshake, the WeChat call, goroutine stacks), and the
+// garbage collector would otherwise hold on to those pages: an idle server
+// then shows several KiB of RSS per connection it does not use.
+func (m *Manager) settle(now time.Time) {
+	n := m.upgrades.Load()
+	switch {
+	case n-m.sinceFree < waveSize:
+		m.calmSince = time.Time{}
+	case m.calmSince.IsZero():
+		m.calmSince = now
+		m.last = n
+	case n != m.last:
+		m.calmSince, m.last = now, n
+	case now.Sub(m.calmSince) >= calmFor:
+		debug.FreeOSMemory()
+		m.sinceFree = n
+		m.calmSince = time.Time{}
+	}
 }
 
 // goroutines is the portable poller: one goroutine per connection, blocked

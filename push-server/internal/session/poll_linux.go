@@ -20,7 +20,7 @@ type epoll struct {
 	fd int
 
 	mu    sync.RWMutex
-	conns map[int32]*Conn // by socket; guarded by mu
+	conns []*Conn // indexed by socket number (small and dense); guarded by mu
 }
 
 func newPoller(m *Manager) (poller, error) {
@@ -28,7 +28,7 @@ func newPoller(m *Manager) (poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	return &epoll{m: m, fd: fd, conns: map[int32]*Conn{}}, nil
+	return &epoll{m: m, fd: fd}, nil
 }
 
 const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -38,13 +38,14 @@ func (p *epoll) add(c *Conn) error {
 		return errors.New("not a socket")
 	}
 	p.mu.Lock()
-	p.conns[int32(c.fd)] = c
+	if c.fd >= len(p.conns) {
+		p.conns = append(p.conns, make([]*Conn, c.fd+1-len(p.conns))...)
+	}
+	p.conns[c.fd] = c
 	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
 	if err := unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
-		p.mu.Lock()
-		delete(p.conns, int32(c.fd))
-		p.mu.Unlock()
+		p.forget(c)
 		return fmt.Errorf("epoll add: %w", err)
 	}
 	return nil
@@ -56,9 +57,13 @@ func (p *epoll) remove(c *Conn) {
 	}
 	// Before the socket is closed, so its number cannot be reused meanwhile.
 	_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	p.forget(c)
+}
+
+func (p *epoll) forget(c *Conn) {
 	p.mu.Lock()
-	if p.conns[int32(c.fd)] == c {
-		delete(p.conns, int32(c.fd))
+	if c.fd < len(p.conns) && p.conns[c.fd] == c {
+		p.conns[c.fd] = nil
 	}
 	p.mu.Unlock()
 }
@@ -82,8 +87,10 @@ func (p *epoll) run(ctx context.Context) {
 		}
 		p.mu.RLock()
 		for _, ev := range events[:n] {
-			if c := p.conns[ev.Fd]; c != nil {
-				go p.serve(c)
+			if int(ev.Fd) < len(p.conns) {
+				if c := p.conns[ev.Fd]; c != nil {
+					go p.serve(c)
+				}
 			}
 		}
 		p.mu.RUnlock()

@@ -88,7 +88,14 @@ func TestParseHeaderAndUnit(t *testing.T) {
 // echo answers each request with its type, so tests see Receive calls.
 type echo struct{}
 
-func (echo) Receive(c *Conn, typ string) { c.Send([]byte(`{"type":"got-` + typ + `"}`)) }
+func (echo) Receive(c *Conn, typ string) {
+	if typ == "alarm-me" {
+		c.SetAlarm(time.Now().Add(50 * time.Millisecond))
+	}
+	c.Send([]byte(`{"type":"got-` + typ + `"}`))
+}
+
+func (echo) Alarm(c *Conn) { c.Send([]byte(`{"type":"alarm"}`)) }
 
 type server struct {
 	m      *Manager
@@ -109,7 +116,7 @@ func newServer(t *testing.T, cfg Config) *server {
 	go m.Run(ctx)
 	s := &server{m: m, ended: make(chan error, 1000), cancel: cancel}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := m.Upgrade(w, r)
+		c, err := m.Upgrade(w, r, echo{}, func(err error) { s.ended <- err })
 		if err != nil {
 			return
 		}
@@ -117,7 +124,7 @@ func newServer(t *testing.T, cfg Config) *server {
 		s.conns = append(s.conns, c)
 		s.mu.Unlock()
 		c.Send([]byte(`{"type":"hello"}`))
-		c.Start(echo{}, func(err error) { s.ended <- err })
+		c.Start()
 	}))
 	t.Cleanup(func() { hs.Close(); cancel() })
 	s.url = "ws" + strings.TrimPrefix(hs.URL, "http")
@@ -178,6 +185,9 @@ func TestRequestsAndReplies(t *testing.T) {
 		expect(t, ws, `{"type":"pong"}`)
 		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"refresh"}`))
 		expect(t, ws, `{"type":"got-refresh"}`)
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"alarm-me"}`))
+		expect(t, ws, `{"type":"got-alarm-me"}`)
+		expect(t, ws, `{"type":"alarm"}`)
 
 		// A message in fragments, with a pong between them.
 		nw, _ := ws.NextWriter(websocket.TextMessage)

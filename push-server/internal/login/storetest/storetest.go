@@ -21,7 +21,7 @@ func Run(t *testing.T, newStore func(t *testing.T) login.Store) {
 	fresh := func() *login.Session {
 		return &login.Session{
 			ID: login.NewSessionID(), Scene: login.NewScene(), Ticket: "tk+/=", State: login.StateWaiting,
-			ResumeHash: login.HashResume("r"), CreatedAt: now, ExpiresAt: now.Add(time.Minute),
+			ResumeHash: login.HashResume("r"), ExpiresAt: now.Add(time.Minute),
 		}
 	}
 	render := func(s *login.Session) ([]byte, error) { return []byte("msg-for-" + s.User.OpenID), nil }
