@@ -30,6 +30,13 @@ var programs = map[string]string{
 	"push-server":     "../push-server",
 }
 
+// exeName is the file name of a program's binary in binDir. It differs
+// from the program's own name so that a developer's `killall push-server`
+// or `pkill wechat-sim` elsewhere on the machine leaves the test alone.
+func exeName(program string) string {
+	return "e2e-" + strings.TrimPrefix(strings.TrimPrefix(program, "wechat-"), "push-")
+}
+
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
 }
@@ -55,7 +62,7 @@ func build(dir string) error {
 	errs := make(chan error, len(programs))
 	for name, module := range programs {
 		wg.Go(func() {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, exeName(name)), "./cmd/"+name)
 			cmd.Dir = module
 			cmd.Env = os.Environ()
 			if os.Getenv("GOTOOLCHAIN") == "" {
@@ -232,7 +239,7 @@ func (s *stack) port(name string) int {
 
 // start runs the program and waits until its /healthz answers.
 func (s *stack) start(name string) error {
-	cmd := exec.Command(filepath.Join(binDir, name))
+	cmd := exec.Command(filepath.Join(binDir, exeName(name)))
 	// The programs read only the variables we give them, plus what a
 	// process needs.
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, s.env[name]...)
@@ -252,6 +259,7 @@ func (s *stack) start(name string) error {
 	}()
 	go func() {
 		p.err = cmd.Wait()
+		fmt.Fprintf(pw, "---- %s exited: %v (%s) ----\n", name, p.err, cmd.ProcessState)
 		pw.Close()
 		close(p.done)
 	}()
