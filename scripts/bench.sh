@@ -17,7 +17,8 @@
 #
 # Environment (for quick runs while developing; the defaults are the
 # standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE,
-# BENCH_DURATION, BENCH_SCAN_DURATION, BENCH_SETTLE, BENCH_ONLY (space
+# BENCH_DURATION, BENCH_SCAN_DURATION, BENCH_SETTLE, BENCH_QUIET_WAIT (how
+# long each run may wait for a quiet machine, default 10s), BENCH_ONLY (space
 # list of push scan mem scale), BENCH_OUT (default docs/benchmarks.md),
 # BIN (where the binaries are), BENCH_REV (the revision they were built from).
 set -euo pipefail
@@ -32,6 +33,7 @@ RATE=${BENCH_RATE:-2000}
 DURATION=${BENCH_DURATION:-20s}
 SCAN_DURATION=${BENCH_SCAN_DURATION:-5s}
 SETTLE=${BENCH_SETTLE:-10s}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-10s}
 ONLY=${BENCH_ONLY:-push scan mem scale}
 CONNECT_RATE=2000
 SCALE_CONNECT_RATE=1000
@@ -141,6 +143,9 @@ load() {
 	local name=$1; shift
 	note "bin/loadtest run $* -json $name.json"
 	echo "bench: == $name" >&2
+	# The servers are up and idle: wait (bounded) for other work on the
+	# machine to calm down, so that it disturbs the figures less.
+	"$BIN/loadtest" quiet -below 0.3 -max-wait "$QUIET_WAIT"
 	if ! "$BIN/loadtest" run "$@" -json "$WORK/$name.json" | tee "$WORK/$name.txt"; then
 		echo "bench: $name failed; the report shows what it measured, if anything" >&2
 	fi

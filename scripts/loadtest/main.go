@@ -10,6 +10,7 @@
 //	loadtest report    docs/benchmarks.md from the JSON of several runs
 //	loadtest freeports print free loopback TCP ports
 //	loadtest wait      wait until HTTP URLs answer 200
+//	loadtest quiet     wait (bounded) until the machine is nearly idle
 //	loadtest worker    internal: holds connections for a run (spawned by run)
 package main
 
@@ -35,7 +36,7 @@ func main() {
 	}
 }
 
-const usage = `usage: loadtest run|baseline|report|freeports|wait [flags]; loadtest CMD -h for flags`
+const usage = `usage: loadtest run|baseline|report|freeports|wait|quiet [flags]; loadtest CMD -h for flags`
 
 func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -53,6 +54,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return runFreePorts(rest, stdout, stderr)
 	case "wait":
 		return runWait(ctx, rest, stderr)
+	case "quiet":
+		return runQuiet(ctx, rest, stderr)
 	case "worker":
 		return runWorker(ctx, rest, stdin, stdout, stderr)
 	}
@@ -127,4 +130,46 @@ func runWait(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// runQuiet waits until the machine's CPUs were less busy than -below
+// cores over one second, or -max-wait passed; it never fails for a busy
+// machine, it only says so. Benchmarks call it before each run, so that
+// other work on a shared machine disturbs them less.
+func runQuiet(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("quiet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	below := fs.Float64("below", 0.3, "busy cores that count as quiet")
+	maxWait := fs.Duration("max-wait", 30*time.Second, "give up waiting after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *maxWait < 0 || *maxWait > 10*time.Minute {
+		return errors.New("-max-wait must be 0..10m")
+	}
+	start := time.Now()
+	for {
+		a, err := readMachine()
+		if err != nil {
+			return err
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b, err := readMachine()
+		if err != nil {
+			return err
+		}
+		busy := (b.Busy - a.Busy).Seconds()
+		if busy < *below {
+			fmt.Fprintf(stderr, "loadtest: machine quiet (%.2f cores busy) after %.0fs\n", busy, time.Since(start).Seconds())
+			return nil
+		}
+		if time.Since(start) >= *maxWait {
+			fmt.Fprintf(stderr, "loadtest: machine still busy (%.2f cores) after %v; going on\n", busy, *maxWait)
+			return nil
+		}
+	}
 }

@@ -147,7 +147,7 @@ const (
 	notesEnd     = "<!-- notes:end -->"
 	historyBegin = "<!-- history:begin: one row per make bench; kept when make bench rewrites this file -->"
 	historyEnd   = "<!-- history:end -->"
-	historyHead  = "| date (UTC) | revision | RSS / idle conn (19k) | push p99 (10k) | scan p99 (10k) | server CPU / push | lost | baseline RSS / push p99 | load avg |"
+	historyHead  = "| date (UTC) | revision | RSS / idle conn (19k) | push p50 / p99 (10k) | scan p50 / p99 (10k) | server CPU / push | lost | baseline: RSS / push p99 | other work (cores) |"
 	historyRule  = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 )
 
@@ -252,7 +252,7 @@ Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any
 	if h, ok := between(prev, historyBegin, historyEnd); ok {
 		for line := range strings.Lines(h) {
 			line = strings.TrimSpace(line)
-			if strings.HasPrefix(line, "| ") && line != historyHead && line != historyRule {
+			if strings.HasPrefix(line, "| ") && !strings.HasPrefix(line, "| date") && !strings.HasPrefix(line, "| ---") {
 				spec.History = append(spec.History, line)
 			}
 		}
@@ -316,21 +316,37 @@ func historyRow(rev string, mem, push, scan, memBase, pushBase *Result) string {
 		}
 		return fmt.Sprintf("%.3f ms", r.Load.Latency.P99)
 	}
-	cpu, lost, load := na, 0, na
+	both := func(r *Result) string {
+		if r == nil {
+			return na
+		}
+		return fmt.Sprintf("%.2f / %.2f ms", r.Load.Latency.P50, r.Load.Latency.P99)
+	}
+	cpu, lost, others := na, 0, []string{}
+	when := time.Now()
 	for _, r := range []*Result{push, scan, mem} {
-		if r != nil {
-			lost += r.Load.Lost
+		if r == nil {
+			continue
+		}
+		lost += r.Load.Lost
+		if !r.Started.IsZero() && r.Started.Before(when) {
+			when = r.Started
+		}
+		if r.Machine.Seconds > 0 {
+			others = append(others, fmt.Sprintf("%.2f", r.Machine.OthersS/r.Machine.Seconds))
 		}
 	}
 	if push != nil {
 		cpu = fmt.Sprintf("%.1f µs", push.Server.CPUPerOpMicros)
-		load = push.LoadAvg[0]
 	}
 	if rev == "" {
 		rev = na
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d | %s / %s | %s |", time.Now().UTC().Format("2006-01-02 15:04"), rev,
-		kib(mem), p99(push), p99(scan), cpu, lost, kib(memBase), p99(pushBase), load)
+	if len(others) == 0 {
+		others = []string{na}
+	}
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d | %s / %s | %s |", when.UTC().Format("2006-01-02 15:04"), rev,
+		kib(mem), both(push), both(scan), cpu, lost, kib(memBase), p99(pushBase), strings.Join(others, ", "))
 }
 
 func loadResult(path string) (*Result, error) {
