@@ -18,7 +18,7 @@
 # Environment (for quick runs while developing; the defaults are the
 # standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE,
 # BENCH_DURATION, BENCH_SCAN_DURATION, BENCH_SETTLE, BENCH_QUIET_WAIT (how
-# long each run may wait for a quiet machine, default 10s), BENCH_ONLY (space
+# long each run may wait for a quiet machine, default 5s), BENCH_ONLY (space
 # list of push scan mem scale), BENCH_OUT (default docs/benchmarks.md),
 # BIN (where the binaries are), BENCH_REV (the revision they were built from).
 set -euo pipefail
@@ -33,7 +33,7 @@ RATE=${BENCH_RATE:-2000}
 DURATION=${BENCH_DURATION:-20s}
 SCAN_DURATION=${BENCH_SCAN_DURATION:-5s}
 SETTLE=${BENCH_SETTLE:-10s}
-QUIET_WAIT=${BENCH_QUIET_WAIT:-10s}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-5s}
 ONLY=${BENCH_ONLY:-push scan mem scale}
 CONNECT_RATE=2000
 SCALE_CONNECT_RATE=1000
@@ -203,7 +203,7 @@ if has scale; then
 			sleep 0.5
 			scanlogin_up 3 "redis://127.0.0.1:$rp"
 			load scale-scanlogin -label "scanlogin ×3 + Redis" -ws "$WS_URLS" -grpc "$GRPC_ADDRS" -n "$SCALE_N" \
-				-connect-rate $SCALE_CONNECT_RATE -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" \
+				-connect-rate $SCALE_CONNECT_RATE -connect-concurrency 64 -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" \
 				-server-pid "$PUSH_PIDS" -watch-pid "simulator=$SIM_PID,callback=$CB_PID"
 			cleanup
 		fi

@@ -153,6 +153,7 @@ func runQuiet(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		t0 := time.Now()
 		select {
 		case <-time.After(time.Second):
 		case <-ctx.Done():
@@ -162,7 +163,7 @@ func runQuiet(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		busy := (b.Busy - a.Busy).Seconds()
+		busy := (b.Busy - a.Busy).Seconds() / time.Since(t0).Seconds()
 		if busy < *below {
 			fmt.Fprintf(stderr, "loadtest: machine quiet (%.2f cores busy) after %.0fs\n", busy, time.Since(start).Seconds())
 			return nil

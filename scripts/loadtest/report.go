@@ -430,8 +430,8 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 func runNotes(r *Result) []string {
 	var out []string
 	p := func(format string, a ...any) { out = append(out, r.Label+": "+fmt.Sprintf(format, a...)) }
-	p("%d connections from %d process(es) to %d instance(s), opened in %.1f s (dial to first frame p50 %.2f ms, p99 %.2f ms); server RSS %s before, %s idle, %s after; server CPU %.2f s while connecting, %.2f s in %.0f s idle",
-		r.Connect.Connected, r.Settings.Processes, r.Settings.Instances, r.Connect.Seconds, r.Connect.Latency.P50, r.Connect.Latency.P99,
+	p("%d connections from %d process(es) to %d instance(s), opened in %.1f s at up to %.0f/s (dial to first frame p50 %.2f ms, p99 %.2f ms); server RSS %s before, %s idle, %s after; server CPU %.2f s while connecting, %.2f s in %.0f s idle",
+		r.Connect.Connected, r.Settings.Processes, r.Settings.Instances, r.Connect.Seconds, r.Settings.ConnectRate, r.Connect.Latency.P50, r.Connect.Latency.P99,
 		mib(r.Server.RSSBefore), mib(r.Server.RSSIdle), mib(r.Server.RSSAfter), r.Server.CPUConnectS, r.Server.CPUIdleS, r.Settings.SettleS)
 	if len(r.WatchedConnect) > 0 {
 		names := make([]string, 0, len(r.WatchedConnect))
