@@ -28,8 +28,8 @@ func printSummary(w io.Writer, r *Result) {
 		l := r.Load
 		fmt.Fprintf(w, "  %s: sent %d at %.0f/s, ok %d, received %d, lost %d, errors %d, late %d\n",
 			r.Mode, l.Sent, l.Achieved, l.OK, l.Received, l.Lost, l.Errors, l.Late)
-		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op; tool %.2f cores; others %.2f cores\n",
-			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Tool.Cores, r.Machine.OthersS/max(r.Machine.Seconds, 1e-9))
+		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op; tool %.2f cores; others %.2f cores; tool stalls up to %.1f ms\n",
+			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Tool.Cores, r.Machine.OthersS/max(r.Machine.Seconds, 1e-9), r.Machine.MaxStallMS)
 		for k, v := range l.ErrorKinds {
 			fmt.Fprintf(w, "  error ×%d: %s\n", v, k)
 		}
@@ -82,10 +82,15 @@ func row(r *Result) string {
 const noisyCores = 0.25
 
 // noisy reports whether other processes took more than noisyCores during
-// the rate phase.
+// the rate phase, or the machine left the load tool without a CPU for
+// longer than noisyStallMS.
 func noisy(r *Result) bool {
-	return r.Machine.Seconds > 0 && r.Machine.OthersS/r.Machine.Seconds > noisyCores
+	return r.Machine.Seconds > 0 && (r.Machine.OthersS/r.Machine.Seconds > noisyCores || r.Machine.MaxStallMS > noisyStallMS)
 }
+
+// noisyStallMS is how long the load tool may go without a CPU before the
+// run is marked as disturbed.
+const noisyStallMS = 20
 
 // ratio renders a/b as "×N" (how many times b is better when lower is
 // better), or "—".
@@ -399,7 +404,7 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 		}
 		fmt.Fprintln(w)
 		if marked {
-			fmt.Fprintf(w, "† Other processes on the machine used more than %.2f of its cores during this run's rate phase: its latency tail says more about the machine than about the server.\n\n", noisyCores)
+			fmt.Fprintf(w, "† Disturbed: during the rate phase other processes on the machine used more than %.2f of its cores, or the load tool waited more than %d ms for a CPU. Such a run's latency tail says more about the machine than about the server.\n\n", noisyCores, noisyStallMS)
 		}
 		for _, n := range notes {
 			fmt.Fprintf(w, "- %s\n", n)
@@ -448,7 +453,8 @@ func runNotes(r *Result) []string {
 			r.Mode, r.Settings.Requests, r.Settings.Rate, r.Settings.DurationS, r.Load.Sent, r.Load.Seconds, r.Load.OK, r.Load.Received, r.Load.Late, r.Load.MaxBehindMS,
 			r.Server.CPULoadS, r.Tool.CPULoadS, r.Tool.Cores)
 		if r.Machine.Seconds > 0 {
-			p("other processes on the machine used %.2f CPU s (%.2f cores) during the rate phase; steal %.2f s", r.Machine.OthersS, r.Machine.OthersS/r.Machine.Seconds, r.Machine.StealS)
+			p("other processes on the machine used about %.2f CPU s (%.2f cores) during the rate phase (from /proc/stat, approximate); steal %.2f s; the load tool waited up to %.1f ms for a CPU (%d waits over 10 ms)",
+				r.Machine.OthersS, r.Machine.OthersS/r.Machine.Seconds, r.Machine.StealS, r.Machine.MaxStallMS, r.Machine.Stalls10ms)
 		}
 		names := make([]string, 0, len(r.Watched))
 		for k := range r.Watched {

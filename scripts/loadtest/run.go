@@ -139,6 +139,11 @@ type Result struct {
 		OthersS float64 `json:"others_s"` // busy minus server, tool and watched processes
 		StealS  float64 `json:"steal_s"`  // taken by the hypervisor
 		Seconds float64 `json:"seconds"`  // length of the rate phase and drain
+		// A goroutine of the load tool sleeps 1 ms in a loop during the
+		// rate phase: how late it woke up shows how long the machine left
+		// the tool without a CPU.
+		MaxStallMS float64 `json:"max_stall_ms"`
+		Stalls10ms int     `json:"stalls_over_10ms"`
 	} `json:"machine"`
 	Watched        map[string]float64 `json:"watched_cpu_load_s,omitempty"`    // other processes (callback, simulator), rate phase
 	WatchedConnect map[string]float64 `json:"watched_cpu_connect_s,omitempty"` // the same, connect phase
@@ -641,6 +646,9 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 	}
 	toolBefore := toolCPU(groups)
 	machBefore, _ := readMachine()
+	stallDone := make(chan struct{})
+	stallRes := make(chan [2]float64, 1)
+	go watchStalls(stallDone, stallRes)
 	logf(stderr, "%s: %s at %v/s for %v (%d requests)", o.label, o.mode, o.rate, o.duration, count)
 	t0 := time.Now()
 	d := drive(ctx, operation, count, o.rate, o.inflight, pick, o.mode == modeScan)
@@ -664,6 +672,9 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 	elapsed := time.Since(t0)
 	toolAfter := toolCPU(groups)
 	machAfter, _ := readMachine()
+	close(stallDone)
+	st := <-stallRes
+	r.Machine.MaxStallMS, r.Machine.Stalls10ms = st[0], int(st[1])
 	if r.Server.Measured {
 		if srvAfter, err = readProcs(o.serverPIDs); err != nil {
 			return err
@@ -836,4 +847,26 @@ func watchCPU(watch map[string]int) map[string]time.Duration {
 		}
 	}
 	return out
+}
+
+// watchStalls sleeps 1 ms in a loop until done closes, then sends the
+// longest oversleep in milliseconds and the number over 10 ms.
+func watchStalls(done <-chan struct{}, res chan<- [2]float64) {
+	var worst time.Duration
+	n := 0
+	for {
+		select {
+		case <-done:
+			res <- [2]float64{float64(worst) / 1e6, float64(n)}
+			return
+		default:
+		}
+		t := time.Now()
+		time.Sleep(time.Millisecond)
+		late := time.Since(t) - time.Millisecond
+		worst = max(worst, late)
+		if late > 10*time.Millisecond {
+			n++
+		}
+	}
 }
