@@ -387,8 +387,8 @@ type PushRequest struct {
 	//	*PushRequest_SessionId
 	//	*PushRequest_Openid
 	Target isPushRequest_Target `protobuf_oneof:"target"`
-	// Application event name, passed to the browser as "event". Required,
-	// at most 64 bytes.
+	// Application event name, passed to the browser as "event". Required:
+	// 1 to 64 characters from A-Z a-z 0-9 . _ : - (e.g. "order.paid").
 	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
 	// Any JSON value, passed to the browser as "data". Empty means null.
 	// At most 64 KiB.

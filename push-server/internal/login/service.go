@@ -298,8 +298,8 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	if (to.SessionID == "") == (to.OpenID == "") {
 		return 0, false, fmt.Errorf("%w: exactly one of session_id and openid", ErrInvalid)
 	}
-	if event == "" || len(event) > maxEventName {
-		return 0, false, fmt.Errorf("%w: event must be 1..%d bytes", ErrInvalid, maxEventName)
+	if !validEventName(event) {
+		return 0, false, fmt.Errorf("%w: event must be 1..%d of A-Z a-z 0-9 . _ : -", ErrInvalid, maxEventName)
 	}
 	if len(data) == 0 {
 		data = []byte("null")
@@ -310,7 +310,7 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	if !json.Valid(data) {
 		return 0, false, fmt.Errorf("%w: data is not JSON", ErrInvalid)
 	}
-	msg := Encode(PushMsg{Type: "message", Event: event, Data: data})
+	msg := pushFrame(event, data)
 	if to.OpenID != "" {
 		n, err := s.router.ToUser(ctx, to.OpenID, msg)
 		if err != nil {
@@ -325,6 +325,33 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	}
 	s.obs.Pushed("session", n, stored)
 	return n, stored, nil
+}
+
+// validEventName reports whether event is a Push event name: 1 to 64
+// characters from a set that needs no escaping in JSON.
+func validEventName(event string) bool {
+	if event == "" || len(event) > maxEventName {
+		return false
+	}
+	for i := 0; i < len(event); i++ {
+		switch c := event[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// pushFrame renders a PushMsg without reflection: event needs no escaping
+// (validEventName) and data is valid JSON, written as it came.
+func pushFrame(event string, data []byte) []byte {
+	b := make([]byte, 0, len(`{"type":"message","event":"","data":}`)+len(event)+len(data))
+	b = append(b, `{"type":"message","event":"`...)
+	b = append(b, event...)
+	b = append(b, `","data":`...)
+	b = append(b, data...)
+	return append(b, '}')
 }
 
 func (s *Service) pushSession(ctx context.Context, id string, msg []byte) (int, bool, error) {

@@ -232,6 +232,7 @@ func TestPushToSession(t *testing.T) {
 		"two targets": {Target{SessionID: "a", OpenID: "b"}, "e", nil},
 		"no event":    {Target{OpenID: "b"}, "", nil},
 		"not json":    {Target{OpenID: "b"}, "e", []byte("{")},
+		"bad event":   {Target{OpenID: "b"}, "a\"b", nil},
 		"too big":     {Target{OpenID: "b"}, "e", make([]byte, MaxPushData+1)},
 	} {
 		if _, _, err := svc.Push(ctx, tc.to, tc.ev, tc.data); !errors.Is(err, ErrInvalid) {
@@ -250,5 +251,15 @@ func TestRefreshExpiresOldSession(t *testing.T) {
 	}
 	if res, _, _ := svc.Notify(ctx, scan(old, "alice", "e1")); res != ResultExpired {
 		t.Fatalf("scan of the replaced code = %v, want expired", res)
+	}
+}
+
+func TestPushFrameMatchesEncode(t *testing.T) {
+	for _, data := range []string{`{"a":1}`, `[1,2]`, `"x"`, `null`, `{"nested":{"s":"\u00e9\n"}}`} {
+		got := pushFrame("order.paid", []byte(data))
+		want := Encode(PushMsg{Type: "message", Event: "order.paid", Data: []byte(data)})
+		if string(got) != string(want) || !IsPush(got) {
+			t.Errorf("pushFrame = %s, want %s", got, want)
+		}
 	}
 }

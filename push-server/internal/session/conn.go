@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -35,18 +36,6 @@ var (
 	ErrPeerGone    = errors.New("session: peer closed the connection")
 )
 
-// item is one entry of the send queue.
-type item struct {
-	kind int // itemText, itemPing or itemClose
-	data []byte
-}
-
-const (
-	itemText = iota
-	itemPing
-	itemClose
-)
-
 // Conn is one browser WebSocket. It costs no goroutine while idle: reads
 // run when the poller reports bytes, writes run while the queue has items.
 type Conn struct {
@@ -72,7 +61,7 @@ type Conn struct {
 	alarm   atomic.Int64  // unix ns of the Handler's alarm; 0: none
 	read    sync.Mutex    // serialises readers (poller events, tests); held briefly
 	mu      sync.Mutex    // guards queue and writing
-	queue   []item        // guarded by mu
+	queue   [][]byte      // guarded by mu
 	writing bool          // a writer goroutine is draining queue; guarded by mu
 	done    chan struct{} // closed when the connection has ended
 	endErr  error         // why it ended; written once in kill before done is closed
@@ -86,7 +75,7 @@ func (c *Conn) Send(msg []byte) bool {
 	if c.closing.Load() {
 		return false
 	}
-	if !c.enqueue(item{kind: itemText, data: msg}) {
+	if !c.write(serverFrame(opText, msg), false) {
 		c.Close(CloseTryAgainLater, "slow consumer")
 		return false
 	}
@@ -108,7 +97,7 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	c.closeBy.Store(time.Now().Add(c.m.cfg.WriteWait + closeGrace).UnixNano())
-	c.enqueueForce(item{kind: itemClose, data: websocket.FormatCloseMessage(code, reason)})
+	c.write(serverFrame(opClose, websocket.FormatCloseMessage(code, reason)), true)
 }
 
 // SetAlarm asks for h.Alarm at t (the zero time cancels). One sweeper
@@ -127,46 +116,76 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // Err is why the connection ended (nil for an ordinary close); valid after Done.
 func (c *Conn) Err() error { return c.endErr }
 
-// enqueue adds it to the queue, starting a writer if none runs; false if
-// the queue is full.
-func (c *Conn) enqueue(it item) bool {
-	c.mu.Lock()
-	if len(c.queue) >= c.m.cfg.QueueSize {
-		c.mu.Unlock()
-		return false
+// serverFrame frames payload as one unmasked server frame (RFC 6455 §5.2).
+func serverFrame(op byte, payload []byte) []byte {
+	n := len(payload)
+	var b []byte
+	switch {
+	case n < 126:
+		b = make([]byte, 2, 2+n)
+		b[1] = byte(n)
+	case n < 1<<16:
+		b = make([]byte, 4, 4+n)
+		b[1] = 126
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+	default:
+		b = make([]byte, 10, 10+n)
+		b[1] = 127
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
 	}
-	c.queue = append(c.queue, it)
-	c.startWriter()
+	b[0] = 0x80 | op
+	return append(b, payload...)
+}
+
+// write sends one frame. When nothing is being written it tries the socket
+// at once, without blocking, from the caller's goroutine; what does not go
+// out then is queued for a writer goroutine, which runs only while there is
+// something to write. false: the queue is full (unless force).
+func (c *Conn) write(frame []byte, force bool) bool {
+	c.mu.Lock()
+	if c.writing || len(c.queue) > 0 {
+		if !force && len(c.queue) >= c.m.cfg.QueueSize {
+			c.mu.Unlock()
+			return false
+		}
+		c.queue = append(c.queue, frame)
+		c.mu.Unlock()
+		return true
+	}
+	c.writing = true
+	c.mu.Unlock()
+
+	n, err := c.m.poll.writeNow(c, frame)
+	if err != nil {
+		c.kill(err)
+		return true
+	}
+	c.mu.Lock()
+	if n < len(frame) {
+		c.queue = append(c.queue, nil) // keep the slot order: the rest goes first
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = frame[n:]
+	}
+	if len(c.queue) == 0 {
+		c.writing = false
+		c.mu.Unlock()
+		return true
+	}
+	c.mu.Unlock()
+	go c.writeLoop()
 	return true
 }
 
-// enqueueForce adds it even past the bound (the close frame must go out).
-func (c *Conn) enqueueForce(it item) {
-	c.mu.Lock()
-	c.queue = append(c.queue, it)
-	c.startWriter()
-}
-
-// startWriter starts the writer if none runs and unlocks mu.
-func (c *Conn) startWriter() {
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-}
-
-// ping queues a ping unless one is queued or the connection is closing.
+// ping queues a ping unless the connection is closing.
 func (c *Conn) ping(now time.Time) {
 	c.pinged.Store(now.UnixNano())
 	if !c.closing.Load() {
-		c.enqueue(item{kind: itemPing})
+		c.write(serverFrame(opPing, nil), false)
 	}
 }
 
-// writeLoop writes queued items until the queue is empty, then exits: the
-// single writer of the connection.
+// writeLoop writes queued frames until the queue is empty, then exits: the
+// single writer of the connection while it runs.
 func (c *Conn) writeLoop() {
 	for {
 		c.mu.Lock()
@@ -176,23 +195,14 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		it := c.queue[0]
-		c.queue[0] = item{}
+		frame := c.queue[0]
+		c.queue[0] = nil
 		c.queue = c.queue[1:]
 		c.mu.Unlock()
 
-		deadline := time.Now().Add(c.m.cfg.WriteWait)
-		var err error
-		switch it.kind {
-		case itemText:
-			_ = c.ws.SetWriteDeadline(deadline)
-			err = c.ws.WriteMessage(websocket.TextMessage, it.data)
-		case itemPing:
-			err = c.ws.WriteControl(websocket.PingMessage, nil, deadline)
-		case itemClose:
-			err = c.ws.WriteControl(websocket.CloseMessage, it.data, deadline)
-		}
-		if err != nil {
+		nc := c.feed.Conn
+		_ = nc.SetWriteDeadline(time.Now().Add(c.m.cfg.WriteWait))
+		if _, err := nc.Write(frame); err != nil {
 			c.kill(err)
 		}
 	}
@@ -232,7 +242,7 @@ func (c *Conn) readable() bool {
 			c.feed.buf = c.feed.buf[n:]
 		case unitPing:
 			c.feed.buf = c.feed.buf[n:]
-			_ = c.ws.WriteControl(websocket.PongMessage, payload, time.Now().Add(c.m.cfg.WriteWait))
+			c.write(serverFrame(opPong, payload), true)
 		case unitGorilla:
 			c.feed.allowed = n
 			if !c.gorilla() {

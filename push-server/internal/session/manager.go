@@ -82,6 +82,8 @@ type poller interface {
 	remove(c *Conn)
 	// fill moves what the socket holds into c.feed.buf.
 	fill(c *Conn) (eof bool, err error)
+	// writeNow writes what the socket takes now, without blocking.
+	writeNow(c *Conn, b []byte) (int, error)
 	run(ctx context.Context)
 }
 
@@ -143,6 +145,15 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 	}
 	ws.SetReadLimit(m.cfg.ReadLimit)
 	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose, done: make(chan struct{})}
+	// Every frame goes out through c.write, never through gorilla, so that
+	// frames never interleave; this answers a browser's close frame.
+	ws.SetCloseHandler(func(code int, _ string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.write(serverFrame(opClose, websocket.FormatCloseMessage(code, "")), true)
+		return nil
+	})
 	now := time.Now().UnixNano()
 	c.last.Store(now)
 	c.pinged.Store(now)
@@ -279,6 +290,9 @@ func (goroutines) add(c *Conn) error {
 	}()
 	return nil
 }
+
+// writeNow leaves everything to the writer goroutine.
+func (goroutines) writeNow(*Conn, []byte) (int, error) { return 0, nil }
 
 func (goroutines) remove(*Conn)        {}
 func (goroutines) run(context.Context) {}

@@ -131,3 +131,30 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 	}
 	return false, nil
 }
+
+// writeNow writes b to the socket without waiting; a full socket buffer
+// writes less, or nothing.
+func (p *epoll) writeNow(c *Conn, b []byte) (int, error) {
+	if c.raw == nil {
+		return 0, nil
+	}
+	var n int
+	var werr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = unix.Write(int(fd), b)
+			if !errors.Is(werr, unix.EINTR) {
+				return true // never wait: the writer goroutine does
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errors.Is(werr, unix.EAGAIN):
+		return 0, nil
+	case werr != nil:
+		return 0, werr
+	}
+	return n, nil
+}
