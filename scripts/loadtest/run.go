@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -351,9 +352,27 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Stop on SIGINT or SIGTERM, and say which: a run that ends early
+	// should tell why.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+	var got atomic.Value
+	go func() {
+		select {
+		case s := <-sigc:
+			got.Store(s.String())
+			logf(stderr, "%s: got %v; stopping", o.label, s)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	res, err := runLoad(ctx, o, stderr)
+	if s, ok := got.Load().(string); ok && res != nil {
+		res.Notes = append(res.Notes, "stopped early by signal "+s)
+	}
 	if res != nil {
 		res.Command = append([]string{"loadtest", "run"}, args...)
 		if o.jsonPath != "" {
