@@ -14,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -112,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.DebugAddr != "" {
+		runtime.MemProfileRate = 4096 // precise heap profiles, at some cost
 		dbg, err := debugServer(log, cfg.DebugAddr)
 		if err != nil {
 			return err

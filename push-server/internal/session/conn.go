@@ -48,24 +48,22 @@ type Conn struct {
 
 	backing *[]byte // the pooled array under feed.buf, if any; reader only
 
-	h       Handler       // immutable
-	onClose func(error)   // immutable
-	bad     int           // malformed frames so far; reader only
-	closing atomic.Bool   // Close was called: no more Sends
-	dead    atomic.Bool   // the socket is closed
-	killed  sync.Once     // guards the end
-	drain   bool          // gorilla refused an oversized frame: discard what follows; reader only
-	last    atomic.Int64  // unix ns of the last bytes read (liveness)
-	pinged  atomic.Int64  // unix ns of the last ping queued
-	closeBy atomic.Int64  // unix ns by which the close reply must come; 0: not closing
-	alarm   atomic.Int64  // unix ns of the Handler's alarm; 0: none
-	read    sync.Mutex    // serialises readers (poller events, tests); held briefly
-	mu      sync.Mutex    // guards queue and writing
-	queue   [][]byte      // guarded by mu
-	writing bool          // a writer goroutine is draining queue; guarded by mu
-	done    chan struct{} // closed when the connection has ended
-	endErr  error         // why it ended; written once in kill before done is closed
-	_       [0]func()     // not comparable by value
+	h       Handler      // immutable
+	onClose func(error)  // immutable
+	bad     int          // malformed frames so far; reader only
+	closing atomic.Bool  // Close was called: no more Sends
+	dead    atomic.Bool  // the socket is closed
+	killed  sync.Once    // guards the end
+	drain   bool         // gorilla refused an oversized frame: discard what follows; reader only
+	last    atomic.Int64 // unix ns of the last bytes read (liveness)
+	pinged  atomic.Int64 // unix ns of the last ping queued
+	closeBy atomic.Int64 // unix ns by which the close reply must come; 0: not closing
+	read    sync.Mutex   // held by readable: the poller runs one at a time, but a handover through epoll is no happens-before edge for Go
+	alarm   atomic.Int64 // unix ns of the Handler's alarm; 0: none
+	mu      sync.Mutex   // guards queue and writing
+	queue   [][]byte     // guarded by mu
+	writing bool         // a writer goroutine is draining queue; guarded by mu
+	_       [0]func()    // not comparable by value
 }
 
 // Send queues msg for the browser without blocking. It reports false if the
@@ -110,11 +108,8 @@ func (c *Conn) SetAlarm(t time.Time) {
 	c.alarm.Store(max(t.UnixNano(), 1))
 }
 
-// Done is closed when the connection has ended.
-func (c *Conn) Done() <-chan struct{} { return c.done }
-
-// Err is why the connection ended (nil for an ordinary close); valid after Done.
-func (c *Conn) Err() error { return c.endErr }
+// Ended reports whether the connection has ended.
+func (c *Conn) Ended() bool { return c.dead.Load() }
 
 // serverFrame frames payload as one unmasked server frame (RFC 6455 §5.2).
 func serverFrame(op byte, payload []byte) []byte {
@@ -322,8 +317,6 @@ func (c *Conn) kill(err error) {
 		if isNormalClose(err) {
 			err = nil
 		}
-		c.endErr = err
-		close(c.done)
 		if c.onClose != nil {
 			c.onClose(err)
 		}

@@ -144,7 +144,7 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	ws.SetReadLimit(m.cfg.ReadLimit)
-	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose, done: make(chan struct{})}
+	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose}
 	// Every frame goes out through c.write, never through gorilla, so that
 	// frames never interleave; this answers a browser's close frame.
 	ws.SetCloseHandler(func(code int, _ string) error {

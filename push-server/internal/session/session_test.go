@@ -301,9 +301,15 @@ func TestCloseFlushesQueue(t *testing.T) {
 	expect(t, ws, `{"type":"login"}`)
 	expectClose(t, ws, websocket.CloseNormalClosure)
 	select {
-	case <-c.Done():
+	case err := <-s.ended:
+		if err != nil {
+			t.Fatalf("ended with %v, want an ordinary close", err)
+		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("connection did not end after the close handshake")
+	}
+	if !c.Ended() {
+		t.Fatal("Ended() is false after the end")
 	}
 }
 
@@ -326,7 +332,7 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 		t.Fatal("a full queue never refused")
 	}
 	select {
-	case <-c.Done():
+	case <-s.ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("slow consumer not closed")
 	}
