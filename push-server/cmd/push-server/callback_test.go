@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"crypto/sha1"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -15,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,32 +24,9 @@ import (
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
-var (
-	callbackOnce sync.Once
-	callbackBin  string
-	callbackErr  error
-)
-
 // buildCallback builds the wechat-callback binary from its module.
 func buildCallback(t *testing.T) string {
-	t.Helper()
-	callbackOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "wechat-callback-bin")
-		if err != nil {
-			callbackErr = err
-			return
-		}
-		callbackBin = filepath.Join(dir, "wechat-callback")
-		cmd := exec.Command("go", "build", "-race", "-o", callbackBin, "./cmd/wechat-callback")
-		cmd.Dir = filepath.Join("..", "..", "..", "wechat-callback")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			callbackErr = fmt.Errorf("go build wechat-callback: %v\n%s", err, out)
-		}
-	})
-	if callbackErr != nil {
-		t.Fatal(callbackErr)
-	}
-	return callbackBin
+	return buildOnce(t, filepath.Join("..", "..", "..", "wechat-callback"), "./cmd/wechat-callback", "wechat-callback")
 }
 
 var callbackListening = regexp.MustCompile(`msg=listening addr=(\S+)`)

@@ -218,32 +218,40 @@ func writeKey(t *testing.T) string {
 	return path
 }
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// buildBinary builds push-server once for the process tests.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "push-server-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "push-server")
-		out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
+// built holds the binaries the process tests build, once per test run.
+var built struct {
+	sync.Mutex
+	paths map[string]string
 }
+
+// buildOnce builds the package pkg of the module in dir (relative to this
+// package) with the race detector, once per test run, and returns the binary.
+func buildOnce(t *testing.T, dir, pkg, name string) string {
+	t.Helper()
+	built.Lock()
+	defer built.Unlock()
+	if p, ok := built.paths[name]; ok {
+		return p
+	}
+	tmp, err := os.MkdirTemp("", name+"-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(tmp, name)
+	cmd := exec.Command("go", "build", "-race", "-o", path, pkg)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	if built.paths == nil {
+		built.paths = map[string]string{}
+	}
+	built.paths[name] = path
+	return path
+}
+
+// buildBinary builds push-server for the process tests.
+func buildBinary(t *testing.T) string { return buildOnce(t, ".", ".", "push-server") }
 
 // process is a push-server running as its own process.
 type process struct {
