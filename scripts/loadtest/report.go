@@ -165,6 +165,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	commands := fs.String("commands", "", "file with the exact commands that were run")
 	out := fs.String("o", "", "write here instead of stdout; its notes and history are kept")
 	rev := fs.String("rev", "", "revision measured, for the history")
+	addHistory := fs.Bool("add-history", true, "append a row for these runs to the history (false: re-render the same runs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -177,7 +178,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 			prev = string(b)
 		}
 	}
-	spec := standardSpec(*dir, *commands, *rev, prev)
+	spec := standardSpec(*dir, *commands, *rev, prev, *addHistory)
 	var md bytes.Buffer
 	if err := renderReport(&md, spec); err != nil {
 		return err
@@ -200,7 +201,7 @@ func between(doc, begin, end string) (string, bool) {
 }
 
 // standardSpec describes the standard profile's report.
-func standardSpec(dir, commands, rev, prev string) *ReportSpec {
+func standardSpec(dir, commands, rev, prev string, addHistory bool) *ReportSpec {
 	path := func(name string) string { return filepath.Join(dir, name+".json") }
 	skip := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, name+".skip"))
@@ -247,7 +248,7 @@ Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any
 			Text: "The load tool splits itself over two processes (at most 15,000 connections each: open files are capped at 20,000 per process). " + profile(fileMemScanlogin, "not run") + ".",
 			Runs: []string{path(fileMemBaseline), path(fileMemScanlogin)}, Skip: skip(fileMemScanlogin)},
 		{Title: "Scale-out: 3 instances + Redis, 50,000 connections",
-			Text: "Connections spread round-robin over the instances; each Push enters the next instance round-robin, so most land on an instance that does not hold the connection. " + profile(fileScaleScanlogin, ""),
+			Text: "Connections spread round-robin over the instances, opened at 1,000/s with at most 64 handshakes in flight per load-tool process (the simulator's QR creation is the limit); each Push enters the next instance round-robin, so most land on an instance that does not hold the connection. " + profile(fileScaleScanlogin, "not run") + ".",
 			Runs: []string{path(fileScaleScanlogin)}, Skip: skip(fileScaleScanlogin)},
 	}
 	spec.Targets = targets(get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin))
@@ -262,7 +263,9 @@ Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any
 			}
 		}
 	}
-	spec.History = append(spec.History, historyRow(rev, get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin), get(fileMemBaseline), get(filePushBaseline)))
+	if addHistory {
+		spec.History = append(spec.History, historyRow(rev, get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin), get(fileMemBaseline), get(filePushBaseline)))
+	}
 	return spec
 }
 
@@ -372,7 +375,18 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(spec.Intro))
 	}
 	fmt.Fprintf(w, "%s\n%s%s\n\n", notesBegin, spec.Kept, notesEnd)
-	fmt.Fprintf(w, "## Machine\n\n%s\n", machine())
+	var when time.Time
+	for _, sc := range spec.Scenarios {
+		for _, p := range sc.Runs {
+			if r, err := loadResult(p); err == nil && !r.Started.IsZero() && (when.IsZero() || r.Started.Before(when)) {
+				when = r.Started
+			}
+		}
+	}
+	if when.IsZero() {
+		when = time.Now()
+	}
+	fmt.Fprintf(w, "## Machine\n\n%s\n", machine(when))
 	for _, sc := range spec.Scenarios {
 		fmt.Fprintf(w, "## %s\n\n", sc.Title)
 		if sc.Text != "" {
@@ -483,8 +497,9 @@ func runNotes(r *Result) []string {
 	return out
 }
 
-// machine describes this machine for the report.
-func machine() string {
+// machine describes this machine for the report, with when the runs
+// started.
+func machine(when time.Time) string {
 	model := "unknown"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
@@ -508,6 +523,6 @@ func machine() string {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = strings.TrimSpace(string(b))
 	}
-	return fmt.Sprintf("| | |\n| --- | --- |\n| CPUs (nproc) | %d |\n| model | %s |\n| memory | %s |\n| kernel | %s |\n| Go | %s %s/%s |\n| date | %s |\n",
-		runtime.NumCPU(), model, mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	return fmt.Sprintf("| | |\n| --- | --- |\n| CPUs (nproc) | %d |\n| model | %s |\n| memory | %s |\n| kernel | %s |\n| Go | %s %s/%s |\n| measured | %s |\n",
+		runtime.NumCPU(), model, mem, kernel, runtime.Version(), runtime.GOOS, runtime.GOARCH, when.UTC().Format("2006-01-02 15:04 MST"))
 }

@@ -700,12 +700,15 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		}
 	}
 	for name, pid := range o.watch {
-		if s, err := readProc(pid); err == nil {
-			if r.Watched == nil {
-				r.Watched = map[string]float64{}
-			}
-			r.Watched[name] = (s.CPU - watchBefore[name]).Seconds()
+		s, err := readProc(pid)
+		if err != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s (pid %d) could not be read after the rate phase: it had exited", name, pid))
+			continue
 		}
+		if r.Watched == nil {
+			r.Watched = map[string]float64{}
+		}
+		r.Watched[name] = (s.CPU - watchBefore[name]).Seconds()
 	}
 
 	rep, err := collect(ctx, groups)
