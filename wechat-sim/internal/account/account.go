@@ -138,6 +138,7 @@ type Account struct {
 	jsCodes   map[string]*jsCode
 	wxaCodes  map[string]WxaCode
 	permanent int
+	swept     time.Time // last sweep
 }
 
 // WxaCode is a Mini Program code made by getwxacodeunlimit.
@@ -617,9 +618,17 @@ func (a *Account) Code2Session(code string) (Session, int) {
 	}, 0
 }
 
+// sweepEvery spaces sweeps out: each walks every token and code, so
+// sweeping on every call would cost O(codes) per QR code created.
+const sweepEvery = 10 * time.Second
+
 // sweep forgets tokens, QR codes and login codes that expired more than
-// an hour ago; mu must be held.
+// an hour ago, at most every sweepEvery; mu must be held.
 func (a *Account) sweep(now time.Time) {
+	if now.Sub(a.swept) < sweepEvery {
+		return
+	}
+	a.swept = now
 	old := now.Add(-forget)
 	for k, t := range a.tokens {
 		if t.expires.Before(old) {
