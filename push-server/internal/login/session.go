@@ -112,6 +112,8 @@ type Session struct {
 	Last       []byte    `json:"last,omitempty"`      // the latest scanned, login or cancelled message, resent on resume
 	Delivered  bool      `json:"delivered,omitempty"` // Last reached a connection
 	Pending    [][]byte  `json:"pending,omitempty"`   // pushes for a browser that is away
+
+	rev uint64 // the Memory store's revision of this record: +1 on every change
 }
 
 // StateAt is the session's state at now: a waiting or scanned session whose

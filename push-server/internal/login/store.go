@@ -82,26 +82,42 @@ func (m *Memory) Get(_ context.Context, id string) (*Session, error) {
 	return s.clone(), nil
 }
 
-// Apply implements Store.
+// Apply implements Store. The message is rendered (a token signed) outside
+// the lock, so logins do not queue behind each other's signatures; if the
+// session changed meanwhile, the event is applied again to the new state.
 func (m *Memory) Apply(_ context.Context, ev Event, now time.Time, render func(*Session) ([]byte, error)) (Outcome, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	id, ok := m.byScene[ev.Scene]
-	if !ok {
-		return Outcome{Result: ResultNotFound}, nil
-	}
-	s := m.byID[id]
-	next := s.clone()
-	res, dup, changed := Transition(next, ev, now)
-	if changed {
+	for {
+		m.mu.Lock()
+		id, ok := m.byScene[ev.Scene]
+		if !ok {
+			m.mu.Unlock()
+			return Outcome{Result: ResultNotFound}, nil
+		}
+		s := m.byID[id]
+		rev := s.rev
+		next := s.clone()
+		m.mu.Unlock()
+
+		res, dup, changed := Transition(next, ev, now)
+		if !changed {
+			return Outcome{Result: res, Duplicate: dup, Session: next}, nil
+		}
 		msg, err := render(next)
 		if err != nil {
 			return Outcome{}, fmt.Errorf("render message: %w", err)
 		}
 		next.Last = msg
+
+		m.mu.Lock()
+		if cur, ok := m.byID[id]; !ok || cur.rev != rev {
+			m.mu.Unlock()
+			continue // changed meanwhile: decide again on the new state
+		}
+		next.rev = rev + 1
 		m.byID[id] = next
+		m.mu.Unlock()
+		return Outcome{Result: res, Duplicate: dup, Session: next.clone()}, nil
 	}
-	return Outcome{Result: res, Duplicate: dup, Session: next.clone()}, nil
 }
 
 // MarkDelivered implements Store.
@@ -144,6 +160,7 @@ func (m *Memory) update(id string, f func(*Session)) error {
 		return ErrNotFound
 	}
 	f(s)
+	s.rev++
 	return nil
 }
 
