@@ -1,9 +1,12 @@
 // Package session runs browser WebSockets so that an idle one costs no
-// goroutine: a poller (epoll on Linux) wakes a reader only when bytes
-// arrive, gorilla/websocket still does the framing, a writer runs only
-// while there is something to send, and one sweeper sends the pings and
-// closes connections that went silent. Producers never block: a connection
-// whose queue is full is closed as a slow consumer.
+// goroutine, timer or buffer: a poller (epoll on Linux) wakes a reader only
+// when bytes arrive, and gorilla/websocket reads and checks the frames,
+// handed to it only once complete. Outgoing frames (few, small, unmasked)
+// are framed here and written at once, without blocking, by whoever sends;
+// a writer goroutine runs only for what the socket does not take at once.
+// One sweeper sends the pings, closes connections that went silent and
+// rings the handlers' alarms. Producers never block: a connection whose
+// queue is full is closed as a slow consumer.
 package session
 
 import (
@@ -110,8 +113,11 @@ func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	m.upgrader = websocket.Upgrader{
 		// gorilla's reader only ever holds what a unit needs; the smallest
 		// buffer it accepts is enough, since control frames are at most 125 bytes.
-		ReadBufferSize:  128,
-		WriteBufferSize: 1024,
+		ReadBufferSize: 128,
+		// Frames are written by Conn.write, never by gorilla; a pool (never
+		// used) stops gorilla from keeping the handshake's 4 KiB write
+		// buffer for each connection.
+		WriteBufferSize: 128,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked by the caller
 		Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
