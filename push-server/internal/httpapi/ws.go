@@ -20,7 +20,8 @@ const (
 	maxTokenParam = 4096
 )
 
-// serveWS upgrades GET /ws and runs the connection until it ends.
+// serveWS upgrades GET /ws, sets the connection up, and hands it to the
+// session manager; this goroutine then returns.
 //
 //	/ws                          a new login session and its QR code
 //	/ws?session=ID&resume=SECRET reattach to a live session
@@ -87,8 +88,8 @@ func (s *Server) serveWS(c *gin.Context) {
 }
 
 // client is the per-connection glue between a WebSocket and its login
-// session. Receive runs on the connection's reader goroutine; the expiry
-// timer and hub deliveries run on others, hence mu.
+// session. Receive runs on the connection's reader; the expiry alarm and
+// hub deliveries run on other goroutines, hence mu.
 type client struct {
 	s      *Server
 	ip     string
