@@ -186,7 +186,7 @@ func (cl *client) closed(err error) {
 	cl.s.wg.Done()
 }
 
-// attach makes sess the connection's session and arms its expiry timer.
+// attach makes sess the connection's session and sets its expiry alarm.
 func (cl *client) attach(sess *login.Session) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
