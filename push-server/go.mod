@@ -11,9 +11,11 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/scanlogin/scanlogin/proto v0.0.0
 	github.com/scanlogin/scanlogin/redisurl v0.0.0-00010101000000-000000000000
+	github.com/scanlogin/scanlogin/settings v0.0.0
 	github.com/scanlogin/scanlogin/testkit v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0
 	golang.org/x/sync v0.24.0
+	golang.org/x/sys v0.48.0
 	golang.org/x/time v0.16.0
 	google.golang.org/grpc v1.85.0
 )
@@ -52,7 +54,6 @@ require (
 	golang.org/x/arch v0.22.0 // indirect
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
@@ -61,6 +62,7 @@ require (
 replace (
 	github.com/scanlogin/scanlogin/proto => ../proto
 	github.com/scanlogin/scanlogin/redisurl => ../redisurl
+	github.com/scanlogin/scanlogin/settings => ../settings
 	github.com/scanlogin/scanlogin/testkit => ../testkit
 	github.com/scanlogin/scanlogin/wechat => ../wechat
 )

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/makiuchi-d/gozxing v0.1.1
+	github.com/scanlogin/scanlogin/settings v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0
 	rsc.io/qr v0.2.0
 )
@@ -15,3 +16,5 @@ require (
 )
 
 replace github.com/scanlogin/scanlogin/wechat => ../wechat
+
+replace github.com/scanlogin/scanlogin/settings => ../settings

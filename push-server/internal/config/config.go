@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/redisurl"
+	"github.com/scanlogin/scanlogin/settings"
 )
 
 // Config is the push server's configuration.
@@ -75,18 +74,18 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	var err error
-	c.LoginTTL, err = duration(env("LOGIN_TTL", "120s"), time.Second, 30*24*time.Hour)
+	c.LoginTTL, err = settings.Duration(env("LOGIN_TTL", "120s"), time.Second, 30*24*time.Hour)
 	if err == nil && c.LoginTTL%time.Second != 0 {
 		err = errors.New("must be whole seconds (it is the QR code's expire_seconds)")
 	}
 	check("LOGIN_TTL", err)
-	c.TokenTTL, err = duration(env("TOKEN_TTL", "5m"), time.Second, 30*24*time.Hour)
+	c.TokenTTL, err = settings.Duration(env("TOKEN_TTL", "5m"), time.Second, 30*24*time.Hour)
 	check("TOKEN_TTL", err)
-	c.ShutdownTimeout, err = duration(env("PUSH_SHUTDOWN_TIMEOUT", "10s"), 100*time.Millisecond, 5*time.Minute)
+	c.ShutdownTimeout, err = settings.Duration(env("PUSH_SHUTDOWN_TIMEOUT", "10s"), 100*time.Millisecond, 5*time.Minute)
 	check("PUSH_SHUTDOWN_TIMEOUT", err)
-	c.ConnsPerIP, err = count(env("LIMIT_CONNS_PER_IP", "50"))
+	c.ConnsPerIP, err = settings.Count(env("LIMIT_CONNS_PER_IP", "50"))
 	check("LIMIT_CONNS_PER_IP", err)
-	c.MaxRefresh, err = count(env("PUSH_MAX_REFRESH", "10"))
+	c.MaxRefresh, err = settings.Count(env("PUSH_MAX_REFRESH", "10"))
 	check("PUSH_MAX_REFRESH", err)
 	c.QRPerIP, err = limit.ParseRate(env("LIMIT_QR_PER_IP", "20/m"))
 	check("LIMIT_QR_PER_IP", err)
@@ -95,17 +94,17 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.TrustedProxies, err = proxies(env("TRUSTED_PROXIES", ""))
 	check("TRUSTED_PROXIES", err)
 	check("LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))))
-	check("PUSH_HTTP_ADDR", hostPort(c.HTTPAddr))
-	check("PUSH_GRPC_ADDR", hostPort(c.GRPCAddr))
-	check("WECHAT_APPID", required(c.AppID))
-	check("WECHAT_SECRET", required(c.Secret))
-	check("WECHAT_API_BASE", baseURL(c.APIBase))
-	check("WECHAT_MP_BASE", baseURL(c.MPBase))
+	check("PUSH_HTTP_ADDR", settings.HostPort(c.HTTPAddr))
+	check("PUSH_GRPC_ADDR", settings.HostPort(c.GRPCAddr))
+	check("WECHAT_APPID", settings.Required(c.AppID))
+	check("WECHAT_SECRET", settings.Required(c.Secret))
+	check("WECHAT_API_BASE", settings.HTTPURL(c.APIBase))
+	check("WECHAT_MP_BASE", settings.HTTPURL(c.MPBase))
 	if c.DebugAddr != "" {
-		check("PUSH_DEBUG_ADDR", hostPort(c.DebugAddr))
+		check("PUSH_DEBUG_ADDR", settings.HostPort(c.DebugAddr))
 	}
 	if c.SimulatorURL != "" {
-		check("PUSH_SIMULATOR_URL", baseURL(c.SimulatorURL))
+		check("PUSH_SIMULATOR_URL", settings.HTTPURL(c.SimulatorURL))
 	}
 	if c.RedisURL != "" {
 		_, err := redisurl.Parse(c.RedisURL)
@@ -139,51 +138,10 @@ func (c *Config) LogValue() slog.Value {
 	)
 }
 
-func duration(s string, lo, hi time.Duration) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration like 120s or 5m", s)
-	}
-	if d < lo || d > hi {
-		return 0, fmt.Errorf("%s is outside %s..%s", d, lo, hi)
-	}
-	return d, nil
-}
-
-func count(s string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a whole number ≥ 0", s)
-	}
-	return n, nil
-}
-
-func required(s string) error {
-	if s == "" {
-		return errors.New("required")
-	}
-	return nil
-}
-
-func hostPort(s string) error {
-	if _, _, err := net.SplitHostPort(s); err != nil {
-		return fmt.Errorf("%q is not host:port", s)
-	}
-	return nil
-}
-
-func baseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", s)
-	}
-	return nil
-}
-
 // origins parses a comma list of "scheme://host[:port]".
 func origins(s string) ([]string, error) {
 	var out []string
-	for _, o := range splitList(s) {
+	for _, o := range settings.List(s) {
 		u, err := url.Parse(o)
 		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return nil, fmt.Errorf("%q is not an origin like https://example.com", o)
@@ -195,7 +153,7 @@ func origins(s string) ([]string, error) {
 
 // proxies parses a comma list of IP addresses and CIDRs.
 func proxies(s string) ([]string, error) {
-	list := splitList(s)
+	list := settings.List(s)
 	for _, p := range list {
 		if _, err := netip.ParsePrefix(p); err == nil {
 			continue
@@ -205,14 +163,4 @@ func proxies(s string) ([]string, error) {
 		}
 	}
 	return list, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

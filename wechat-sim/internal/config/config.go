@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/scanlogin/scanlogin/settings"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
@@ -69,8 +69,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		AESKey:      getenv("WECHAT_AES_KEY"),
 		CallbackURL: env("SIM_CALLBACK_URL", DefaultCallbackURL),
 		OriginalID:  env("SIM_ORIGINAL_ID", DefaultOriginalID),
-		Followers:   list(env("SIM_FOLLOWERS", DefaultFollowers)),
-		WxaPages:    list(env("SIM_WXA_PAGES", DefaultWxaPages)),
+		Followers:   settings.List(env("SIM_FOLLOWERS", DefaultFollowers)),
+		WxaPages:    settings.List(env("SIM_WXA_PAGES", DefaultWxaPages)),
 	}
 	if strings.EqualFold(strings.TrimSpace(getenv("SIM_FOLLOWERS")), "none") {
 		c.Followers = nil
@@ -82,12 +82,12 @@ func Load(getenv func(string) string) (*Config, error) {
 		}
 	}
 	var err error
-	check("SIM_HTTP_ADDR", hostPort(c.HTTPAddr))
+	check("SIM_HTTP_ADDR", settings.HostPort(c.HTTPAddr))
 	if c.PublicURL != "" {
-		check("SIM_PUBLIC_URL", baseURL(c.PublicURL))
+		check("SIM_PUBLIC_URL", settings.HTTPURL(c.PublicURL))
 	}
-	check("WECHAT_APPID", required(c.AppID))
-	check("WECHAT_SECRET", required(c.Secret))
+	check("WECHAT_APPID", settings.Required(c.AppID))
+	check("WECHAT_SECRET", settings.Required(c.Secret))
 	switch {
 	case c.Token == "":
 		check("WECHAT_TOKEN", errors.New("required"))
@@ -99,13 +99,13 @@ func Load(getenv func(string) string) (*Config, error) {
 			check("WECHAT_AES_KEY", errors.New("must be 43 letters or digits (the EncodingAESKey)"))
 		}
 	}
-	check("SIM_CALLBACK_URL", baseURL(c.CallbackURL))
+	check("SIM_CALLBACK_URL", settings.HTTPURL(c.CallbackURL))
 	if !originalIDRE.MatchString(c.OriginalID) {
 		check("SIM_ORIGINAL_ID", errors.New("must be like gh_0123456789ab"))
 	}
-	c.TokenTTL, err = duration(env("SIM_TOKEN_TTL", DefaultTokenTTL.String()), 2*time.Second, 30*24*time.Hour)
+	c.TokenTTL, err = settings.Duration(env("SIM_TOKEN_TTL", DefaultTokenTTL.String()), 2*time.Second, 30*24*time.Hour)
 	check("SIM_TOKEN_TTL", err)
-	c.RetryAfter, err = duration(env("SIM_RETRY_AFTER", DefaultRetryAfter.String()), 10*time.Millisecond, time.Minute)
+	c.RetryAfter, err = settings.Duration(env("SIM_RETRY_AFTER", DefaultRetryAfter.String()), 10*time.Millisecond, time.Minute)
 	check("SIM_RETRY_AFTER", err)
 	c.Retries, err = strconv.Atoi(env("SIM_RETRIES", strconv.Itoa(DefaultRetries)))
 	if err != nil || c.Retries < 0 || c.Retries > 10 {
@@ -146,47 +146,4 @@ func DerivePublicURL(addr string) string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-func duration(s string, lo, hi time.Duration) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration like 30s or 2h", s)
-	}
-	if d < lo || d > hi {
-		return 0, fmt.Errorf("%s is outside %s..%s", d, lo, hi)
-	}
-	return d, nil
-}
-
-func required(s string) error {
-	if s == "" {
-		return errors.New("required")
-	}
-	return nil
-}
-
-func hostPort(s string) error {
-	if _, _, err := net.SplitHostPort(s); err != nil {
-		return fmt.Errorf("%q is not host:port", s)
-	}
-	return nil
-}
-
-func baseURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q is not an http(s) URL", s)
-	}
-	return nil
-}
-
-func list(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

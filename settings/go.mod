@@ -1,0 +1,3 @@
+module github.com/scanlogin/scanlogin/settings
+
+go 1.26.0
