@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -162,7 +163,10 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 	})
 	now := time.Now().UnixNano()
 	c.last.Store(now)
-	c.pinged.Store(now)
+	// The first ping comes at a random point of the first interval, so a
+	// wave of connections (a deploy, a reconnect storm) does not become a
+	// wave of pings every PingInterval.
+	c.pinged.Store(now - rand.Int64N(int64(m.cfg.PingInterval)))
 	if sc, ok := f.Conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
