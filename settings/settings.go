@@ -69,3 +69,32 @@ func List(s string) []string {
 	}
 	return out
 }
+
+// Env reads a program's settings through getenv and keeps the first bad
+// one, named by its variable.
+type Env struct {
+	getenv func(string) string
+	err    error
+}
+
+// NewEnv reads settings through getenv (os.Getenv, or a test's map).
+func NewEnv(getenv func(string) string) *Env { return &Env{getenv: getenv} }
+
+// Get returns the trimmed value of name, or def when it is unset or blank.
+func (e *Env) Get(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// Check records err, if any, as the problem with the setting name; only the
+// first problem is kept.
+func (e *Env) Check(name string, err error) {
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("config: %s: %w", name, err)
+	}
+}
+
+// Err is the first problem recorded, as one line naming the setting.
+func (e *Env) Err() error { return e.err }

@@ -36,3 +36,19 @@ func TestParsers(t *testing.T) {
 		t.Errorf("List = %s", got)
 	}
 }
+
+func TestEnvKeepsTheFirstProblem(t *testing.T) {
+	e := NewEnv(func(k string) string { return map[string]string{"A": "  x ", "B": " "}[k] })
+	if e.Get("A", "d") != "x" || e.Get("B", "d") != "d" || e.Get("C", "d") != "d" {
+		t.Fatal("Get does not trim or default")
+	}
+	e.Check("OK", nil)
+	if e.Err() != nil {
+		t.Fatal("nil error recorded")
+	}
+	e.Check("FIRST", Required(""))
+	e.Check("SECOND", Required(""))
+	if e.Err() == nil || e.Err().Error() != "config: FIRST: required" {
+		t.Fatalf("Err = %v", e.Err())
+	}
+}

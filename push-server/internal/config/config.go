@@ -45,12 +45,8 @@ type Config struct {
 // Load reads the configuration through getenv and validates it. The error
 // names the first bad setting.
 func Load(getenv func(string) string) (*Config, error) {
-	env := func(k, def string) string {
-		if v := strings.TrimSpace(getenv(k)); v != "" {
-			return v
-		}
-		return def
-	}
+	e := settings.NewEnv(getenv)
+	env, check := e.Get, e.Check
 	c := &Config{
 		HTTPAddr:     env("PUSH_HTTP_ADDR", ":8080"),
 		GRPCAddr:     env("PUSH_GRPC_ADDR", "127.0.0.1:9090"),
@@ -66,12 +62,6 @@ func Load(getenv func(string) string) (*Config, error) {
 		GRPCAuthToken: getenv("GRPC_AUTH_TOKEN"),
 		SimulatorURL:  env("PUSH_SIMULATOR_URL", ""),
 		DebugAddr:     env("PUSH_DEBUG_ADDR", ""),
-	}
-	var errs []error
-	check := func(name string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
 	}
 	var err error
 	c.LoginTTL, err = settings.Duration(env("LOGIN_TTL", "120s"), time.Second, 30*24*time.Hour)
@@ -110,8 +100,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		_, err := redisurl.Parse(c.RedisURL)
 		check("REDIS_URL", err)
 	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("config: %w", errs[0])
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -4,7 +4,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"regexp"
@@ -54,12 +53,8 @@ var (
 // Load reads the configuration through getenv and validates it. The error
 // names the first bad variable.
 func Load(getenv func(string) string) (*Config, error) {
-	env := func(k, def string) string {
-		if v := strings.TrimSpace(getenv(k)); v != "" {
-			return v
-		}
-		return def
-	}
+	e := settings.NewEnv(getenv)
+	env, check := e.Get, e.Check
 	c := &Config{
 		HTTPAddr:    env("SIM_HTTP_ADDR", DefaultHTTPAddr),
 		PublicURL:   strings.TrimRight(env("SIM_PUBLIC_URL", ""), "/"),
@@ -74,12 +69,6 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	if strings.EqualFold(strings.TrimSpace(getenv("SIM_FOLLOWERS")), "none") {
 		c.Followers = nil
-	}
-	var errs []error
-	check := func(name string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
 	}
 	var err error
 	check("SIM_HTTP_ADDR", settings.HostPort(c.HTTPAddr))
@@ -112,8 +101,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		check("SIM_RETRIES", errors.New("must be a whole number 0..10"))
 	}
 	check("LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))))
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("config: %w", errs[0])
+	if err := e.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
