@@ -17,6 +17,11 @@ const clockTicks = 100
 type ProcSample struct {
 	RSS int64         // VmRSS, bytes
 	CPU time.Duration // utime + stime
+	// Syscalls is read- plus write-type system calls (syscr + syscw of
+	// /proc/<pid>/io, all threads): unlike CPU time, a count that the
+	// machine's other work does not disturb. 0 if /proc/<pid>/io cannot be
+	// read (another user's process).
+	Syscalls int64
 }
 
 // readProc reads VmRSS from /proc/<pid>/status and utime+stime from
@@ -48,7 +53,23 @@ func readProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return s, fmt.Errorf("pid %d: %w", pid, err)
 	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		s.Syscalls = parseIOSyscalls(io)
+	}
 	return s, nil
+}
+
+// parseIOSyscalls returns syscr + syscw from the text of /proc/<pid>/io.
+func parseIOSyscalls(io []byte) int64 {
+	var n int64
+	for line := range bytes.Lines(io) {
+		k, v, ok := bytes.Cut(bytes.TrimSpace(line), []byte(": "))
+		if ok && (string(k) == "syscr" || string(k) == "syscw") {
+			x, _ := strconv.ParseInt(string(v), 10, 64)
+			n += x
+		}
+	}
+	return n
 }
 
 // parseStatCPU returns utime+stime from the text of /proc/<pid>/stat. The
@@ -82,6 +103,7 @@ func readProcs(pids []int) (ProcSample, error) {
 		}
 		sum.RSS += s.RSS
 		sum.CPU += s.CPU
+		sum.Syscalls += s.Syscalls
 	}
 	return sum, nil
 }

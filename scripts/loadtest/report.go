@@ -28,8 +28,8 @@ func printSummary(w io.Writer, r *Result) {
 		l := r.Load
 		fmt.Fprintf(w, "  %s: sent %d at %.0f/s, ok %d, received %d, lost %d, errors %d, late %d\n",
 			r.Mode, l.Sent, l.Achieved, l.OK, l.Received, l.Lost, l.Errors, l.Late)
-		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op; tool %.2f cores; others %.2f cores; tool stalls up to %.1f ms\n",
-			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Tool.Cores, r.Machine.OthersS/max(r.Machine.Seconds, 1e-9), r.Machine.MaxStallMS)
+		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op, %.2f syscalls/op; tool %.2f cores; others %.2f cores; tool stalls up to %.1f ms\n",
+			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Server.SyscallsPerOp, r.Tool.Cores, r.Machine.OthersS/max(r.Machine.Seconds, 1e-9), r.Machine.MaxStallMS)
 		for k, v := range l.ErrorKinds {
 			fmt.Fprintf(w, "  error ×%d: %s\n", v, k)
 		}

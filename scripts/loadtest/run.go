@@ -108,6 +108,9 @@ type Result struct {
 		CPUIdleS       float64 `json:"cpu_idle_s"`    // the settle period
 		CPULoadS       float64 `json:"cpu_load_s"`    // the rate phase and drain
 		CPUPerOpMicros float64 `json:"cpu_per_op_us"`
+		// SyscallsPerOp is the server's read and write system calls (of
+		// any file: sockets, mostly) in the rate phase per request.
+		SyscallsPerOp float64 `json:"syscalls_per_op"`
 	} `json:"server"`
 	Load struct {
 		Sent        int            `json:"sent"`
@@ -753,6 +756,7 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		r.Server.CPULoadS = used.Seconds()
 		if d.Sent > 0 {
 			r.Server.CPUPerOpMicros = float64(used.Microseconds()) / float64(d.Sent)
+			r.Server.SyscallsPerOp = float64(srvAfter.Syscalls-srvBefore.Syscalls) / float64(d.Sent)
 		}
 	}
 	r.Machine.Seconds = elapsed.Seconds()

@@ -155,6 +155,12 @@ func NewGRPCServer(svc *Server, hs *health.Server, authToken string, onAuthFail 
 	// 170 µs instead of 195 µs of CPU per Push in side-by-side runs
 	// (docs/benchmarks.md). The option is marked experimental in grpc-go.
 	opts = append(opts, grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
+	// A fixed flow-control window turns off grpc-go's BDP estimation, which
+	// otherwise pings the client after data arrives, about once per call at
+	// a steady rate: one write and one read less per Push (5.8 → 5.3 read
+	// and write syscalls per Push, docs/benchmarks.md). Requests are small,
+	// so 1 MiB never limits them.
+	opts = append(opts, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))
 	gs := grpc.NewServer(opts...)
 	pushv1.RegisterPushServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, hs)
