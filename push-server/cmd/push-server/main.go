@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/health"
 
+	"github.com/scanlogin/scanlogin/procs"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
@@ -133,6 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return nil
 	})
 	g.Go(func() error { return b.run(gctx) })
+	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)

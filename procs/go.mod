@@ -1,0 +1,3 @@
+module github.com/scanlogin/scanlogin/procs
+
+go 1.26.0
