@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -162,6 +163,30 @@ type scanPost struct {
 	cfg     ScanConfig
 	crypter *wechat.Crypter // nil: plaintext mode
 	hc      *http.Client
+	ready   map[int]signed // by request number, from prepare; read-only in the rate phase
+}
+
+// signed is a scan request built ahead: its URL with the signed query, and
+// its body.
+type signed struct {
+	url  string
+	body []byte
+}
+
+// prepare signs (and encrypts) the requests for the rate phase before it
+// starts, as WeChat's own servers do their work before the POST: the load
+// tool shares the machine with the servers, so the less it computes while
+// they are measured, the less it disturbs them.
+func (p *scanPost) prepare(count int, pick func(int) *Session, now time.Time) error {
+	p.ready = make(map[int]signed, count)
+	for i := 0; i < count; i++ {
+		r, err := p.sign(i, pick(i), now)
+		if err != nil {
+			return err
+		}
+		p.ready[i] = r
+	}
+	return nil
 }
 
 func newScanPost(cfg ScanConfig, hc *http.Client) (*scanPost, error) {
@@ -179,8 +204,8 @@ func newScanPost(cfg ScanConfig, hc *http.Client) (*scanPost, error) {
 // openID makes a stable, realistic-looking 28-character OpenID per session.
 func openID(idx int) string { return fmt.Sprintf("oBENCH%022d", idx) }
 
-// request builds the signed POST for a scan of s.
-func (p *scanPost) request(ctx context.Context, seq int, s *Session, now time.Time) (*http.Request, error) {
+// sign builds the signed scan request number seq, for session s.
+func (p *scanPost) sign(seq int, s *Session, now time.Time) (signed, error) {
 	ev, key := wechat.EventScan, s.Scene
 	if p.cfg.Event == "subscribe" || (p.cfg.Event == "mixed" && seq%2 == 1) {
 		ev, key = wechat.EventSubscribe, wechat.EventKeyScenePrefix+s.Scene
@@ -196,7 +221,7 @@ func (p *scanPost) request(ctx context.Context, seq int, s *Session, now time.Ti
 	}
 	body, err := m.Marshal()
 	if err != nil {
-		return nil, err
+		return signed{}, err
 	}
 	var nb [8]byte
 	rand.Read(nb[:])
@@ -211,29 +236,31 @@ func (p *scanPost) request(ctx context.Context, seq int, s *Session, now time.Ti
 	if p.crypter != nil {
 		enc, err := p.crypter.Encrypt(body)
 		if err != nil {
-			return nil, err
+			return signed{}, err
 		}
 		env := wechat.Message{ToUserName: p.cfg.ToUser, Encrypt: enc}
 		if body, err = env.Marshal(); err != nil {
-			return nil, err
+			return signed{}, err
 		}
 		q.Set("encrypt_type", "aes")
 		q.Set("msg_signature", p.crypter.MsgSignature(ts, nonce, enc))
 	}
-	u := p.cfg.URLs[max(seq, 0)%len(p.cfg.URLs)] + "?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(body)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "text/xml")
-	return req, nil
+	return signed{url: p.cfg.URLs[max(seq, 0)%len(p.cfg.URLs)] + "?" + q.Encode(), body: body}, nil
 }
 
 func (p *scanPost) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
-	req, err := p.request(ctx, seq, s, time.Now())
+	r, ok := p.ready[seq]
+	if !ok {
+		var err error
+		if r, err = p.sign(seq, s, time.Now()); err != nil {
+			return time.Now(), fmt.Errorf("build scan: %w", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(r.body))
 	if err != nil {
 		return time.Now(), fmt.Errorf("build scan: %w", err)
 	}
+	req.Header.Set("Content-Type", "text/xml")
 	start := time.Now()
 	res, err := p.hc.Do(req)
 	if err != nil {

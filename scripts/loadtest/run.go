@@ -628,6 +628,11 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		}
 		perm := rng.Perm(len(sessions))
 		pick = func(i int) *Session { return &sessions[perm[i]] }
+		if sp, ok := operation.(*scanPost); ok {
+			if err := sp.prepare(count, pick, time.Now()); err != nil {
+				return fmt.Errorf("sign scans: %w", err)
+			}
+		}
 	}
 	// Warm the path once (connection set-up, first-call costs) outside the
 	// measure, on a session the scans will not use.
