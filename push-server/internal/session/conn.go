@@ -80,22 +80,44 @@ func (c *Conn) Send(msg []byte) bool {
 	return true
 }
 
-// SendAndClose queues msg, then closes with code once msg is written.
+// SendAndClose queues msg, then closes with code once msg is written: both
+// frames in one write. It reports false if the connection was closing
+// already, or if its queue is full, in which case it closes with 1013
+// instead and msg is not sent.
 func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
-	ok := c.Send(msg)
-	c.Close(code, reason)
-	return ok
+	if !c.startClose() {
+		return false
+	}
+	frames := append(serverFrame(opText, msg), closeFrame(code, reason)...)
+	if !c.write(frames, false) {
+		c.write(closeFrame(CloseTryAgainLater, "slow consumer"), true)
+		return false
+	}
+	return true
 }
 
 // Close starts an orderly close: what is queued is written, then a close
 // frame with code; the browser has a moment to answer. Only the first call
 // counts.
 func (c *Conn) Close(code int, reason string) {
+	if c.startClose() {
+		c.write(closeFrame(code, reason), true)
+	}
+}
+
+// startClose marks the connection closing and starts the wait for the
+// browser's reply; false if it was closing already.
+func (c *Conn) startClose() bool {
 	if c.closing.Swap(true) {
-		return
+		return false
 	}
 	c.closeBy.Store(time.Now().Add(c.m.cfg.WriteWait + closeGrace).UnixNano())
-	c.write(serverFrame(opClose, websocket.FormatCloseMessage(code, reason)), true)
+	return true
+}
+
+// closeFrame is a server close frame with code and reason.
+func closeFrame(code int, reason string) []byte {
+	return serverFrame(opClose, websocket.FormatCloseMessage(code, reason))
 }
 
 // SetAlarm asks for h.Alarm at t (the zero time cancels). One sweeper

@@ -153,12 +153,15 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 	ws.SetReadLimit(m.cfg.ReadLimit)
 	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose}
 	// Every frame goes out through c.write, never through gorilla, so that
-	// frames never interleave; this answers a browser's close frame.
+	// frames never interleave; this answers a browser's close frame, unless
+	// it is the reply to ours.
 	ws.SetCloseHandler(func(code int, _ string) error {
 		if code == websocket.CloseNoStatusReceived {
 			code = websocket.CloseNormalClosure
 		}
-		c.write(serverFrame(opClose, websocket.FormatCloseMessage(code, "")), true)
+		if c.startClose() {
+			c.write(closeFrame(code, ""), true)
+		}
 		return nil
 	})
 	now := time.Now().UnixNano()
