@@ -47,6 +47,11 @@ func New(target, authToken string, timeout time.Duration) (*Client, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,
 		}),
+		// A fixed flow-control window turns off BDP estimation, which pings
+		// the push server after most answers: a write and a read on each
+		// side per Notify. Answers are tiny; 1 MiB never limits them.
+		grpc.WithInitialWindowSize(1 << 20),
+		grpc.WithInitialConnWindowSize(1 << 20),
 	}
 	if authToken != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(authToken)))
