@@ -463,9 +463,9 @@ func runNotes(r *Result) []string {
 		}
 	}
 	if r.Mode != modeIdle {
-		p("%s: %d requests planned at %.0f/s for %g s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s; load tool %.2f CPU s (%.2f cores)",
+		p("%s: %d requests planned at %.0f/s for %g s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s, %.2f read and write syscalls per request; load tool %.2f CPU s (%.2f cores)",
 			r.Mode, r.Settings.Requests, r.Settings.Rate, r.Settings.DurationS, r.Load.Sent, r.Load.Seconds, r.Load.OK, r.Load.Received, r.Load.Late, r.Load.MaxBehindMS,
-			r.Server.CPULoadS, r.Tool.CPULoadS, r.Tool.Cores)
+			r.Server.CPULoadS, r.Server.SyscallsPerOp, r.Tool.CPULoadS, r.Tool.Cores)
 		if r.Machine.Seconds > 0 {
 			p("other processes on the machine used about %.2f CPU s (%.2f cores) during the rate phase (from /proc/stat, approximate); steal %.2f s; the load tool waited up to %.1f ms for a CPU (%d waits over 10 ms)",
 				r.Machine.OthersS, r.Machine.OthersS/r.Machine.Seconds, r.Machine.StealS, r.Machine.MaxStallMS, r.Machine.Stalls10ms)
