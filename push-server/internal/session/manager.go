@@ -286,6 +286,10 @@ func (m *Manager) settle(now time.Time) {
 	case n != m.last:
 		m.calmSince, m.last = now, n
 	case now.Sub(m.calmSince) >= calmFor:
+		// Twice: a collection moves what sync.Pools hold (net/http's 4 KiB
+		// buffers of the handshakes, among others) to their victim caches,
+		// the second one frees it.
+		debug.FreeOSMemory()
 		debug.FreeOSMemory()
 		m.sinceFree = n
 		m.calmSince = time.Time{}
