@@ -1,13 +1,20 @@
 // Package procs sizes GOMAXPROCS to the load of a network service.
 //
-// A push or a callback hands each request over between several goroutines
-// (gRPC's reader, a stream worker, gRPC's writer). With more than one P, each
+// A Push hands each request over between several goroutines (gRPC's
+// reader, a stream worker, gRPC's writer). With more than one P, each
 // hand-off to an idle P wakes an OS thread, which spins looking for work
 // before it sleeps again: futex and nanosleep calls that cost more than the
-// request itself while the load is light (docs/benchmarks.md: about a third
-// of push-server's CPU per Push at 2,000/s on 2 cores). With one P the same
-// hand-offs are run-queue operations. So the service runs its Go code on one
-// P while it uses little CPU, and on all of them once it needs more.
+// request itself while the load is light (docs/benchmarks.md: about a
+// quarter of push-server's CPU per Push at 2,000/s on 2 cores). With one P
+// the same hand-offs are run-queue operations. So the service runs its Go
+// code on one P while it uses little CPU, and on all of them once it needs
+// more.
+//
+// It does not suit a service whose requests wait for answers from another
+// while many of its goroutines are runnable: with one P, Go polls the
+// network only when the P runs out of work (or every 10 ms from sysmon), so
+// those answers wait behind the queue. wechat-callback, which calls Notify
+// for each event, measured 7 times longer Notify calls with it.
 package procs
 
 import (

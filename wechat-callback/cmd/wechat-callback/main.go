@@ -29,7 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
-	"github.com/scanlogin/scanlogin/procs"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
@@ -170,7 +169,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("listening", "addr", ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
