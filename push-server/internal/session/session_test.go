@@ -362,3 +362,31 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 	clients[n/2].WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
 	expect(t, clients[n/2], `{"type":"pong"}`)
 }
+
+// After the server's close frame and the browser's reply, the server closes
+// the socket without a second close frame (RFC 6455 §5.5.1: one close frame
+// each way).
+func TestCloseReplyIsNotEchoed(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		s := newServer(t, Config{Portable: portable})
+		ws := dial(t, s)
+		s.mu.Lock()
+		c := s.conns[0]
+		s.mu.Unlock()
+		if !c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye") {
+			t.Fatal("SendAndClose refused on an open connection")
+		}
+		if c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye") {
+			t.Fatal("a second SendAndClose was accepted")
+		}
+		expect(t, ws, `{"type":"login"}`)
+		expectClose(t, ws, websocket.CloseNormalClosure) // gorilla answers the close
+		raw := ws.UnderlyingConn()
+		raw.SetReadDeadline(time.Now().Add(3 * time.Second))
+		b := make([]byte, 64)
+		n, err := raw.Read(b)
+		if n > 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("after the close handshake read %x, %v; want the server to hang up (EOF)", b[:n], err)
+		}
+	})
+}
