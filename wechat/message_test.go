@@ -2,6 +2,7 @@ package wechat
 
 import (
 	"bytes"
+	"encoding/xml"
 	"strings"
 	"testing"
 )
@@ -131,7 +132,11 @@ func TestTextReply(t *testing.T) {
 func FuzzParseMessage(f *testing.F) {
 	f.Add([]byte(vecBPlain))
 	f.Add([]byte(vecAPlain))
+	for _, b := range sameAsUnmarshal {
+		f.Add([]byte(b))
+	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		checkSameAsUnmarshal(t, body)
 		m, err := ParseMessage(body)
 		if err != nil {
 			return
@@ -150,4 +155,37 @@ func FuzzParseMessage(f *testing.F) {
 			t.Fatalf("round trip:\n%+v\n%+v", *m, *back)
 		}
 	})
+}
+
+// Bodies on which ParseMessage must read exactly what xml.Unmarshal reads.
+var sameAsUnmarshal = []string{
+	vecAPlain, vecBPlain, "", "success", "<root/>", "<xml/>", "<xml></xml>trailing", "junk<xml><MsgType>a</MsgType></xml>",
+	"<!-- c --><xml><MsgType>a</MsgType></xml>", `<x:xml xmlns:x="urn:x"><x:MsgType>a</x:MsgType></x:xml>`,
+	"<xml><MsgType>a</MsgType><MsgType>b</MsgType></xml>", "<xml><Content>a<b>nested</b>c<![CDATA[d]]></Content></xml>",
+	"<xml><Unknown><MsgType>x</MsgType></Unknown><Event>e</Event></xml>", "<xml><CreateTime></CreateTime></xml>",
+	"<xml><CreateTime> </CreateTime></xml>", "<xml><CreateTime> 12 </CreateTime><MsgId>-3</MsgId></xml>",
+	"<xml><CreateTime>99999999999999999999</CreateTime></xml>", "<xml><MsgType a='1'>t</MsgType></xml>",
+	"<xml><MsgType>t</Event></xml>", "<xml><MsgType>&amp;&lt;</MsgType></xml>", "<xml><MsgType>&bogus;</MsgType></xml>",
+	"<xml><Content><!-- c -->x</Content></xml>", "<xml><xml><MsgType>inner</MsgType></xml></xml>",
+}
+
+func TestParseMessageSameAsUnmarshal(t *testing.T) {
+	for _, b := range sameAsUnmarshal {
+		checkSameAsUnmarshal(t, []byte(b))
+	}
+}
+
+// checkSameAsUnmarshal fails unless ParseMessage and xml.Unmarshal into a
+// Message agree on body: both fail, or both read the same Message.
+func checkSameAsUnmarshal(t *testing.T, body []byte) {
+	t.Helper()
+	var want Message
+	werr := xml.Unmarshal(body, &want)
+	got, err := ParseMessage(body)
+	switch {
+	case (werr == nil) != (err == nil):
+		t.Fatalf("%q: ParseMessage error %v, xml.Unmarshal error %v", body, err, werr)
+	case err == nil && *got != want:
+		t.Fatalf("%q: ParseMessage\n%+v\nxml.Unmarshal\n%+v", body, *got, want)
+	}
 }
