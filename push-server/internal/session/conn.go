@@ -204,9 +204,14 @@ func (c *Conn) ping(now time.Time) {
 // writeLoop writes queued frames until the queue is empty, then exits: the
 // single writer of the connection while it runs.
 func (c *Conn) writeLoop() {
+	nc := c.feed.Conn
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.dead.Load() {
+			// The deadline would outlive us: the next direct write (through
+			// the same file descriptor) would fail with "i/o timeout" once
+			// it passed, and end the connection.
+			_ = nc.SetWriteDeadline(time.Time{})
 			c.writing = false
 			c.queue = nil // an idle connection keeps no queue memory
 			c.mu.Unlock()
@@ -217,7 +222,6 @@ func (c *Conn) writeLoop() {
 		c.queue = c.queue[1:]
 		c.mu.Unlock()
 
-		nc := c.feed.Conn
 		_ = nc.SetWriteDeadline(time.Now().Add(c.m.cfg.WriteWait))
 		if _, err := nc.Write(frame); err != nil {
 			c.kill(err)

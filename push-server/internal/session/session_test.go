@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -389,4 +390,31 @@ func TestCloseReplyIsNotEchoed(t *testing.T) {
 			t.Fatalf("after the close handshake read %x, %v; want the server to hang up (EOF)", b[:n], err)
 		}
 	})
+}
+
+// A write that the writer goroutine finished leaves no deadline behind: a
+// later direct write must not fail with "i/o timeout" once WriteWait has
+// passed (it did, and ended the connection without a close frame).
+func TestNoStaleWriteDeadline(t *testing.T) {
+	s := newServer(t, Config{WriteWait: 100 * time.Millisecond})
+	ws := dial(t, s)
+	s.mu.Lock()
+	c := s.conns[0]
+	s.mu.Unlock()
+	big := bytes.Repeat([]byte("x"), 4<<20) // more than the socket takes at once: the writer goroutine sends the rest
+	if !c.Send(big) {
+		t.Fatal("Send of a big message refused")
+	}
+	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, got, err := ws.ReadMessage(); err != nil || len(got) != len(big) {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(big))
+	}
+	time.Sleep(300 * time.Millisecond) // past the writer's deadline
+	if !c.Send([]byte(`{"type":"later"}`)) {
+		t.Fatal("Send refused")
+	}
+	expect(t, ws, `{"type":"later"}`)
+	if c.Ended() {
+		t.Fatal("the connection ended")
+	}
 }
