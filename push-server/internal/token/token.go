@@ -108,7 +108,7 @@ func (i *Issuer) Mint(openid, unionid, sid string, now time.Time) (string, error
 	}
 	// A JWT is the compact JWS of its claims. Signing the claims' JSON
 	// ourselves skips jwt.Builder's normalisation (a JSON round trip
-	// through a map), which cost as much as the Ed25519 signature.
+	// through a map): a fifth of the time of a token (BenchmarkMint).
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", fmt.Errorf("encode claims: %w", err)
