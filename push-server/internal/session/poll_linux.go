@@ -6,7 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,9 +18,18 @@ import (
 // it, and a short-lived goroutine per readiness event. Each socket is armed
 // one-shot and rearmed after its bytes were handled, so one connection is
 // never read by two goroutines at once.
+//
+// The epoll descriptor is itself registered with Go's network poller (an
+// epoll descriptor is readable while it has events), and epoll_wait is only
+// ever called with a zero timeout. So the waiting goroutine parks like any
+// other network read instead of sitting in a blocking system call: a
+// blocking call would hold its P until sysmon took it back, delaying every
+// other goroutine meanwhile, and would keep sysmon waking every 20 µs.
 type epoll struct {
-	m  *Manager
-	fd int
+	m    *Manager
+	fd   int
+	file *os.File        // owns fd
+	rc   syscall.RawConn // fd through the network poller
 
 	mu    sync.RWMutex
 	conns []*Conn // indexed by socket number (small and dense); guarded by mu
@@ -28,7 +40,18 @@ func newPoller(m *Manager) (poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	return &epoll{m: m, fd: fd}, nil
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	// A non-blocking descriptor: os.NewFile registers it with the poller.
+	file := os.NewFile(uintptr(fd), "epoll")
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, fmt.Errorf("epoll: %w", err)
+	}
+	return &epoll{m: m, fd: fd, file: file, rc: rc}, nil
 }
 
 const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -74,15 +97,17 @@ func (p *epoll) rearm(c *Conn) {
 }
 
 func (p *epoll) run(ctx context.Context) {
-	defer unix.Close(p.fd)
+	defer p.file.Close()
+	// Wakes the wait below when ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = p.file.SetReadDeadline(time.Now()) })
+	defer stop()
 	events := make([]unix.EpollEvent, 256)
 	for ctx.Err() == nil {
-		n, err := unix.EpollWait(p.fd, events, 200)
+		n, err := p.wait(events)
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+			if ctx.Err() == nil {
+				p.m.log.Error("epoll wait failed", "err", err)
 			}
-			p.m.log.Error("epoll wait failed", "err", err)
 			return
 		}
 		p.mu.RLock()
@@ -95,6 +120,26 @@ func (p *epoll) run(ctx context.Context) {
 		}
 		p.mu.RUnlock()
 	}
+}
+
+// wait returns the events ready now, parking in the network poller while
+// there are none.
+func (p *epoll) wait(events []unix.EpollEvent) (int, error) {
+	var n int
+	var werr error
+	err := p.rc.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), events, 0)
+		if errors.Is(werr, unix.EINTR) {
+			n, werr = 0, nil
+		}
+		// Park only when nothing is ready: the poller wakes us on the
+		// next event, also one that came after this call.
+		return n > 0 || werr != nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 func (p *epoll) serve(c *Conn) {
