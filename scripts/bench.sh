@@ -5,7 +5,8 @@
 # ports (the WeChat simulator, wechat-callback, push-server; or the baseline
 # server), drives them with bin/loadtest and writes docs/benchmarks.md:
 #
-#   push   10,000 connections, Push over gRPC at 2,000/s for 20 s
+#   push   10,000 connections, Push over gRPC at 2,000/s for 20 s; then again
+#          with a fixed client flow-control window (no BDP pings)
 #   scan   10,000 connections, signed safe-mode scans at 2,000/s for 5 s
 #          (each session logs in once: 10,000 scans need 10,000 sessions)
 #   mem    19,000 connections on one instance, then Push at 2,000/s for 20 s
@@ -13,7 +14,7 @@
 #          refuses REDIS_URL)
 #
 # and the push and mem runs again against the baseline (`loadtest baseline`).
-# Needs bin/ built (make bench does it). Takes about 4 minutes on 2 cores.
+# Needs bin/ built (make bench does it). Takes about 5 minutes on 2 cores.
 #
 # Environment (for quick runs while developing; the defaults are the
 # standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE,
@@ -164,6 +165,12 @@ if has push; then
 	scanlogin_up 1
 	load push-scanlogin -label scanlogin -ws "$WS_URLS" -grpc "$GRPC_ADDRS" -n "$N" -connect-rate $CONNECT_RATE \
 		-settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" -server-pid "$PUSH_PIDS" \
+		-watch-pid "simulator=$SIM_PID,callback=$CB_PID"
+	cleanup
+	# The same with a fixed client flow-control window: no BDP ping per answer.
+	scanlogin_up 1
+	load push-scanlogin-window -label "scanlogin, fixed window" -grpc-window 1048576 -ws "$WS_URLS" -grpc "$GRPC_ADDRS" -n "$N" \
+		-connect-rate $CONNECT_RATE -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" -server-pid "$PUSH_PIDS" \
 		-watch-pid "simulator=$SIM_PID,callback=$CB_PID"
 	cleanup
 fi

@@ -52,10 +52,17 @@ type grpcPush struct {
 	timeout time.Duration
 }
 
-func newGRPCPush(addrs []string, authToken string, timeout time.Duration) (*grpcPush, error) {
+// newGRPCPush connects to the push servers. window > 0 fixes the client's
+// flow-control windows, which turns off grpc-go's bandwidth estimation: with
+// it, the client pings the server after each answer.
+func newGRPCPush(addrs []string, authToken string, window int, timeout time.Duration) (*grpcPush, error) {
 	p := &grpcPush{auth: authToken, timeout: timeout}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if window > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(int32(window)), grpc.WithInitialConnWindowSize(int32(window)))
+	}
 	for _, a := range addrs {
-		cc, err := grpc.NewClient("passthrough:///"+a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient("passthrough:///"+a, opts...)
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("grpc %s: %w", a, err)

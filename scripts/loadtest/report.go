@@ -104,7 +104,7 @@ func ratio(base, ours float64) string {
 // ratioRow compares a baseline run with a scanlogin run, metric by metric:
 // baseline ÷ scanlogin, so above 1 means scanlogin is cheaper or faster.
 func ratioRow(base, ours *Result) string {
-	cells := []string{"baseline ÷ scanlogin", "", ratio(base.Server.RSSPerConn, ours.Server.RSSPerConn)}
+	cells := []string{"baseline ÷ " + ours.Label, "", ratio(base.Server.RSSPerConn, ours.Server.RSSPerConn)}
 	if base.Mode == modeIdle || ours.Mode == modeIdle {
 		cells = append(cells, "—", "—", "—", "—", "—", "—", "—", "—", "—", "—")
 	} else {
@@ -139,6 +139,7 @@ type ReportSpec struct {
 // run did not happen.
 const (
 	filePushScanlogin  = "push-scanlogin"
+	filePushWindow     = "push-scanlogin-window" // the same with a fixed client window; optional
 	filePushBaseline   = "push-baseline"
 	fileScanScanlogin  = "scan-scanlogin"
 	fileMemScanlogin   = "mem-scanlogin"
@@ -237,10 +238,15 @@ Every run starts fresh servers (the WeChat simulator, wechat-callback and push-s
 Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any connection) ÷ connections; p50…max = latency; lost = requests that succeeded but whose frame never arrived (5 s grace); server CPU / op = push-server utime+stime during the rate phase ÷ requests; tool CPU = CPU of the load tool's processes during the rate phase ÷ its length. The machine is shared with other work while this runs (see the load average in each run's notes): figures are noisy, tails most of all.`,
 		Commands: commands,
 	}
+	pushRuns := []string{path(filePushBaseline), path(filePushScanlogin)}
+	if get(filePushWindow) != nil {
+		pushRuns = append(pushRuns, path(filePushWindow))
+	}
 	spec.Scenarios = []Scenario{
 		{Title: "Push, 10,000 connections",
-			Text: "Push over gRPC (scanlogin) or HTTP POST /push?id=N (baseline) to a random connection per request: " + profile(filePushScanlogin, "not run") + ".",
-			Runs: []string{path(filePushBaseline), path(filePushScanlogin)}, Skip: skip(filePushScanlogin)},
+			Text: "Push over gRPC (scanlogin) or HTTP POST /push?id=N (baseline) to a random connection per request: " + profile(filePushScanlogin, "not run") + ". " +
+				"The scanlogin run uses grpc-go's client defaults, under which the client pings the server after each answer (bandwidth estimation); the \"fixed window\" run, on fresh servers, is the same with `-grpc-window 1048576` (a fixed flow-control window, no pings), as wechat-callback's client is configured.",
+			Runs: pushRuns, Skip: skip(filePushScanlogin)},
 		{Title: "Scan to login, 10,000 connections",
 			Text: "Signed WeChat SCAN events (safe mode: AES-encrypted, signature and msg_signature) POSTed to wechat-callback for distinct waiting sessions, timed from just before the POST to the login frame; wechat-callback calls Notify on the push server, which sends the login frame and closes with 1000. Each session logs in once, so at 2,000/s with 10,000 connections the run lasts 5 s (10,000 scans), not 20 s: " + profile(fileScanScanlogin, "not run") + ". The baseline has no login flow.",
 			Runs: []string{path(fileScanScanlogin)}, Skip: skip(fileScanScanlogin)},
@@ -398,21 +404,22 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 		}
 		fmt.Fprintln(w, tableHeader)
 		fmt.Fprintln(w, tableRule)
-		var prev *Result
+		var base *Result // the scenario's baseline run, if any
 		var notes []string
 		marked := false
 		for _, p := range sc.Runs {
 			r, err := loadResult(p)
 			if err != nil {
 				fmt.Fprintf(w, "| %s | (no result: %v) |\n", p, err)
-				prev = nil
 				continue
 			}
 			fmt.Fprintln(w, row(r))
-			if prev != nil && prev.Target == targetBaseline && r.Target == targetScanlogin {
-				fmt.Fprintln(w, ratioRow(prev, r))
+			switch {
+			case r.Target == targetBaseline:
+				base = r
+			case base != nil && r.Target == targetScanlogin:
+				fmt.Fprintln(w, ratioRow(base, r))
 			}
-			prev = r
 			marked = marked || noisy(r)
 			notes = append(notes, runNotes(r)...)
 		}

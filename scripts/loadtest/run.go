@@ -62,6 +62,7 @@ type runOptions struct {
 	opTimeout    time.Duration
 	grpcAddrs    []string
 	grpcAuth     string
+	grpcWindow   int
 	pushURLs     []string // baseline
 	scan         ScanConfig
 	serverPIDs   []int
@@ -181,6 +182,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.DurationVar(&o.opTimeout, "op-timeout", 5*time.Second, "timeout of one request")
 	fs.StringVar(&grpcs, "grpc", "127.0.0.1:9090", "comma list of push-server gRPC addresses; Push goes round-robin")
 	fs.StringVar(&o.grpcAuth, "grpc-auth", "", "GRPC_AUTH_TOKEN of the push server, if set")
+	fs.IntVar(&o.grpcWindow, "grpc-window", 0, "gRPC client: a fixed flow-control window of this many bytes (64 KiB or more), which turns off grpc-go's BDP pings; 0: grpc-go's defaults, one ping per answer")
 	fs.StringVar(&pushes, "push-url", "", "baseline: comma list of push URLs (default: the -ws URLs with http and /push)")
 	fs.StringVar(&callbacks, "callback", "http://127.0.0.1:8081/wechat/callback", "comma list of wechat-callback URLs (scan mode)")
 	fs.StringVar(&o.scan.Token, "wechat-token", "", "WECHAT_TOKEN of the callback (scan mode)")
@@ -249,6 +251,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	if o.opTimeout < 10*time.Millisecond || o.opTimeout > time.Minute {
 		bad("-op-timeout must be 10ms..1m")
+	}
+	if o.grpcWindow != 0 && (o.grpcWindow < 64<<10 || o.grpcWindow > 1<<30) {
+		bad("-grpc-window must be 0 or 64 KiB..1 GiB (grpc-go ignores smaller windows)")
 	}
 	switch o.mode {
 	case modeIdle:
@@ -607,7 +612,7 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 	hc := loopbackClient(o.inflight, o.opTimeout)
 	switch {
 	case o.mode == modePush && o.target == targetScanlogin:
-		operation, err = newGRPCPush(o.grpcAddrs, o.grpcAuth, o.opTimeout)
+		operation, err = newGRPCPush(o.grpcAddrs, o.grpcAuth, o.grpcWindow, o.opTimeout)
 	case o.mode == modePush:
 		operation = &httpPush{urls: o.pushURLs, hc: hc}
 	default:

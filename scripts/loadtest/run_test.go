@@ -222,6 +222,7 @@ func TestFlagsRefuse(t *testing.T) {
 		{"too many per process", []string{"-per-process", "25000"}, "-per-process"},
 		{"unbounded duration", []string{"-duration", "2h"}, "-duration"},
 		{"scan against baseline", []string{"-mode", "scan", "-target", "baseline", "-wechat-token", "t"}, "needs -target scanlogin"},
+		{"window grpc-go would ignore", []string{"-grpc-window", "1000"}, "-grpc-window"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseRunFlags(tc.args, io.Discard)
@@ -249,18 +250,22 @@ func TestReportRenders(t *testing.T) {
 	ours := &Result{Label: "scanlogin", Target: targetScanlogin, Mode: modePush}
 	ours.Server.Measured, ours.Server.RSSPerConn, ours.Server.CPUPerOpMicros = true, 10<<10, 60
 	ours.Load.Latency = Latency{P50: 0.1, P90: 0.25, P99: 1, P999: 2, Max: 4}
+	window := &Result{Label: "scanlogin, fixed window", Target: targetScanlogin, Mode: modePush}
+	window.Server.Measured, window.Server.RSSPerConn, window.Server.CPUPerOpMicros = true, 10<<10, 40
+	window.Load.Latency = ours.Load.Latency
 	cmds := dir + "/commands.sh"
 	os.WriteFile(cmds, []byte("loadtest run ...\n"), 0o644)
 	var md strings.Builder
 	err := renderReport(&md, &ReportSpec{Title: "T", Commands: cmds, Scenarios: []Scenario{
-		{Title: "Push", Runs: []string{write("b.json", base), write("s.json", ours)}},
+		{Title: "Push", Runs: []string{write("b.json", base), write("s.json", ours), write("w.json", window)}},
 		{Title: "Scale-out", Skip: "no Redis yet"},
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := md.String()
-	for _, want := range []string{"| baseline ÷ scanlogin |  | ×2.00 | ×2.00 |", "| CPUs (nproc) |", "Not run: no Redis yet", "loadtest run ...", "×2.00 |  |"} {
+	for _, want := range []string{"| baseline ÷ scanlogin |  | ×2.00 | ×2.00 |", "| CPUs (nproc) |", "Not run: no Redis yet", "loadtest run ...", "×2.00 |  |",
+		"| baseline ÷ scanlogin, fixed window |  | ×2.00 |", "×3.00 |  |"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
