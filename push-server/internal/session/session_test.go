@@ -418,3 +418,37 @@ func TestNoStaleWriteDeadline(t *testing.T) {
 		t.Fatal("the connection ended")
 	}
 }
+
+// One sweep tick pings only its slice of the connections that are due, and
+// the sweepSlices ticks of a round together ping every one of them once.
+func TestSweepSpreadsPings(t *testing.T) {
+	const n = 130 // 3 per slice: the last slices get fewer, then none
+	s := newServer(t, Config{PingInterval: time.Hour, PongWait: 2 * time.Hour, SweepInterval: time.Hour})
+	for range n {
+		dial(t, s)
+	}
+	if s.m.Len() != n {
+		t.Fatalf("%d connections, want %d", s.m.Len(), n)
+	}
+	due := time.Now().Add(90 * time.Minute) // every first ping is due, nobody silent too long
+	seen := map[*Conn]int{}
+	perSlice := (n + sweepSlices - 1) / sweepSlices
+	for slice := range sweepSlices {
+		s.m.sweep(due, slice, nil)
+		pinged := 0
+		s.mu.Lock()
+		for _, c := range s.conns {
+			if c.pinged.Load() == due.UnixNano() && seen[c] == 0 {
+				seen[c] = slice + 1
+				pinged++
+			}
+		}
+		s.mu.Unlock()
+		if want := min(perSlice, max(n-slice*perSlice, 0)); pinged != want {
+			t.Errorf("slice %d pinged %d connections, want %d", slice, pinged, want)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("a round pinged %d of %d connections", len(seen), n)
+	}
+}
