@@ -149,10 +149,14 @@ func (p *epoll) serve(c *Conn) {
 }
 
 // fill reads, without blocking, what the socket holds (up to the bound of
-// one unit) into c.feed.buf.
+// one unit) into c.feed.buf. A read that leaves room in the buffer took
+// everything there was: fill stops there rather than spend a second read
+// on EAGAIN. Bytes that arrive after it still wake the poller, since rearm
+// re-checks the socket.
 func (p *epoll) fill(c *Conn) (bool, error) {
 	for len(c.feed.buf) < p.m.maxBuffered() {
 		buf := c.grow()
+		room := cap(buf) - len(buf)
 		var n int
 		var rerr error
 		err := c.raw.Read(func(fd uintptr) bool {
@@ -173,6 +177,9 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 			return true, nil
 		}
 		c.feed.buf = buf[:len(buf)+n]
+		if n < room {
+			return false, nil
+		}
 	}
 	return false, nil
 }

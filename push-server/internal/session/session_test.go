@@ -213,6 +213,10 @@ func TestRequestsAndReplies(t *testing.T) {
 			t.Error("no pong")
 		}
 
+		// A message larger than the read buffer takes several reads.
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"big","pad":"`+strings.Repeat("x", 3000)+`"}`))
+		expect(t, ws, `{"type":"got-big"}`)
+
 		// Bytes trickling in one at a time still make a message.
 		raw := ws.NetConn()
 		frame := []byte{0x81, 0x80 | 14, 0, 0, 0, 0}
