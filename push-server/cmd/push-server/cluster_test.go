@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -337,6 +338,12 @@ func TestClusterSIGKILLThenResumeElsewhere(t *testing.T) {
 		Event: pushv1.Event_EVENT_SCAN, User: &pushv1.User{Openid: "oEve"}, EventId: "ev-1"})
 	if err != nil || res.Result != pushv1.Result_RESULT_STORED {
 		t.Fatalf("Notify after the kill = %v %v", res, err)
+	}
+	// Publishing to the dead instance found no subscriber: its presence is gone.
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rdb.Close()
+	if n, err := rdb.HLen(context.Background(), "scanlogin:s:{"+qr.Session+"}:c").Result(); err != nil || n != 0 {
+		t.Fatalf("presence of the session after the kill: %d entries, %v; want none", n, err)
 	}
 	ws2, _, err := websocket.DefaultDialer.Dial("ws://"+b.http+"/ws?"+url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode(), nil)
 	if err != nil {

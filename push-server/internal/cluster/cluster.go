@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -135,29 +134,32 @@ func (c *Cluster) Attached(ctx context.Context, id string) (bool, error) {
 	return n > 0, nil
 }
 
+// publishRemote reads the presence hash KEYS[1] and publishes ARGV[3] to the
+// channel ARGV[2]..instance of every instance in it but ARGV[1], in one round
+// trip. An instance whose channel has no subscriber (it died) is dropped
+// from the presence. It returns the connections those instances hold.
+var publishRemote = redis.NewScript(`
+local pres = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #pres, 2 do
+  local inst = pres[i]
+  if inst ~= ARGV[1] then
+    if redis.call('PUBLISH', ARGV[2] .. inst, ARGV[3]) == 0 then
+      redis.call('HDEL', KEYS[1], inst)
+    else
+      n = n + (tonumber(pres[i + 1]) or 0)
+    end
+  end
+end
+return n
+`)
+
 // remote publishes msg to every other instance that holds connections of
-// key, and reports how many connections those instances hold. An instance
-// that no longer listens is dropped from the presence.
+// key, and reports how many connections those instances hold.
 func (c *Cluster) remote(ctx context.Context, key string, kind byte, target string, msg []byte) (int, error) {
-	pres, err := c.rdb.HGetAll(ctx, key).Result()
+	n, err := publishRemote.Run(ctx, c.rdb, []string{key}, c.id, c.channel(""), envelope(kind, target, msg)).Int()
 	if err != nil {
-		return 0, fmt.Errorf("presence: %w: %w", login.ErrUnavailable, err)
-	}
-	n := 0
-	for inst, count := range pres {
-		if inst == c.id {
-			continue
-		}
-		got, err := c.rdb.Publish(ctx, c.channel(inst), envelope(kind, target, msg)).Result()
-		if err != nil {
-			return n, fmt.Errorf("publish: %w: %w", login.ErrUnavailable, err)
-		}
-		if got == 0 {
-			c.rdb.HDel(ctx, key, inst) // a dead instance; best effort
-			continue
-		}
-		k, _ := strconv.Atoi(count)
-		n += k
+		return 0, fmt.Errorf("presence and publish: %w: %w", login.ErrUnavailable, err)
 	}
 	return n, nil
 }
