@@ -136,15 +136,16 @@ func (c *Cluster) Attached(ctx context.Context, id string) (bool, error) {
 
 // publishRemote reads the presence hash KEYS[1] and publishes ARGV[3] to the
 // channel ARGV[2]..instance of every instance in it but ARGV[1], in one round
-// trip. An instance whose channel has no subscriber (it died) is dropped
-// from the presence. It returns the connections those instances hold.
+// trip, and returns the connections those instances hold. With ARGV[4] =
+// "1", PUBLISH's count of receivers is trusted: an instance whose channel has
+// no subscriber (it died) is dropped from the presence and not counted.
 var publishRemote = redis.NewScript(`
 local pres = redis.call('HGETALL', KEYS[1])
 local n = 0
 for i = 1, #pres, 2 do
   local inst = pres[i]
   if inst ~= ARGV[1] then
-    if redis.call('PUBLISH', ARGV[2] .. inst, ARGV[3]) == 0 then
+    if redis.call('PUBLISH', ARGV[2] .. inst, ARGV[3]) == 0 and ARGV[4] == '1' then
       redis.call('HDEL', KEYS[1], inst)
     else
       n = n + (tonumber(pres[i + 1]) or 0)
@@ -156,8 +157,17 @@ return n
 
 // remote publishes msg to every other instance that holds connections of
 // key, and reports how many connections those instances hold.
+//
+// In Redis Cluster, PUBLISH counts only the subscribers connected to the
+// node it runs on, so a count of 0 does not mean a dead instance there:
+// presence is then kept until its TTL, and a dead instance's connections
+// still count until the browsers reconnect elsewhere.
 func (c *Cluster) remote(ctx context.Context, key string, kind byte, target string, msg []byte) (int, error) {
-	n, err := publishRemote.Run(ctx, c.rdb, []string{key}, c.id, c.channel(""), envelope(kind, target, msg)).Int()
+	exact := "1"
+	if _, ok := c.rdb.(*redis.ClusterClient); ok {
+		exact = "0"
+	}
+	n, err := publishRemote.Run(ctx, c.rdb, []string{key}, c.id, c.channel(""), envelope(kind, target, msg), exact).Int()
 	if err != nil {
 		return 0, fmt.Errorf("presence and publish: %w: %w", login.ErrUnavailable, err)
 	}
