@@ -2,7 +2,7 @@
 //
 // Each [Start] launches its own redis-server on a free loopback port with a
 // temporary working directory and no persistence, and stops it when the test
-// ends. Tests can [Server.Kill] and [Server.Restart] it to exercise outages.
+// ends; [StartCluster] launches several as one Redis Cluster. Tests can [Server.Kill] and [Server.Restart] it to exercise outages.
 // When redis-server is not on PATH the test is skipped, or fails when the
 // environment variable CI is "true", so that CI never silently skips.
 package redistest
@@ -12,10 +12,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,10 +28,11 @@ const startTimeout = 10 * time.Second
 
 // Server is a running (or killed) redis-server owned by one test.
 type Server struct {
-	t    testing.TB
-	bin  string
-	dir  string
-	port int
+	t     testing.TB
+	bin   string
+	dir   string
+	port  int
+	extra []string // more redis-server arguments
 
 	mu     sync.Mutex    // guards cmd and exited
 	cmd    *exec.Cmd     // nil while killed
@@ -39,6 +42,12 @@ type Server struct {
 // Start launches redis-server on a free port of 127.0.0.1 and returns once it
 // answers PING. The server is killed when the test and its subtests finish.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, nil)
+}
+
+// start launches one redis-server; extra(port) gives more arguments.
+func start(t testing.TB, extra func() ([]string, error)) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -52,6 +61,9 @@ func Start(t testing.TB) *Server {
 	var lastErr error
 	for range 5 { // a free port can be taken between picking and binding it
 		s.port, err = freePort()
+		if err == nil && extra != nil {
+			s.extra, err = extra()
+		}
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
@@ -61,6 +73,63 @@ func Start(t testing.TB) *Server {
 	}
 	t.Fatalf("redistest: start redis-server: %v", lastErr)
 	return nil
+}
+
+// StartCluster launches n (at least 3) redis-servers as one Redis Cluster,
+// masters only, the 16384 slots split evenly, and returns once every node
+// reports cluster_state:ok.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	if n < 3 {
+		t.Fatalf("redistest: a cluster needs 3 nodes, not %d", n)
+	}
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		nodes[i] = start(t, func() ([]string, error) {
+			bus, err := freePort() // the default, port+10000, may be out of range
+			if err != nil {
+				return nil, err
+			}
+			return []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				"--cluster-port", strconv.Itoa(bus)}, nil
+		})
+	}
+	const slots = 16384
+	for i, s := range nodes {
+		lo, hi := i*slots/n, (i+1)*slots/n-1
+		if _, err := command(s.Addr(), fmt.Sprintf("CLUSTER ADDSLOTSRANGE %d %d", lo, hi)); err != nil {
+			t.Fatalf("redistest: assign slots: %v", err)
+		}
+		if i > 0 {
+			if _, err := command(nodes[0].Addr(), fmt.Sprintf("CLUSTER MEET 127.0.0.1 %d %s", s.port, busPort(s))); err != nil {
+				t.Fatalf("redistest: join the cluster: %v", err)
+			}
+		}
+	}
+	deadline := time.Now().Add(startTimeout)
+	for _, s := range nodes {
+		for {
+			info, err := command(s.Addr(), "CLUSTER INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: cluster not ok within %v: %q %v", startTimeout, info, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// busPort is the --cluster-port a cluster node was started with.
+func busPort(s *Server) string {
+	for i, a := range s.extra {
+		if a == "--cluster-port" && i+1 < len(s.extra) {
+			return s.extra[i+1]
+		}
+	}
+	return ""
 }
 
 // Addr returns the server's "host:port".
@@ -116,6 +185,7 @@ func (s *Server) launch() error {
 		"--protected-mode", "no",
 		"--daemonize", "no",
 	)
+	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", s.bin, err)
@@ -141,6 +211,41 @@ func (s *Server) launch() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// command sends one inline command and returns its reply: a status, an
+// integer or a bulk string; an error reply is an error.
+func command(addr, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(cmd + "\r\n")); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "-"):
+		return "", fmt.Errorf("%s: %s", cmd, line[1:])
+	case strings.HasPrefix(line, "$"):
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("%s: reply %q", cmd, line)
+		}
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return "", err
+		}
+		return string(b[:n]), nil
+	}
+	return line[1:], nil
 }
 
 // ping sends an inline PING and expects +PONG.

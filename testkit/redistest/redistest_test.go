@@ -37,3 +37,17 @@ func TestTwoServers(t *testing.T) {
 		t.Fatalf("both servers on %s", a.Addr())
 	}
 }
+
+func TestCluster(t *testing.T) {
+	nodes := StartCluster(t, 3)
+	for _, s := range nodes {
+		info, err := command(s.Addr(), "CLUSTER INFO")
+		if err != nil || !strings.Contains(info, "cluster_known_nodes:3") || !strings.Contains(info, "cluster_slots_assigned:16384") {
+			t.Fatalf("node %s: %q %v", s.Addr(), info, err)
+		}
+	}
+	// A key on another node's slot is redirected.
+	if _, err := command(nodes[0].Addr(), "SET {b}x 1"); err != nil && !strings.Contains(err.Error(), "MOVED") {
+		t.Fatalf("SET: %v", err)
+	}
+}

@@ -354,3 +354,43 @@ func TestClusterSIGKILLThenResumeElsewhere(t *testing.T) {
 		t.Fatalf("login = %+v", lg)
 	}
 }
+
+// Against a 3-node Redis Cluster: Pushes entering the instance that does not
+// hold the browsers reach every one of them, with their sessions' keys on
+// all three nodes. PUBLISH counts only the subscribers of the node it ran
+// on there, which once made an instance look dead and dropped it from the
+// sessions' presence.
+func TestClusterModeRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs processes")
+	}
+	nodes := redistest.StartCluster(t, 3)
+	redisURL := "redis://" + nodes[0].Addr() + "?addr=" + nodes[1].Addr() + "&addr=" + nodes[2].Addr()
+	fake := wechattest.New(t, appID, secret)
+	key := writeKey(t)
+	a := startWith(t, fake, map[string]string{"REDIS_URL": redisURL, "LOG_LEVEL": "info", "TOKEN_KEY_FILE": key})
+	b := startWith(t, fake, map[string]string{"REDIS_URL": redisURL, "LOG_LEVEL": "info", "TOKEN_KEY_FILE": key})
+
+	var tabs []*browser
+	var sessions []string
+	for range 12 {
+		br := a.mustDial("")
+		tabs = append(tabs, br)
+		sessions = append(sessions, br.expect("qrcode").Session)
+	}
+	for round := range 2 {
+		for i, id := range sessions {
+			resp, err := b.client.Push(context.Background(), &pushv1.PushRequest{
+				Target: &pushv1.PushRequest_SessionId{SessionId: id}, Event: "hi", Data: []byte(fmt.Sprint(round))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Delivered != 1 || resp.Stored {
+				t.Fatalf("round %d, session %d: delivered %d, stored %v; want delivered 1", round, i, resp.Delivered, resp.Stored)
+			}
+			if m := tabs[i].expect("message"); m.Event != "hi" {
+				t.Fatalf("round %d, session %d: got %+v", round, i, m)
+			}
+		}
+	}
+}
