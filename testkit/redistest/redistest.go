@@ -32,6 +32,7 @@ type Server struct {
 	bin   string
 	dir   string
 	port  int
+	bus   int      // cluster bus port (--cluster-port); 0 outside a cluster
 	extra []string // more redis-server arguments
 
 	mu     sync.Mutex    // guards cmd and exited
@@ -46,8 +47,9 @@ func Start(t testing.TB) *Server {
 	return start(t, nil)
 }
 
-// start launches one redis-server; extra(port) gives more arguments.
-func start(t testing.TB, extra func() ([]string, error)) *Server {
+// start launches one redis-server; extra, called before each attempt with
+// s.port picked, gives more arguments.
+func start(t testing.TB, extra func(s *Server) ([]string, error)) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -62,7 +64,7 @@ func start(t testing.TB, extra func() ([]string, error)) *Server {
 	for range 5 { // a free port can be taken between picking and binding it
 		s.port, err = freePort()
 		if err == nil && extra != nil {
-			s.extra, err = extra()
+			s.extra, err = extra(s)
 		}
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
@@ -85,13 +87,11 @@ func StartCluster(t testing.TB, n int) []*Server {
 	}
 	nodes := make([]*Server, n)
 	for i := range nodes {
-		nodes[i] = start(t, func() ([]string, error) {
-			bus, err := freePort() // the default, port+10000, may be out of range
-			if err != nil {
-				return nil, err
-			}
+		nodes[i] = start(t, func(s *Server) ([]string, error) {
+			var err error
+			s.bus, err = freePort() // the default, port+10000, may be out of range
 			return []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-				"--cluster-port", strconv.Itoa(bus)}, nil
+				"--cluster-port", strconv.Itoa(s.bus)}, err
 		})
 	}
 	const slots = 16384
@@ -101,7 +101,7 @@ func StartCluster(t testing.TB, n int) []*Server {
 			t.Fatalf("redistest: assign slots: %v", err)
 		}
 		if i > 0 {
-			if _, err := command(nodes[0].Addr(), fmt.Sprintf("CLUSTER MEET 127.0.0.1 %d %s", s.port, busPort(s))); err != nil {
+			if _, err := command(nodes[0].Addr(), fmt.Sprintf("CLUSTER MEET 127.0.0.1 %d %d", s.port, s.bus)); err != nil {
 				t.Fatalf("redistest: join the cluster: %v", err)
 			}
 		}
@@ -120,16 +120,6 @@ func StartCluster(t testing.TB, n int) []*Server {
 		}
 	}
 	return nodes
-}
-
-// busPort is the --cluster-port a cluster node was started with.
-func busPort(s *Server) string {
-	for i, a := range s.extra {
-		if a == "--cluster-port" && i+1 < len(s.extra) {
-			return s.extra[i+1]
-		}
-	}
-	return ""
 }
 
 // Addr returns the server's "host:port".

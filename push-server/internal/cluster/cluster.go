@@ -58,6 +58,10 @@ type Cluster struct {
 	keep Keeper
 	opt  Options
 	id   string // this instance
+	// exact: PUBLISH's count of receivers is the whole deployment's, so a
+	// count of 0 means a dead instance; not so in Redis Cluster, where it
+	// counts only the node's own subscribers.
+	exact bool
 
 	up atomic.Bool // Redis answered the last health check
 }
@@ -72,7 +76,8 @@ func New(log *slog.Logger, rdb redis.UniversalClient, h *hub.Hub, keep Keeper, o
 	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	c := &Cluster{log: log, rdb: rdb, hub: h, keep: keep, opt: opt, id: hex.EncodeToString(b)}
+	_, isCluster := rdb.(*redis.ClusterClient)
+	c := &Cluster{log: log, rdb: rdb, hub: h, keep: keep, opt: opt, id: hex.EncodeToString(b), exact: !isCluster}
 	c.up.Store(true)
 	return c
 }
@@ -163,9 +168,9 @@ return n
 // presence is then kept until its TTL, and a dead instance's connections
 // still count until the browsers reconnect elsewhere.
 func (c *Cluster) remote(ctx context.Context, key string, kind byte, target string, msg []byte) (int, error) {
-	exact := "1"
-	if _, ok := c.rdb.(*redis.ClusterClient); ok {
-		exact = "0"
+	exact := "0"
+	if c.exact {
+		exact = "1"
 	}
 	n, err := publishRemote.Run(ctx, c.rdb, []string{key}, c.id, c.channel(""), envelope(kind, target, msg), exact).Int()
 	if err != nil {

@@ -435,15 +435,15 @@ func TestSweepSpreadsPings(t *testing.T) {
 		t.Fatalf("%d connections, want %d", s.m.Len(), n)
 	}
 	due := time.Now().Add(90 * time.Minute) // every first ping is due, nobody silent too long
-	seen := map[*Conn]int{}
+	seen := map[*Conn]bool{}
 	perSlice := (n + sweepSlices - 1) / sweepSlices
 	for slice := range sweepSlices {
 		s.m.sweep(due, slice, nil)
 		pinged := 0
 		s.mu.Lock()
 		for _, c := range s.conns {
-			if c.pinged.Load() == due.UnixNano() && seen[c] == 0 {
-				seen[c] = slice + 1
+			if c.pinged.Load() == due.UnixNano() && !seen[c] {
+				seen[c] = true
 				pinged++
 			}
 		}
