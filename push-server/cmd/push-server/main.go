@@ -29,6 +29,7 @@ import (
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
+	"github.com/scanlogin/scanlogin/rawsock"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
 	"github.com/scanlogin/scanlogin/push-server/internal/web"
 	"github.com/scanlogin/scanlogin/wechat"
@@ -128,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return nil
 	})
 	g.Go(func() error {
-		if err := gs.Serve(grpcLn); err != nil {
+		if err := gs.Serve(rawsock.Listen(grpcLn)); err != nil {
 			return fmt.Errorf("grpc: %w", err)
 		}
 		return nil

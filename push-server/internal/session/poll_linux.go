@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/scanlogin/scanlogin/rawsock"
 )
 
 // epoll is the Linux poller: one epoll instance, one goroutine waiting on
@@ -25,6 +27,7 @@ import (
 // other network read instead of sitting in a blocking system call: a
 // blocking call would hold its P until sysmon took it back, delaying every
 // other goroutine meanwhile, and would keep sysmon waking every 20 µs.
+// None of the calls here can block, so they are raw system calls (rawsock).
 type epoll struct {
 	m    *Manager
 	fd   int
@@ -67,7 +70,7 @@ func (p *epoll) add(c *Conn) error {
 	p.conns[c.fd] = c
 	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
-	if err := unix.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+	if err := rawsock.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
 		p.forget(c)
 		return fmt.Errorf("epoll add: %w", err)
 	}
@@ -79,7 +82,7 @@ func (p *epoll) remove(c *Conn) {
 		return
 	}
 	// Before the socket is closed, so its number cannot be reused meanwhile.
-	_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	_ = rawsock.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	p.forget(c)
 }
 
@@ -93,7 +96,7 @@ func (p *epoll) forget(c *Conn) {
 
 func (p *epoll) rearm(c *Conn) {
 	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
-	_ = unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, c.fd, &ev) // fails only if c was removed meanwhile
+	_ = rawsock.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, c.fd, &ev) // fails only if c was removed meanwhile
 }
 
 func (p *epoll) run(ctx context.Context) {
@@ -128,10 +131,7 @@ func (p *epoll) wait(events []unix.EpollEvent) (int, error) {
 	var n int
 	var werr error
 	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = unix.EpollWait(int(fd), events, 0)
-		if errors.Is(werr, unix.EINTR) {
-			n, werr = 0, nil
-		}
+		n, werr = rawsock.EpollPoll(int(fd), events)
 		// Park only when nothing is ready: the poller wakes us on the
 		// next event, also one that came after this call.
 		return n > 0 || werr != nil
@@ -160,7 +160,7 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 		var n int
 		var rerr error
 		err := c.raw.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), buf[len(buf):cap(buf)])
+			n, rerr = rawsock.Read(int(fd), buf[len(buf):cap(buf)])
 			return true // never wait: the poller said bytes are there
 		})
 		if err != nil {
@@ -169,8 +169,6 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 		switch {
 		case errors.Is(rerr, unix.EAGAIN):
 			return false, nil
-		case errors.Is(rerr, unix.EINTR):
-			continue
 		case rerr != nil:
 			return false, rerr
 		case n == 0:
@@ -193,12 +191,8 @@ func (p *epoll) writeNow(c *Conn, b []byte) (int, error) {
 	var n int
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Write(int(fd), b)
-			if !errors.Is(werr, unix.EINTR) {
-				return true // never wait: the writer goroutine does
-			}
-		}
+		n, werr = rawsock.Write(int(fd), b)
+		return true // never wait: the writer goroutine does
 	})
 	switch {
 	case err != nil:

@@ -7,6 +7,7 @@ package pushtest
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +54,23 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// Addr is the server's "127.0.0.1:port", a gRPC target.
+// StartUnix is Start on a Unix socket in a temporary directory; Addr is then
+// "unix:<path>". Restart is for TCP servers only.
+func StartUnix(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{t: t, results: map[string]pushv1.Result{}, seen: map[string]pushv1.Result{}}
+	path := filepath.Join(t.TempDir(), "push.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatalf("pushtest: listen: %v", err)
+	}
+	s.addr = "unix:" + path
+	s.serve(l)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is the server's "127.0.0.1:port" (or "unix:<path>"), a gRPC target.
 func (s *Server) Addr() string { return s.addr }
 
 // SetResult makes Notify for scene answer r.
