@@ -43,6 +43,17 @@ for b in loadtest push-server wechat-callback wechat-sim; do
 	[[ -x $BIN/$b ]] || { echo "bench: $BIN/$b missing; run make bench" >&2; exit 1; }
 done
 
+# The revision bin/ was built from (make bench builds it just before), read
+# now: edits made while the runs go on are not in the binaries. BENCH_REV
+# names it when bin/ was built elsewhere.
+rev=${BENCH_REV:-}
+if [[ -z $rev ]]; then
+	rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if [[ -n $(git -C "$ROOT" status --porcelain -- . ':!docs' 2>/dev/null) ]]; then
+		rev+="+dirty"
+	fi
+fi
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/scanlogin-bench.XXXXXX")
 CMDS=$WORK/commands.sh
 echo "bench: work directory $WORK" >&2
@@ -220,13 +231,5 @@ if has scale; then
 	fi
 fi
 
-# BENCH_REV names what was measured when bin/ was built elsewhere.
-rev=${BENCH_REV:-}
-if [[ -z $rev ]]; then
-	rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-	if [[ -n $(git -C "$ROOT" status --porcelain -- push-server wechat-callback wechat-sim wechat proto 2>/dev/null) ]]; then
-		rev+="+dirty"
-	fi
-fi
 "$BIN/loadtest" report -dir "$WORK" -commands "$CMDS" -rev "$rev" -o "$OUT"
 echo "bench: wrote $OUT (runs in $WORK)" >&2
