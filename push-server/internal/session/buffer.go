@@ -45,6 +45,15 @@ func (c *Conn) compact() {
 	}
 }
 
+// discard drops what the feed holds and gives its buffer back: for a
+// connection that has ended, whose bytes nobody will read. Without it, each
+// login (the browser's close frame still in the buffer) left 2 KiB to the
+// garbage collector. Reader only.
+func (c *Conn) discard() {
+	c.feed.buf = nil
+	c.release()
+}
+
 func (c *Conn) release() {
 	if c.backing != nil {
 		readBufs.Put(c.backing)

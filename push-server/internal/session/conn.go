@@ -232,9 +232,14 @@ func (c *Conn) writeLoop() {
 // readable reads what the socket holds, without blocking, and handles every
 // complete unit. It reports whether the connection lives on (so the poller
 // should wait for more).
-func (c *Conn) readable() bool {
+func (c *Conn) readable() (alive bool) {
 	c.read.Lock()
 	defer c.read.Unlock()
+	defer func() {
+		if !alive {
+			c.discard()
+		}
+	}()
 	if c.dead.Load() {
 		return false
 	}

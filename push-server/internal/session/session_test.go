@@ -396,6 +396,61 @@ func TestCloseReplyIsNotEchoed(t *testing.T) {
 	})
 }
 
+// A connection that ends gives its read buffer back to the pool, whoever
+// closed it and whatever was left in the buffer.
+func TestEndedConnectionReturnsItsBuffer(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		s := newServer(t, Config{Portable: portable})
+		conn := func(i int) *Conn {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.conns[i]
+		}
+		ended := func(c *Conn) {
+			t.Helper()
+			select {
+			case <-s.ended:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the connection did not end")
+			}
+			c.read.Lock()
+			defer c.read.Unlock()
+			if c.backing != nil || c.feed.buf != nil {
+				t.Fatalf("ended connection still holds its read buffer (%d bytes in it)", len(c.feed.buf))
+			}
+		}
+
+		// The server closes (as after a login); the browser answers.
+		ws := dial(t, s)
+		c := conn(0)
+		c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye")
+		expect(t, ws, `{"type":"login"}`)
+		expectClose(t, ws, websocket.CloseNormalClosure)
+		ended(c)
+
+		// The browser closes, with a request right behind its close frame.
+		ws = dial(t, s)
+		c = conn(1)
+		raw := ws.UnderlyingConn()
+		closeMsg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "")
+		frames := append(maskedFrame(0x8, closeMsg), maskedFrame(0x1, []byte(`{"type":"ping"}`))...)
+		if _, err := raw.Write(frames); err != nil {
+			t.Fatal(err)
+		}
+		ended(c)
+	})
+}
+
+// maskedFrame is one final client frame of opcode op (payload < 126 bytes).
+func maskedFrame(op byte, payload []byte) []byte {
+	key := [4]byte{1, 2, 3, 4}
+	f := []byte{0x80 | op, 0x80 | byte(len(payload)), key[0], key[1], key[2], key[3]}
+	for i, b := range payload {
+		f = append(f, b^key[i%4])
+	}
+	return f
+}
+
 // A write that the writer goroutine finished leaves no deadline behind: a
 // later direct write must not fail with "i/o timeout" once WriteWait has
 // passed (it did, and ended the connection without a close frame).

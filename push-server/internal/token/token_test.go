@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 func TestMintVerify(t *testing.T) {
@@ -29,6 +31,14 @@ func TestMintVerify(t *testing.T) {
 	if c.Subject != "oAlice" || c.UnionID != "uAlice" || c.SessionID != "sid1" || c.Issuer != "scanlogin" ||
 		c.IssuedAt != now.Unix() || c.Expiry != now.Add(5*time.Minute).Unix() || c.ID == "" {
 		t.Fatalf("claims = %+v", c)
+	}
+
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		t.Fatalf("go-jose parse: %v", err)
+	}
+	if h := jws.Signatures[0].Protected; h.Algorithm != "EdDSA" || h.KeyID != iss.KeyID() || h.ExtraHeaders["typ"] != "JWT" {
+		t.Fatalf("protected header = %+v, want alg EdDSA, kid %s, typ JWT", h, iss.KeyID())
 	}
 
 	other, _ := New(GenerateKey(), "scanlogin", 5*time.Minute)
