@@ -88,7 +88,11 @@ func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
 	if !c.startClose() {
 		return false
 	}
-	frames := append(serverFrame(opText, msg), closeFrame(code, reason)...)
+	// Both frames in one allocation: a login's are the bulk of what it
+	// allocates here.
+	closeMsg := websocket.FormatCloseMessage(code, reason)
+	frames := make([]byte, 0, 2*frameHeaderMax+len(msg)+len(closeMsg))
+	frames = appendFrame(appendFrame(frames, opText, msg), opClose, closeMsg)
 	if !c.write(frames, false) {
 		c.write(closeFrame(CloseTryAgainLater, "slow consumer"), true)
 		return false
@@ -135,22 +139,25 @@ func (c *Conn) Ended() bool { return c.dead.Load() }
 
 // serverFrame frames payload as one unmasked server frame (RFC 6455 §5.2).
 func serverFrame(op byte, payload []byte) []byte {
+	return appendFrame(make([]byte, 0, frameHeaderMax+len(payload)), op, payload)
+}
+
+// frameHeaderMax is the longest header of a server frame.
+const frameHeaderMax = 10
+
+// appendFrame appends payload, framed as one unmasked server frame, to b.
+func appendFrame(b []byte, op byte, payload []byte) []byte {
 	n := len(payload)
-	var b []byte
 	switch {
 	case n < 126:
-		b = make([]byte, 2, 2+n)
-		b[1] = byte(n)
+		b = append(b, 0x80|op, byte(n))
 	case n < 1<<16:
-		b = make([]byte, 4, 4+n)
-		b[1] = 126
-		binary.BigEndian.PutUint16(b[2:], uint16(n))
+		b = append(b, 0x80|op, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
 	default:
-		b = make([]byte, 10, 10+n)
-		b[1] = 127
-		binary.BigEndian.PutUint64(b[2:], uint64(n))
+		b = append(b, 0x80|op, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	b[0] = 0x80 | op
 	return append(b, payload...)
 }
 

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -509,5 +510,32 @@ func TestSweepSpreadsPings(t *testing.T) {
 	}
 	if len(seen) != n {
 		t.Errorf("a round pinged %d of %d connections", len(seen), n)
+	}
+}
+
+// Server frames carry every payload length in the shortest of RFC 6455's
+// three header forms.
+func TestServerFrameLengths(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 65535, 65536, 70000} {
+		payload := bytes.Repeat([]byte{'x'}, n)
+		f := serverFrame(opText, payload)
+		var hdr, got int
+		switch {
+		case f[1] < 126:
+			hdr, got = 2, int(f[1])
+		case f[1] == 126:
+			hdr, got = 4, int(binary.BigEndian.Uint16(f[2:]))
+		default:
+			hdr, got = 10, int(binary.BigEndian.Uint64(f[2:]))
+		}
+		wantHdr := 10
+		if n < 126 {
+			wantHdr = 2
+		} else if n < 1<<16 {
+			wantHdr = 4
+		}
+		if f[0] != 0x80|opText || got != n || hdr != wantHdr || len(f) != hdr+n || !bytes.Equal(f[hdr:], payload) {
+			t.Fatalf("frame of %d bytes: header %x, length %d in %d header bytes, %d in all", n, f[:hdr], got, hdr, len(f))
+		}
 	}
 }
