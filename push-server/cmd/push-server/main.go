@@ -24,6 +24,7 @@ import (
 
 	"github.com/scanlogin/scanlogin/procs"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
+	"github.com/scanlogin/scanlogin/push-server/internal/gcpace"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
@@ -136,6 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	})
 	g.Go(func() error { return b.run(gctx) })
 	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
+	g.Go(func() error { gcpace.Run(gctx, log, getenv, gcpace.Options{}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
