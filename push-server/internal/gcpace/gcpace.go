@@ -39,6 +39,10 @@ type Options struct {
 	// CalmAfter: intervals in a row of slow allocation before going back to
 	// Idle; default 5.
 	CalmAfter int
+	// Hold, when set, keeps GOGC at Idle while it reports true: push-server
+	// holds it while a wave of connections arrives (the live heap, read
+	// only after each collection, shows a slow wave late or not at all).
+	Hold func() bool
 }
 
 func (o Options) withDefaults() Options {
@@ -92,7 +96,7 @@ func (c *controller) step(allocated, live uint64) (gogc int, calmed bool) {
 	// twentieth: connections are arriving.
 	growing := live == 0 || live > c.live+c.live/20
 	c.live = live
-	if growing {
+	if growing || (c.o.Hold != nil && c.o.Hold()) {
 		c.gogc, c.calm = c.o.Idle, 0
 		return c.gogc, false
 	}

@@ -44,6 +44,22 @@ func TestStep(t *testing.T) {
 	}
 }
 
+func TestHoldKeepsIdle(t *testing.T) {
+	hold := true
+	c := &controller{o: Options{Hold: func() bool { return hold }}.withDefaults(), gogc: 100, live: 20 << 20}
+	if g, _ := c.step(100<<20, 20<<20); g != 100 {
+		t.Fatalf("busy while held: GOGC %d, want 100", g)
+	}
+	hold = false
+	if g, _ := c.step(100<<20, 20<<20); g != 400 {
+		t.Fatalf("busy, not held: GOGC %d, want 400", g)
+	}
+	hold = true
+	if g, _ := c.step(100<<20, 20<<20); g != 100 {
+		t.Fatalf("held while busy: GOGC %d, want 100 at once", g)
+	}
+}
+
 func TestBusyGOGCStaysWithinHeadroom(t *testing.T) {
 	c := &controller{o: Options{Headroom: 256 << 20}.withDefaults()}
 	for _, tc := range []struct {

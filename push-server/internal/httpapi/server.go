@@ -124,6 +124,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 // a graceful shutdown.
 func (s *Server) Drain() { s.draining.Store(true) }
 
+// Arriving reports whether a wave of new connections is under way (see
+// session.Manager.Arriving).
+func (s *Server) Arriving() bool { return s.mgr.Arriving() }
+
 // CloseAll closes every WebSocket with 1001 so browsers resume elsewhere,
 // waits for them to finish, or for ctx to end, and stops serving sockets.
 func (s *Server) CloseAll(ctx context.Context) {

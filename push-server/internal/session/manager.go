@@ -102,7 +102,7 @@ type Manager struct {
 	conns []*Conn // open connections, each at its idx; guarded by mu
 
 	upgrades  atomic.Int64 // connections opened, ever
-	sinceFree int64        // upgrades when memory was last given back; sweeper only
+	sinceFree atomic.Int64 // upgrades when memory was last given back; written by the sweeper
 	last      int64        // upgrades at the previous sweep; sweeper only
 	calmSince time.Time    // when upgrades last stood still; sweeper only
 }
@@ -282,6 +282,12 @@ const (
 	calmFor  = 3 * time.Second // with none opened for this long
 )
 
+// Arriving reports whether a wave of new connections is under way: at
+// least waveSize opened since memory was last given back after one.
+func (m *Manager) Arriving() bool {
+	return m.upgrades.Load()-m.sinceFree.Load() >= waveSize
+}
+
 // settle gives memory back to the operating system once a wave of new
 // connections is over. Opening a connection allocates far more, briefly,
 // than it keeps (handshake, the WeChat call, goroutine stacks), and the
@@ -290,7 +296,7 @@ const (
 func (m *Manager) settle(now time.Time) {
 	n := m.upgrades.Load()
 	switch {
-	case n-m.sinceFree < waveSize:
+	case n-m.sinceFree.Load() < waveSize:
 		m.calmSince = time.Time{}
 	case m.calmSince.IsZero():
 		m.calmSince = now
@@ -303,7 +309,7 @@ func (m *Manager) settle(now time.Time) {
 		// the second one frees it.
 		debug.FreeOSMemory()
 		debug.FreeOSMemory()
-		m.sinceFree = n
+		m.sinceFree.Store(n)
 		m.calmSince = time.Time{}
 	}
 }

@@ -539,3 +539,30 @@ func TestServerFrameLengths(t *testing.T) {
 		}
 	}
 }
+
+// A wave of connections counts as arriving until the memory it left was
+// given back, once no connection opened for calmFor.
+func TestArrivingUntilTheWaveSettles(t *testing.T) {
+	m, err := NewManager(Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	m.upgrades.Add(waveSize - 1)
+	if m.Arriving() {
+		t.Fatal("arriving before a whole wave opened")
+	}
+	m.upgrades.Add(1)
+	if !m.Arriving() {
+		t.Fatal("not arriving after a wave opened")
+	}
+	m.settle(now)
+	m.settle(now.Add(calmFor / 2))
+	if !m.Arriving() {
+		t.Fatal("the wave settled before calmFor passed")
+	}
+	m.settle(now.Add(calmFor))
+	if m.Arriving() {
+		t.Fatal("still arriving after the wave settled")
+	}
+}
