@@ -5,7 +5,7 @@
 // push-server keeps a live heap of about 2 KiB per connection. While
 // requests flow, a collection every few seconds has to mark all of it,
 // 20-40 ms on one P, and the requests that arrive meanwhile are the slow
-// ones: at 2,000 Push/s on 10,000 connections, Push p99 was 1.2-1.7 ms with
+// ones: at 2,000 Push/s on 10,000 connections, Push p99 was 1.0-1.7 ms with
 // GOGC=100 and 0.68 ms with no collection at all (docs/benchmarks.md). A
 // high GOGC at all times would instead leave idle servers holding garbage:
 // 4.7 KiB of RSS per idle connection at GOGC=400 against 3.6 KiB.
