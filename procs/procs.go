@@ -10,13 +10,12 @@
 // code on one P while it uses little CPU, and on all of them once it needs
 // more.
 //
-// It suits a service less whose requests wait for answers from another
-// while many of its goroutines are runnable: with one P, Go polls the
-// network only when the P runs out of work (or every 10 ms from sysmon), so
-// those answers wait behind the queue. wechat-callback, which calls Notify
-// for each event, does not run it: at 1,000 scans/s one P cost it a fifth
-// less CPU at the same latency, but at 2,000/s its Notify calls took 2.6–3.2
-// ms on average against 1.3–2.2 ms on every P (docs/benchmarks.md).
+// wechat-callback, which calls Notify for each event, runs it too since its
+// sockets use raw system calls (rawsock). Before, with one P its Notify
+// calls took 2.6–3.2 ms on average at 2,000 scans/s against 1.3–2.2 ms on
+// every P; after, one P cost it 164–168 µs per scan against 229–231 µs on
+// two, and scan-to-login p99 was 1.9–2.1 ms against 2.3–2.9 ms
+// (docs/benchmarks.md).
 package procs
 
 import (

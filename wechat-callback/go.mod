@@ -6,6 +6,7 @@ require (
 	github.com/gin-gonic/gin v1.12.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
+	github.com/scanlogin/scanlogin/procs v0.0.0
 	github.com/scanlogin/scanlogin/proto v0.0.0-00010101000000-000000000000
 	github.com/scanlogin/scanlogin/rawsock v0.0.0
 	github.com/scanlogin/scanlogin/redisurl v0.0.0
@@ -56,6 +57,7 @@ require (
 )
 
 replace (
+	github.com/scanlogin/scanlogin/procs => ../procs
 	github.com/scanlogin/scanlogin/proto => ../proto
 	github.com/scanlogin/scanlogin/rawsock => ../rawsock
 	github.com/scanlogin/scanlogin/redisurl => ../redisurl

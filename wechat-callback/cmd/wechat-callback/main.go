@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	"github.com/scanlogin/scanlogin/procs"
 	"github.com/scanlogin/scanlogin/rawsock"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
@@ -176,6 +177,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return nil
 	})
+	// One P while the load is light: with raw socket calls (rawsock) its
+	// Notify calls no longer wait behind the run queue (docs/benchmarks.md).
+	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down")
