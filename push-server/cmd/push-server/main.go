@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/scanlogin/scanlogin/procs"
+	"github.com/scanlogin/scanlogin/procs/gcpace"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
-	"github.com/scanlogin/scanlogin/push-server/internal/gcpace"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"

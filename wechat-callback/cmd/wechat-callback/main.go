@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/scanlogin/scanlogin/procs"
+	"github.com/scanlogin/scanlogin/procs/gcpace"
 	"github.com/scanlogin/scanlogin/rawsock"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
@@ -178,8 +179,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return nil
 	})
 	// One P while the load is light: with raw socket calls (rawsock) its
-	// Notify calls no longer wait behind the run queue (docs/benchmarks.md).
+	// Notify calls no longer wait behind the run queue; and a GOGC that
+	// follows the load (docs/benchmarks.md).
 	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
+	g.Go(func() error { gcpace.Run(gctx, log, getenv, gcpace.Options{}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down")

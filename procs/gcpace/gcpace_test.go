@@ -19,13 +19,11 @@ func TestStep(t *testing.T) {
 		calmed          bool
 	}{
 		{30 * MiB, 0, 100, false},         // before the first collection
-		{30 * MiB, 10 * MiB, 100, false},  // a wave of connections: the live heap grows
-		{30 * MiB, 20 * MiB, 100, false},  // still growing
 		{MiB / 2, 20 * MiB, 100, false},   // idle connections: below the floor rate
 		{MiB, 20 * MiB, 100, false},       // a collection every 20 s at GOGC=100: idle
 		{4 * MiB, 20 * MiB, 400, false},   // every 5 s: busy
 		{MiB, 20 * MiB, 400, false},       // slow again, 1
-		{MiB, 19 * MiB, 400, false},       // 2 (logins end connections: shrinking is fine)
+		{MiB, 19 * MiB, 400, false},       // 2
 		{6 * MiB, 19 * MiB, 400, false},   // busy again: the count starts over
 		{0, 19 * MiB, 400, false},         // 1
 		{0, 19 * MiB, 400, false},         // 2
@@ -34,7 +32,7 @@ func TestStep(t *testing.T) {
 		{0, 19 * MiB, 100, true},          // 5: calm, memory goes back
 		{0, 19 * MiB, 100, false},         // stays
 		{200 * MiB, 19 * MiB, 400, false}, // busy
-		{200 * MiB, 21 * MiB, 100, false}, // connections arrive while busy: back at once
+		{200 * MiB, 40 * MiB, 400, false}, // a growing heap is no reason to stop (the callback's duplicate memory)
 	}
 	for i, s := range steps {
 		g, calmed := c.step(s.allocated, s.live)
@@ -46,7 +44,7 @@ func TestStep(t *testing.T) {
 
 func TestHoldKeepsIdle(t *testing.T) {
 	hold := true
-	c := &controller{o: Options{Hold: func() bool { return hold }}.withDefaults(), gogc: 100, live: 20 << 20}
+	c := &controller{o: Options{Hold: func() bool { return hold }}.withDefaults(), gogc: 100}
 	if g, _ := c.step(100<<20, 20<<20); g != 100 {
 		t.Fatalf("busy while held: GOGC %d, want 100", g)
 	}
