@@ -117,15 +117,9 @@ func (c *controller) step(allocated, live uint64) (gogc int, calmed bool) {
 }
 
 // busyGOGC is Busy, lowered (not below Idle) so that live × GOGC/100 stays
-// within Headroom.
+// within Headroom. live is not 0 (step holds Idle until it is known).
 func (c *controller) busyGOGC(live uint64) int {
-	g := c.o.Busy
-	if live > 0 {
-		if most := c.o.Headroom * 100 / live; most < uint64(g) {
-			g = int(most)
-		}
-	}
-	return max(g, c.o.Idle)
+	return max(int(min(uint64(c.o.Busy), c.o.Headroom*100/live)), c.o.Idle)
 }
 
 // Run sets GOGC until ctx ends, and puts back Idle when it returns. It does

@@ -284,9 +284,10 @@ const (
 
 // Arriving reports whether a wave of new connections is under way: at
 // least waveSize opened since memory was last given back after one.
-func (m *Manager) Arriving() bool {
-	return m.upgrades.Load()-m.sinceFree.Load() >= waveSize
-}
+func (m *Manager) Arriving() bool { return m.waveSince(m.upgrades.Load()) }
+
+// waveSince: a wave has opened by the time upgrades reached n.
+func (m *Manager) waveSince(n int64) bool { return n-m.sinceFree.Load() >= waveSize }
 
 // settle gives memory back to the operating system once a wave of new
 // connections is over. Opening a connection allocates far more, briefly,
@@ -296,7 +297,7 @@ func (m *Manager) Arriving() bool {
 func (m *Manager) settle(now time.Time) {
 	n := m.upgrades.Load()
 	switch {
-	case n-m.sinceFree.Load() < waveSize:
+	case !m.waveSince(n):
 		m.calmSince = time.Time{}
 	case m.calmSince.IsZero():
 		m.calmSince = now

@@ -40,7 +40,8 @@ type Client struct {
 // dialRaw dials a TCP address; the connection reads and writes with raw
 // system calls (rawsock); with the HTTP listener doing the same, the
 // callback spends a seventh less CPU per scan. A custom dialer means grpc-go no longer applies HTTPS_PROXY to
-// the push server, an internal address. Unix sockets keep grpc-go's dialer.
+// the push server, an internal address. Unix sockets (unix: and
+// unix-abstract: targets) keep grpc-go's dialer.
 func dialRaw(ctx context.Context, addr string) (net.Conn, error) {
 	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -68,7 +69,7 @@ func New(target, authToken string, timeout time.Duration) (*Client, error) {
 		grpc.WithInitialWindowSize(1 << 20),
 		grpc.WithInitialConnWindowSize(1 << 20),
 	}
-	if !strings.HasPrefix(target, "unix:") {
+	if !strings.HasPrefix(target, "unix:") && !strings.HasPrefix(target, "unix-abstract:") {
 		opts = append(opts, grpc.WithContextDialer(dialRaw))
 	}
 	if authToken != "" {

@@ -52,14 +52,17 @@ func TestNotify(t *testing.T) {
 	}
 }
 
-// A unix: target keeps grpc-go's own dialer (the raw dialer is for TCP).
+// unix: and unix-abstract: targets keep grpc-go's own dialer (the raw
+// dialer is for TCP).
 func TestNotifyOverUnixSocket(t *testing.T) {
-	fake := pushtest.StartUnix(t)
-	fake.SetResult("s1", pushv1.Result_RESULT_DELIVERED)
-	c := newClient(t, fake.Addr(), "", time.Second)
-	resp, err := c.Notify(context.Background(), request("s1"))
-	if err != nil || resp.GetResult() != pushv1.Result_RESULT_DELIVERED {
-		t.Fatalf("Notify over %s = %v, %v", fake.Addr(), resp, err)
+	for _, abstract := range []bool{false, true} {
+		fake := pushtest.StartUnix(t, abstract)
+		fake.SetResult("s1", pushv1.Result_RESULT_DELIVERED)
+		c := newClient(t, fake.Addr(), "", time.Second)
+		resp, err := c.Notify(context.Background(), request("s1"))
+		if err != nil || resp.GetResult() != pushv1.Result_RESULT_DELIVERED {
+			t.Fatalf("Notify over %s = %v, %v", fake.Addr(), resp, err)
+		}
 	}
 }
 

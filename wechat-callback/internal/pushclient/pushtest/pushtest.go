@@ -54,17 +54,23 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-// StartUnix is Start on a Unix socket in a temporary directory; Addr is then
-// "unix:<path>". Restart is for TCP servers only.
-func StartUnix(t testing.TB) *Server {
+// StartUnix is Start on a Unix socket in a temporary directory (abstract:
+// in the abstract namespace, Linux only); Addr is then "unix:<path>" or
+// "unix-abstract:<name>". Restart is for TCP servers only.
+func StartUnix(t testing.TB, abstract bool) *Server {
 	t.Helper()
 	s := &Server{t: t, results: map[string]pushv1.Result{}, seen: map[string]pushv1.Result{}}
 	path := filepath.Join(t.TempDir(), "push.sock")
-	l, err := net.Listen("unix", path)
+	listen := path
+	s.addr = "unix:" + path
+	if abstract {
+		listen = "@" + path
+		s.addr = "unix-abstract:" + path
+	}
+	l, err := net.Listen("unix", listen)
 	if err != nil {
 		t.Fatalf("pushtest: listen: %v", err)
 	}
-	s.addr = "unix:" + path
 	s.serve(l)
 	t.Cleanup(s.Stop)
 	return s
