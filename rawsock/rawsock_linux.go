@@ -27,19 +27,37 @@ import (
 )
 
 // Read reads from the non-blocking descriptor fd.
-func Read(fd int, p []byte) (int, error) { return readWrite(unix.SYS_READ, fd, p) }
+func Read(fd int, p []byte) (int, error) { return readWrite(unix.SYS_READ, fd, p, 0) }
 
 // Write writes to the non-blocking descriptor fd; a full socket buffer
 // writes less, or fails with EAGAIN.
-func Write(fd int, p []byte) (int, error) { return readWrite(unix.SYS_WRITE, fd, p) }
+func Write(fd int, p []byte) (int, error) { return readWrite(unix.SYS_WRITE, fd, p, 0) }
 
-// readWrite is read(2) or write(2) of p, retried on EINTR.
-func readWrite(trap uintptr, fd int, p []byte) (int, error) {
+// WriteLast writes p to the non-blocking socket fd as the last bytes it
+// sends, and when all of p is taken shuts the write side down (the read side
+// stays open): the FIN leaves in the segment that carries p, instead of in a
+// second one when the socket is closed. A short write (or EAGAIN) leaves the
+// socket open for the rest, which a later Write sends.
+func WriteLast(fd int, p []byte) (int, error) {
+	// MSG_MORE holds the bytes back until the FIN joins them.
+	n, err := readWrite(unix.SYS_SENDTO, fd, p, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+	if err != nil || n < len(p) {
+		return n, err
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(fd), unix.SHUT_WR, 0); e != 0 {
+		return n, e
+	}
+	return n, nil
+}
+
+// readWrite is read(2), write(2) or send(2) of p (flags are send's), retried
+// on EINTR.
+func readWrite(trap uintptr, fd int, p []byte, flags uintptr) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
 		if e == unix.EINTR {
 			continue
 		}

@@ -78,6 +78,28 @@ func TestConnWritesMoreThanTheSocketBufferHolds(t *testing.T) {
 	}
 }
 
+func TestWriteLastEndsTheStreamAndKeepsReading(t *testing.T) {
+	c, client := pair(t)
+	var n int
+	var werr error
+	if err := c.rc.Write(func(fd uintptr) bool { n, werr = WriteLast(int(fd), []byte("bye")); return true }); err != nil || werr != nil || n != 3 {
+		t.Fatalf("WriteLast = %d, %v (%v); want 3, nil", n, werr, err)
+	}
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client) // EOF only if the write side was shut down
+	if err != nil || string(got) != "bye" {
+		t.Fatalf("peer read %q, %v; want \"bye\" then EOF", got, err)
+	}
+	if _, err := client.Write([]byte("ack")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 8)
+	if n, err := c.Read(b); err != nil || string(b[:n]) != "ack" {
+		t.Fatalf("Read after WriteLast = %q, %v; want \"ack\": the read side stays open", b[:n], err)
+	}
+}
+
 func TestConnReadHonoursTheDeadline(t *testing.T) {
 	c, _ := pair(t)
 	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))

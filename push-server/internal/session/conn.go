@@ -89,11 +89,13 @@ func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
 		return false
 	}
 	// Both frames in one allocation: a login's are the bulk of what it
-	// allocates here.
+	// allocates here. They are the last bytes sent, so the FIN goes with
+	// them (writeLast): one segment less per login than a FIN sent when the
+	// socket closes after the browser's reply.
 	closeMsg := websocket.FormatCloseMessage(code, reason)
 	frames := make([]byte, 0, 2*frameHeaderMax+len(msg)+len(closeMsg))
 	frames = appendFrame(appendFrame(frames, opText, msg), opClose, closeMsg)
-	if !c.write(frames, false) {
+	if !c.writeLast(frames, false) {
 		c.write(closeFrame(CloseTryAgainLater, "slow consumer"), true)
 		return false
 	}
@@ -165,7 +167,14 @@ func appendFrame(b []byte, op byte, payload []byte) []byte {
 // at once, without blocking, from the caller's goroutine; what does not go
 // out then is queued for a writer goroutine, which runs only while there is
 // something to write. false: the queue is full (unless force).
-func (c *Conn) write(frame []byte, force bool) bool {
+func (c *Conn) write(frame []byte, force bool) bool { return c.send(frame, force, false) }
+
+// writeLast is write of the last frame the connection sends: written at
+// once in full, it also shuts the socket's write side (see rawsock.WriteLast).
+// Queued, it leaves the FIN to the close of the socket.
+func (c *Conn) writeLast(frame []byte, force bool) bool { return c.send(frame, force, true) }
+
+func (c *Conn) send(frame []byte, force, last bool) bool {
 	c.mu.Lock()
 	if c.writing || len(c.queue) > 0 {
 		if !force && len(c.queue) >= c.m.cfg.QueueSize {
@@ -179,7 +188,7 @@ func (c *Conn) write(frame []byte, force bool) bool {
 	c.writing = true
 	c.mu.Unlock()
 
-	n, err := c.m.poll.writeNow(c, frame)
+	n, err := c.m.poll.writeNow(c, frame, last)
 	if err != nil {
 		c.kill(err)
 		return true
@@ -275,7 +284,9 @@ func (c *Conn) readable() (alive bool) {
 			c.feed.buf = c.feed.buf[n:]
 		case unitPing:
 			c.feed.buf = c.feed.buf[n:]
-			c.write(serverFrame(opPong, payload), true)
+			if !c.closing.Load() { // our close frame is out or queued: nothing may follow it
+				c.write(serverFrame(opPong, payload), true)
+			}
 		case unitGorilla:
 			c.feed.allowed = n
 			if !c.gorilla() {

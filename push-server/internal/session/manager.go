@@ -86,8 +86,9 @@ type poller interface {
 	remove(c *Conn)
 	// fill moves what the socket holds into c.feed.buf.
 	fill(c *Conn) (eof bool, err error)
-	// writeNow writes what the socket takes now, without blocking.
-	writeNow(c *Conn, b []byte) (int, error)
+	// writeNow writes what the socket takes now, without blocking; last:
+	// nothing follows b, and the write side may be shut down after it.
+	writeNow(c *Conn, b []byte, last bool) (int, error)
 	run(ctx context.Context)
 }
 
@@ -328,7 +329,7 @@ func (goroutines) add(c *Conn) error {
 }
 
 // writeNow leaves everything to the writer goroutine.
-func (goroutines) writeNow(*Conn, []byte) (int, error) { return 0, nil }
+func (goroutines) writeNow(*Conn, []byte, bool) (int, error) { return 0, nil }
 
 func (goroutines) remove(*Conn)        {}
 func (goroutines) run(context.Context) {}

@@ -183,15 +183,20 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 }
 
 // writeNow writes b to the socket without waiting; a full socket buffer
-// writes less, or nothing.
-func (p *epoll) writeNow(c *Conn, b []byte) (int, error) {
+// writes less, or nothing. last: b is all the socket will send (see
+// Conn.writeLast).
+func (p *epoll) writeNow(c *Conn, b []byte, last bool) (int, error) {
 	if c.raw == nil {
 		return 0, nil
 	}
 	var n int
 	var werr error
 	err := c.raw.Write(func(fd uintptr) bool {
-		n, werr = rawsock.Write(int(fd), b)
+		if last {
+			n, werr = rawsock.WriteLast(int(fd), b)
+		} else {
+			n, werr = rawsock.Write(int(fd), b)
+		}
 		return true // never wait: the writer goroutine does
 	})
 	switch {

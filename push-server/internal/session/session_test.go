@@ -397,6 +397,46 @@ func TestCloseReplyIsNotEchoed(t *testing.T) {
 	})
 }
 
+// The last frames of a connection carry the FIN: the browser sees the end
+// of the stream right after the close frame, before it has replied, and its
+// reply still reaches the server, which then ends the connection.
+func TestLastFramesCarryTheFIN(t *testing.T) {
+	s := newServer(t, Config{}) // the poller; the portable mode leaves the FIN to the close
+	ws := dial(t, s)
+	s.mu.Lock()
+	c := s.conns[0]
+	s.mu.Unlock()
+	c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye")
+
+	raw := ws.UnderlyingConn()
+	raw.SetReadDeadline(time.Now().Add(3 * time.Second)) // well inside WriteWait + closeGrace
+	got, err := io.ReadAll(raw)
+	if err != nil {
+		t.Fatalf("read until EOF: %v (got %x); want the server's FIN after its close frame", err, got)
+	}
+	want := append(serverFrame(opText, []byte(`{"type":"login"}`)), closeFrame(CloseNormal, "bye")...)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %x before EOF, want the login and close frames %x", got, want)
+	}
+	select {
+	case err := <-s.ended:
+		t.Fatalf("connection ended (%v) before the browser replied", err)
+	default:
+	}
+	closeMsg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	if _, err := raw.Write(maskedFrame(0x8, closeMsg)); err != nil {
+		t.Fatalf("close reply on the half-closed connection: %v", err)
+	}
+	select {
+	case err := <-s.ended:
+		if err != nil {
+			t.Fatalf("connection ended with %v, want a normal end", err)
+		}
+	case <-time.After(time.Second): // less than closeGrace: the reply ended it
+		t.Fatal("the close reply did not end the connection")
+	}
+}
+
 // A connection that ends gives its read buffer back to the pool, whoever
 // closed it and whatever was left in the buffer.
 func TestEndedConnectionReturnsItsBuffer(t *testing.T) {
