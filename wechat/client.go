@@ -22,6 +22,13 @@ const (
 	DefaultMPBase  = "https://mp.weixin.qq.com"
 	// DefaultHTTPTimeout bounds one HTTP exchange of the default client.
 	DefaultHTTPTimeout = 5 * time.Second
+	// MaxIdleConnsPerHost is how many kept-alive connections NewHTTPClient
+	// holds to one host: one per QR code being created at the same moment.
+	// net/http's default of 2 meant that at more than two at once nearly
+	// every request opened a connection (against WeChat, a TLS handshake)
+	// and closed one; push-server spent a third of its CPU while browsers
+	// connected on dialling and closing them.
+	MaxIdleConnsPerHost = 100
 )
 
 const (
@@ -44,8 +51,8 @@ type Config struct {
 	MPBase string
 	// AppID and Secret are the official account's credentials.
 	AppID, Secret string
-	// HTTPClient sends the requests; default: a client with a
-	// DefaultHTTPTimeout timeout.
+	// HTTPClient sends the requests; default: NewHTTPClient with
+	// DefaultHTTPTimeout.
 	HTTPClient *http.Client
 	// Tokens caches the access token; default: a new MemoryTokenCache.
 	// Share one cache (e.g. Redis) among processes of one account.
@@ -99,7 +106,7 @@ func NewClient(cfg Config) (*Client, error) {
 		now:     time.Now,
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Timeout: DefaultHTTPTimeout}
+		c.hc = NewHTTPClient(DefaultHTTPTimeout)
 	}
 	if c.tokens == nil {
 		c.tokens = new(MemoryTokenCache)
@@ -108,6 +115,18 @@ func NewClient(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
+}
+
+// NewHTTPClient returns an HTTP client for the WeChat API (and, in the
+// simulator, for WeChat's calls of the callback): net/http's default
+// transport (proxy from the environment, HTTP/2 where the server offers it),
+// keeping up to MaxIdleConnsPerHost connections per host alive, with
+// timeout for each exchange (0: none).
+func NewHTTPClient(timeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = MaxIdleConnsPerHost
+	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	return &http.Client{Timeout: timeout, Transport: t}
 }
 
 func baseURL(name, s, def string) (string, error) {

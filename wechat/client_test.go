@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -74,6 +75,36 @@ func TestAccessTokenCached(t *testing.T) {
 	}
 	if n := srv.TokenFetches(); n != 1 {
 		t.Errorf("token fetches = %d, want 1", n)
+	}
+}
+
+// Bursts of concurrent calls reuse kept-alive connections. With net/http's
+// default of 2 idle connections per host every burst opened (and closed)
+// nearly one connection per call: against WeChat, a TLS handshake each.
+func TestConcurrentCallsReuseConnections(t *testing.T) {
+	srv := wechattest.New(t, appID, secret, wechattest.WithLatency(20*time.Millisecond))
+	c, _ := newClient(t, srv)
+	if _, err := c.AccessToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	const width, bursts = 16, 5
+	for b := range bursts {
+		var wg sync.WaitGroup
+		errs := make([]error, width)
+		for i := range width {
+			wg.Go(func() {
+				_, errs[i] = c.CreateTempQR(t.Context(), fmt.Sprintf("login_%d_%d", b, i), 2*time.Minute)
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := srv.Connections(); n > width+1 {
+		t.Errorf("%d bursts of %d calls opened %d connections, want at most %d (one per concurrent call)", bursts, width, n, width+1)
 	}
 }
 

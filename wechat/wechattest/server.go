@@ -34,10 +34,12 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,6 +129,7 @@ type Server struct {
 	tokenLife     time.Duration
 	now           func() time.Time
 	image         []byte
+	conns         atomic.Int64 // TCP connections accepted
 
 	mu           sync.Mutex // guards all below
 	latency      time.Duration
@@ -171,7 +174,13 @@ func New(t testing.TB, appID, secret string, opts ...Option) *Server {
 	mux.HandleFunc(PathQRCreate, s.handleQRCreate)
 	mux.HandleFunc(PathShowQR, s.handleShowQR)
 	mux.HandleFunc(PathUserInfo, s.handleUserInfo)
-	s.srv = httptest.NewServer(s.middleware(mux))
+	s.srv = httptest.NewUnstartedServer(s.middleware(mux))
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.srv.Start()
 	t.Cleanup(s.Close)
 	return s
 }
@@ -179,6 +188,9 @@ func New(t testing.TB, appID, secret string, opts ...Option) *Server {
 // URL returns the base URL of the server, e.g. http://127.0.0.1:41234, for
 // both wechat.Config.APIBase and MPBase.
 func (s *Server) URL() string { return s.srv.URL }
+
+// Connections returns how many TCP connections the server has accepted.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
 
 // Close shuts the server down; New arranges it for the end of the test.
 func (s *Server) Close() { s.srv.Close() }

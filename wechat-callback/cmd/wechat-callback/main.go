@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			APIBase:    cfg.APIBase,
 			AppID:      cfg.AppID,
 			Secret:     cfg.Secret,
-			HTTPClient: &http.Client{Timeout: 3 * time.Second},
+			HTTPClient: wechat.NewHTTPClient(3 * time.Second),
 			Tokens:     tokens,
 			Logger:     log,
 		})

@@ -63,8 +63,8 @@ type Config struct {
 	// Retries is how many times a request is sent again; default
 	// DefaultRetries. Negative: never.
 	Retries int
-	// Client sends the requests; default: a client without timeout (each
-	// attempt has its own deadline).
+	// Client sends the requests; default: wechat.NewHTTPClient without
+	// timeout (each attempt has its own deadline).
 	Client *http.Client
 	// Logger gets a line per attempt; default: discard.
 	Logger *slog.Logger
@@ -101,8 +101,8 @@ func New(cfg Config) (*Sender, error) {
 	if s.cfg.Retries == 0 {
 		s.cfg.Retries = DefaultRetries
 	}
-	if s.cfg.Client == nil {
-		s.cfg.Client = &http.Client{}
+	if s.cfg.Client == nil { // as WeChat does, keep connections to the callback alive
+		s.cfg.Client = wechat.NewHTTPClient(0)
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
