@@ -58,6 +58,30 @@ func TestHoldKeepsIdle(t *testing.T) {
 	}
 }
 
+func TestWaveWhileHeld(t *testing.T) {
+	hold := true
+	c := &controller{o: Options{Hold: func() bool { return hold }, Wave: 50}.withDefaults(), gogc: 100}
+	for _, step := range []struct {
+		hold     bool
+		alloc    uint64
+		want     int
+		wantFree bool
+	}{
+		{true, 100 << 20, 50, false}, // busy or not, the wave's value
+		{true, 0, 50, false},
+		{false, 0, 100, false},         // the wave is over: Idle at once, nothing freed
+		{false, 0, 100, false},         // and it stays there
+		{true, 100 << 20, 50, false},   // a second wave
+		{false, 100 << 20, 400, false}, // followed by load
+	} {
+		hold = step.hold
+		g, calmed := c.step(step.alloc, 20<<20)
+		if g != step.want || calmed != step.wantFree {
+			t.Fatalf("hold %v, %d MiB allocated: GOGC %d (calmed %v), want %d (%v)", step.hold, step.alloc>>20, g, calmed, step.want, step.wantFree)
+		}
+	}
+}
+
 func TestBusyGOGCStaysWithinHeadroom(t *testing.T) {
 	c := &controller{o: Options{Headroom: 256 << 20}.withDefaults()}
 	for _, tc := range []struct {

@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	})
 	g.Go(func() error { return b.run(gctx) })
 	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
-	g.Go(func() error { gcpace.Run(gctx, log, getenv, gcpace.Options{Hold: api.Arriving}); return nil })
+	g.Go(func() error { gcpace.Run(gctx, log, getenv, gcpace.Options{Hold: api.Arriving, Wave: 50}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
