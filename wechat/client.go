@@ -28,8 +28,10 @@ const (
 	// every request opened a connection (against WeChat, a TLS handshake)
 	// and closed one: a fifth of push-server's CPU while browsers connected
 	// at 2,000/s. Each idle connection holds two goroutines and 8 KB of
-	// buffers, so the pool stays small.
-	MaxIdleConnsPerHost = 32
+	// buffers (about 2.4 MB for a full pool, closed after 90 s idle); with
+	// 32, a saturated wave still churned connections (connect p99 256-268
+	// against 71-232 ms, docs/benchmarks.md).
+	MaxIdleConnsPerHost = 100
 )
 
 const (
