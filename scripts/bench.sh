@@ -14,7 +14,7 @@
 #          refuses REDIS_URL)
 #
 # and the push and mem runs again against the baseline (`loadtest baseline`).
-# Needs bin/ built (make bench does it). Takes about 6.5 minutes on 2 cores.
+# Needs bin/ built (make bench does it). Takes 6.5-8 minutes on 2 cores.
 #
 # Environment (for quick runs while developing; the defaults are the
 # standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE,
