@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -134,12 +135,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var serr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		n, serr = Read(int(fd), p)
-		return serr != unix.EAGAIN
-	})
+	rc := getCall(p, false)
+	err := c.rc.Read(rc.readWait)
+	n, serr := rc.n, rc.err
+	putCall(rc)
 	switch {
 	case err != nil: // closed, or past the deadline
 		return 0, c.opError("read", err)
@@ -153,22 +152,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write implements net.Conn.
 func (c *Conn) Write(p []byte) (int, error) {
-	var n int
-	var serr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, e := Write(int(fd), p[n:])
-			if e == unix.EAGAIN {
-				return false // wait until writable
-			}
-			if e != nil {
-				serr = e
-				return true
-			}
-			n += m
-		}
-		return true
-	})
+	rc := getCall(p, false)
+	err := c.rc.Write(rc.writeAll)
+	n, serr := rc.n, rc.err
+	putCall(rc)
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
@@ -176,6 +163,101 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", os.NewSyscallError("write", serr))
 	}
 	return n, nil
+}
+
+// ReadNow reads what the socket of rc holds into p, without waiting: 0 and
+// EAGAIN when nothing is there, 0 and nil at the end of the stream.
+func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
+	c := getCall(p, false)
+	err := rc.Read(c.readOnce)
+	n, serr := c.n, c.err
+	putCall(c)
+	if err != nil {
+		return 0, err
+	}
+	return n, serr
+}
+
+// WriteNow writes what the socket of rc takes of p, without waiting: a full
+// socket buffer writes less, or fails with EAGAIN. last: p is the last the
+// socket sends (see WriteLast).
+func WriteNow(rc syscall.RawConn, p []byte, last bool) (int, error) {
+	c := getCall(p, last)
+	err := rc.Write(c.writeOnce)
+	n, serr := c.n, c.err
+	putCall(c)
+	if err != nil {
+		return 0, err
+	}
+	return n, serr
+}
+
+// call carries one read or write through syscall.RawConn. The functions
+// RawConn calls are bound to it once, and calls are pooled, so a read or a
+// write allocates nothing (closures capturing the buffer and results did:
+// several allocations per gRPC call).
+type call struct {
+	p    []byte
+	last bool
+	n    int
+	err  error
+
+	readWait, writeAll, readOnce, writeOnce func(fd uintptr) bool
+}
+
+var calls = sync.Pool{New: func() any {
+	c := new(call)
+	c.readWait, c.writeAll, c.readOnce, c.writeOnce = c.doReadWait, c.doWriteAll, c.doReadOnce, c.doWriteOnce
+	return c
+}}
+
+func getCall(p []byte, last bool) *call {
+	c := calls.Get().(*call)
+	c.p, c.last, c.n, c.err = p, last, 0, nil
+	return c
+}
+
+func putCall(c *call) {
+	c.p, c.err = nil, nil
+	calls.Put(c)
+}
+
+// doReadWait reads once; on EAGAIN, RawConn waits for the socket and calls
+// it again.
+func (c *call) doReadWait(fd uintptr) bool {
+	c.n, c.err = Read(int(fd), c.p)
+	return c.err != unix.EAGAIN
+}
+
+// doWriteAll writes until all of p is taken, waiting (by returning false)
+// whenever the socket is full.
+func (c *call) doWriteAll(fd uintptr) bool {
+	for c.n < len(c.p) {
+		m, e := Write(int(fd), c.p[c.n:])
+		if e == unix.EAGAIN {
+			return false // wait until writable
+		}
+		if e != nil {
+			c.err = e
+			return true
+		}
+		c.n += m
+	}
+	return true
+}
+
+func (c *call) doReadOnce(fd uintptr) bool {
+	c.n, c.err = Read(int(fd), c.p)
+	return true // never wait
+}
+
+func (c *call) doWriteOnce(fd uintptr) bool {
+	if c.last {
+		c.n, c.err = WriteLast(int(fd), c.p)
+	} else {
+		c.n, c.err = Write(int(fd), c.p)
+	}
+	return true // never wait
 }
 
 // opError wraps err as the net package would, so callers that look for

@@ -100,6 +100,41 @@ func TestWriteLastEndsTheStreamAndKeepsReading(t *testing.T) {
 	}
 }
 
+// Reads and writes allocate nothing: the functions handed to RawConn are
+// bound to pooled values, not closures made per call.
+func TestReadsAndWritesDoNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops values)")
+	}
+	c, client := pair(t)
+	msg, buf := []byte("ping"), make([]byte, 16)
+	rc, err := client.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		for n := 0; n < len(msg); { // the peer's raw reads, as the WebSocket poller does them
+			m, err := ReadNow(rc, buf[n:])
+			if err != nil && !errors.Is(err, unix.EAGAIN) {
+				t.Fatal(err)
+			}
+			n += m
+		}
+		if _, err := WriteNow(rc, msg, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per round trip, want 0", allocs)
+	}
+}
+
 func TestConnReadHonoursTheDeadline(t *testing.T) {
 	c, _ := pair(t)
 	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))

@@ -157,20 +157,12 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 	for len(c.feed.buf) < p.m.maxBuffered() {
 		buf := c.grow()
 		room := cap(buf) - len(buf)
-		var n int
-		var rerr error
-		err := c.raw.Read(func(fd uintptr) bool {
-			n, rerr = rawsock.Read(int(fd), buf[len(buf):cap(buf)])
-			return true // never wait: the poller said bytes are there
-		})
-		if err != nil {
-			return false, err
-		}
+		n, err := rawsock.ReadNow(c.raw, buf[len(buf):cap(buf)]) // the poller said bytes are there
 		switch {
-		case errors.Is(rerr, unix.EAGAIN):
+		case errors.Is(err, unix.EAGAIN):
 			return false, nil
-		case rerr != nil:
-			return false, rerr
+		case err != nil:
+			return false, err
 		case n == 0:
 			return true, nil
 		}
@@ -189,23 +181,12 @@ func (p *epoll) writeNow(c *Conn, b []byte, last bool) (int, error) {
 	if c.raw == nil {
 		return 0, nil
 	}
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		if last {
-			n, werr = rawsock.WriteLast(int(fd), b)
-		} else {
-			n, werr = rawsock.Write(int(fd), b)
-		}
-		return true // never wait: the writer goroutine does
-	})
+	n, err := rawsock.WriteNow(c.raw, b, last) // never waits: the writer goroutine does
 	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return 0, nil
 	case err != nil:
 		return 0, err
-	case errors.Is(werr, unix.EAGAIN):
-		return 0, nil
-	case werr != nil:
-		return 0, werr
 	}
 	return n, nil
 }
