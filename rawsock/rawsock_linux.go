@@ -169,13 +169,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 // EAGAIN when nothing is there, 0 and nil at the end of the stream.
 func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
 	c := getCall(p, false)
-	err := rc.Read(c.readOnce)
-	n, serr := c.n, c.err
-	putCall(c)
-	if err != nil {
-		return 0, err
-	}
-	return n, serr
+	return c.done(rc.Read(c.readOnce))
 }
 
 // WriteNow writes what the socket of rc takes of p, without waiting: a full
@@ -183,13 +177,7 @@ func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
 // socket sends (see WriteLast).
 func WriteNow(rc syscall.RawConn, p []byte, last bool) (int, error) {
 	c := getCall(p, last)
-	err := rc.Write(c.writeOnce)
-	n, serr := c.n, c.err
-	putCall(c)
-	if err != nil {
-		return 0, err
-	}
-	return n, serr
+	return c.done(rc.Write(c.writeOnce))
 }
 
 // call carries one read or write through syscall.RawConn. The functions
@@ -220,6 +208,16 @@ func getCall(p []byte, last bool) *call {
 func putCall(c *call) {
 	c.p, c.err = nil, nil
 	calls.Put(c)
+}
+
+// done pools c and returns its result, RawConn's error (closed) first.
+func (c *call) done(err error) (int, error) {
+	n, serr := c.n, c.err
+	putCall(c)
+	if err != nil {
+		return 0, err
+	}
+	return n, serr
 }
 
 // doReadWait reads once; on EAGAIN, RawConn waits for the socket and calls
