@@ -135,10 +135,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	rc := getCall(p, false)
-	err := c.rc.Read(rc.readWait)
-	n, serr := rc.n, rc.err
-	putCall(rc)
+	op := getCall(p, false)
+	err := c.rc.Read(op.readWait)
+	n, serr := op.n, op.err
+	putCall(op)
 	switch {
 	case err != nil: // closed, or past the deadline
 		return 0, c.opError("read", err)
@@ -152,10 +152,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write implements net.Conn.
 func (c *Conn) Write(p []byte) (int, error) {
-	rc := getCall(p, false)
-	err := c.rc.Write(rc.writeAll)
-	n, serr := rc.n, rc.err
-	putCall(rc)
+	op := getCall(p, false)
+	err := c.rc.Write(op.writeAll)
+	n, serr := op.n, op.err
+	putCall(op)
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)

@@ -15,9 +15,9 @@
 // what the connections keep fill the slots that the garbage of their
 // handshakes left, and the heap stays dense. With GOGC=400 during the wave
 // it spread over more pages, which stayed resident after the garbage was
-// gone (4.8 KiB per idle connection); 10,000 connections cost 4.01-4.09 KiB
-// each at GOGC=100 and 3.61-3.85 KiB at 50, for 5 % more CPU while they
-// connected.
+// gone (4.8 KiB per idle connection); 10,000 connections cost 3.81-4.06 KiB
+// each at GOGC=100 during the wave and 3.50-3.81 KiB at 50, for about 5 %
+// more CPU while they connected.
 //
 // wechat-callback runs it with no Hold: its live heap is small (5 MB), so
 // at GOGC=100 it collected ten times a second at 2,000 scans/s.
