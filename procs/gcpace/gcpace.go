@@ -111,12 +111,13 @@ func (c *controller) step(allocated, live uint64) (gogc int, calmed bool) {
 		return c.gogc, false
 	}
 	// The live heap is unknown before the first collection.
-	if live == 0 || c.holding && !c.busy(allocated, live) {
+	busy := live != 0 && c.busy(allocated, live)
+	if live == 0 || c.holding && !busy {
 		c.gogc, c.calm, c.holding = c.o.Idle, 0, false
 		return c.gogc, false
 	}
 	c.holding = false
-	if c.busy(allocated, live) {
+	if busy {
 		c.calm = 0
 		c.gogc = c.busyGOGC(live)
 		return c.gogc, false

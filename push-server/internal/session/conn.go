@@ -90,12 +90,12 @@ func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
 	}
 	// Both frames in one allocation: a login's are the bulk of what it
 	// allocates here. They are the last bytes sent, so the FIN goes with
-	// them (writeLast): one segment less per login than a FIN sent when the
+	// them (send's last): one segment less per login than a FIN sent when the
 	// socket closes after the browser's reply.
 	closeMsg := websocket.FormatCloseMessage(code, reason)
 	frames := make([]byte, 0, 2*frameHeaderMax+len(msg)+len(closeMsg))
 	frames = appendFrame(appendFrame(frames, opText, msg), opClose, closeMsg)
-	if !c.writeLast(frames, false) {
+	if !c.send(frames, false, true) {
 		c.write(closeFrame(CloseTryAgainLater, "slow consumer"), true)
 		return false
 	}
@@ -169,11 +169,9 @@ func appendFrame(b []byte, op byte, payload []byte) []byte {
 // something to write. false: the queue is full (unless force).
 func (c *Conn) write(frame []byte, force bool) bool { return c.send(frame, force, false) }
 
-// writeLast is write of the last frame the connection sends: written at
-// once in full, it also shuts the socket's write side (see rawsock.WriteLast).
-// Queued, it leaves the FIN to the close of the socket.
-func (c *Conn) writeLast(frame []byte, force bool) bool { return c.send(frame, force, true) }
-
+// send is write; last marks the last frame the connection sends, which,
+// written at once in full, also shuts the socket's write side (see
+// rawsock.WriteLast). Queued, it leaves the FIN to the close of the socket.
 func (c *Conn) send(frame []byte, force, last bool) bool {
 	c.mu.Lock()
 	if c.writing || len(c.queue) > 0 {

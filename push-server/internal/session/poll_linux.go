@@ -176,7 +176,7 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 
 // writeNow writes b to the socket without waiting; a full socket buffer
 // writes less, or nothing. last: b is all the socket will send (see
-// Conn.writeLast).
+// Conn.send).
 func (p *epoll) writeNow(c *Conn, b []byte, last bool) (int, error) {
 	if c.raw == nil {
 		return 0, nil
