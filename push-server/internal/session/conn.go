@@ -360,7 +360,7 @@ func (c *Conn) kill(err error) {
 		c.closing.Store(true)
 		c.dead.Store(true)
 		c.m.remove(c)
-		_ = c.ws.Close()
+		c.m.closer.close(c.ws)
 		if isNormalClose(err) {
 			err = nil
 		}
