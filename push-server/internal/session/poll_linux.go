@@ -17,7 +17,8 @@ import (
 )
 
 // epoll is the Linux poller: one epoll instance, one goroutine waiting on
-// it, and a short-lived goroutine per readiness event. Each socket is armed
+// it, and a few workers that handle the readiness events (a new goroutine
+// for an event that finds no worker free). Each socket is armed
 // one-shot and rearmed after its bytes were handled, so one connection is
 // never read by two goroutines at once.
 //
@@ -36,7 +37,18 @@ type epoll struct {
 
 	mu    sync.RWMutex
 	conns []*Conn // indexed by socket number (small and dense); guarded by mu
+
+	work chan *Conn // to a free worker; unbuffered
 }
+
+// pollWorkers is how many goroutines wait to handle readiness events. A
+// worker keeps the stack it grew, where a new goroutine per event grows its
+// own, copying it each time it doubles, along the deep path of a close
+// reply (gorilla, the handler, the end of the connection): that was 3-7 %
+// of push-server's CPU during scans (docs/benchmarks.md). Events beyond
+// the free workers get a goroutine each, so a slow handler never holds up
+// the others.
+const pollWorkers = 8
 
 func newPoller(m *Manager) (poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -54,7 +66,7 @@ func newPoller(m *Manager) (poller, error) {
 		file.Close()
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	return &epoll{m: m, fd: fd, file: file, rc: rc}, nil
+	return &epoll{m: m, fd: fd, file: file, rc: rc, work: make(chan *Conn)}, nil
 }
 
 const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
@@ -104,6 +116,9 @@ func (p *epoll) run(ctx context.Context) {
 	// Wakes the wait below when ctx ends.
 	stop := context.AfterFunc(ctx, func() { _ = p.file.SetReadDeadline(time.Now()) })
 	defer stop()
+	for range pollWorkers {
+		go p.worker(ctx)
+	}
 	events := make([]unix.EpollEvent, 256)
 	for ctx.Err() == nil {
 		n, err := p.wait(events)
@@ -117,7 +132,11 @@ func (p *epoll) run(ctx context.Context) {
 		for _, ev := range events[:n] {
 			if int(ev.Fd) < len(p.conns) {
 				if c := p.conns[ev.Fd]; c != nil {
-					go p.serve(c)
+					select {
+					case p.work <- c:
+					default:
+						go p.serve(c)
+					}
 				}
 			}
 		}
@@ -140,6 +159,18 @@ func (p *epoll) wait(events []unix.EpollEvent) (int, error) {
 		return 0, err
 	}
 	return n, werr
+}
+
+// worker serves the connections it is handed until ctx ends.
+func (p *epoll) worker(ctx context.Context) {
+	for {
+		select {
+		case c := <-p.work:
+			p.serve(c)
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (p *epoll) serve(c *Conn) {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // The poller's goroutine waits in Go's network poller, not in a blocking
@@ -42,6 +44,26 @@ func TestPollerWakesAfterQuiet(t *testing.T) {
 		if err := ws.WriteMessage(1, []byte(`{"type":"hi"}`)); err != nil {
 			t.Fatal(err)
 		}
+		expect(t, ws, `{"type":"got-hi"}`)
+	})
+}
+
+// Handlers that take their time hold up no other connection, however many
+// of them there are.
+func TestSlowHandlersHoldUpNoOne(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		release := make(chan struct{})
+		held.Store(&release)
+		defer close(release)
+		s := newServer(t, Config{Portable: portable})
+		for range 2 * pollWorkers {
+			if err := dial(t, s).WriteMessage(websocket.TextMessage, []byte(`{"type":"hold"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // every "hold" in its handler
+		ws := dial(t, s)
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"hi"}`))
 		expect(t, ws, `{"type":"got-hi"}`)
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,9 +89,15 @@ func TestParseHeaderAndUnit(t *testing.T) {
 }
 
 // echo answers each request with its type, so tests see Receive calls.
+// A "hold" request first waits until the channel in held is closed.
 type echo struct{}
 
+var held atomic.Pointer[chan struct{}]
+
 func (echo) Receive(c *Conn, typ string) {
+	if typ == "hold" {
+		<-*held.Load()
+	}
 	if typ == "alarm-me" {
 		c.SetAlarm(time.Now().Add(50 * time.Millisecond))
 	}
