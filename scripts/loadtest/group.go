@@ -215,6 +215,7 @@ func (g *localGroup) Connect(ctx context.Context, cfg GroupConfig) (*ConnectResu
 	wg.Wait()
 	sort.Slice(res.Sessions, func(i, j int) bool { return res.Sessions[i].Idx < res.Sessions[j].Idx })
 	res.Latency = lat.Wire()
+	pauseGC() // this process now only reads frames and measures
 	return res, nil
 }
 

@@ -502,6 +502,7 @@ func runLoad(ctx context.Context, o *runOptions, stderr io.Writer) (*Result, err
 	}
 
 	if o.mode != modeIdle {
+		pauseGC() // also where every group is a worker process
 		if err := ratePhase(ctx, o, groups, sessions, r, stderr); err != nil {
 			return r, err
 		}
