@@ -7,10 +7,13 @@ import (
 	"testing"
 )
 
+// Pausing the collector leaves a memory limit above what is in use, and
+// GOGC in the environment keeps the collector on.
 func TestPauseGCKeepsAMemoryLimit(t *testing.T) {
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	debug.SetGCPercent(100)
+	oldPercent := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(oldPercent)
+	oldLimit := debug.SetMemoryLimit(-1) // -1 reads it
+	defer debug.SetMemoryLimit(oldLimit)
 
 	if pauseGCUnless(func(string) string { return "100" }) {
 		t.Fatal("paused the collector although GOGC is set")

@@ -63,7 +63,9 @@ func TestSlowHandlersHoldUpNoOne(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // every "hold" in its handler
 		ws := dial(t, s)
-		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"hi"}`))
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"hi"}`)); err != nil {
+			t.Fatal(err)
+		}
 		expect(t, ws, `{"type":"got-hi"}`)
 	})
 }
