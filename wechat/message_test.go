@@ -137,6 +137,7 @@ func FuzzParseMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkSameAsUnmarshal(t, body)
+		checkFlatSameAsTokens(t, body)
 		m, err := ParseMessage(body)
 		if err != nil {
 			return
@@ -167,11 +168,59 @@ var sameAsUnmarshal = []string{
 	"<xml><CreateTime>99999999999999999999</CreateTime></xml>", "<xml><MsgType a='1'>t</MsgType></xml>",
 	"<xml><MsgType>t</Event></xml>", "<xml><MsgType>&amp;&lt;</MsgType></xml>", "<xml><MsgType>&bogus;</MsgType></xml>",
 	"<xml><Content><!-- c -->x</Content></xml>", "<xml><xml><MsgType>inner</MsgType></xml></xml>",
+	// Near misses of the fast path's shape.
+	"<xml></xmlx>", "<xml></xml >", "<xml><A>x</B></xml>", "<xml><A>x</A ></xml>", "<xml><A/></xml>", "<xml><1a>x</1a></xml>",
+	"<xml><MsgType>a\rb</MsgType></xml>", "<xml><MsgType>a\r\nb</MsgType></xml>", "<xml><MsgType><![CDATA[a\r\nb]]></MsgType></xml>",
+	"<xml><MsgType><![CDATA[a]]]></MsgType></xml>", "<xml><MsgType>]]></MsgType></xml>", "<xml><MsgType>a>b</MsgType></xml>",
+	"<xml><MsgType><![CDATA[a</MsgType></xml>", "<xml><CreateTime>1x</CreateTime></xml>", "<xml><CreateTime><![CDATA[ 7 ]]></CreateTime></xml>",
+	"<xml><MsgType>a</MsgType>", "<xml><MsgType>a</MsgType> x </xml>", "<xml><MsgType>\u00e9</MsgType></xml>", "<xml><MsgType>\x01</MsgType></xml>",
+	"<xml><MsgType><![CDATA[\x00]]></MsgType></xml>", "<xml><MsgType><![CDATA[\xff]]></MsgType></xml>", " <xml><MsgType>a</MsgType></xml>",
 }
 
 func TestParseMessageSameAsUnmarshal(t *testing.T) {
 	for _, b := range sameAsUnmarshal {
 		checkSameAsUnmarshal(t, []byte(b))
+		checkFlatSameAsTokens(t, []byte(b))
+	}
+}
+
+// The shapes WeChat sends, and Marshal writes, take the fast path.
+func TestParseFlatReadsWeChatShapes(t *testing.T) {
+	marshalled, err := (&Message{
+		ToUserName: "gh_x", FromUserName: "o1", CreateTime: 1700000000, MsgType: "event",
+		Event: "SCAN", EventKey: "login_1", Ticket: "gQ<&>]]>x",
+	}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{
+		vecAPlain, vecBPlain, string(marshalled),
+		"<xml>\n  <ToUserName>gh_x</ToUserName>\n\t<CreateTime> 17 </CreateTime>\r\n</xml>",
+		"<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName><Encrypt><![CDATA[" + vecBEncrypt + "]]></Encrypt></xml>",
+		"<xml><Unknown>x</Unknown><Content>a<![CDATA[b]]>c</Content></xml>trailing",
+	} {
+		if _, ok := parseFlat([]byte(body)); !ok {
+			t.Errorf("parseFlat(%q) left it to encoding/xml", body)
+		}
+		checkSameAsUnmarshal(t, []byte(body))
+		checkFlatSameAsTokens(t, []byte(body))
+	}
+}
+
+// checkFlatSameAsTokens fails if parseFlat reads body and the token walk
+// reads it differently or not at all.
+func checkFlatSameAsTokens(t *testing.T, body []byte) {
+	t.Helper()
+	got, ok := parseFlat(body)
+	if !ok {
+		return
+	}
+	want, err := parseTokens(body)
+	switch {
+	case err != nil:
+		t.Fatalf("%q: parseFlat read it, the token walk failed: %v", body, err)
+	case *got != *want:
+		t.Fatalf("%q: parseFlat\n%+v\ntoken walk\n%+v", body, *got, *want)
 	}
 }
 
@@ -188,4 +237,26 @@ func checkSameAsUnmarshal(t *testing.T, body []byte) {
 	case err == nil && *got != want:
 		t.Fatalf("%q: ParseMessage\n%+v\nxml.Unmarshal\n%+v", body, *got, want)
 	}
+}
+
+// BenchmarkParseMessage reads a subscribe event: the fast path, and the
+// token walk it falls back to.
+func BenchmarkParseMessage(b *testing.B) {
+	body := []byte(vecBPlain)
+	b.Run("flat", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := parseFlat(body); !ok {
+				b.Fatal("not flat")
+			}
+		}
+	})
+	b.Run("tokens", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := parseTokens(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
