@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -168,16 +167,16 @@ type ScanConfig struct {
 // after the user scanned session s's QR code.
 type scanPost struct {
 	cfg     ScanConfig
-	crypter *wechat.Crypter // nil: plaintext mode
-	hc      *http.Client
-	ready   map[int]signed // by request number, from prepare; read-only in the rate phase
+	crypter *wechat.Crypter      // nil: plaintext mode
+	pools   map[string]*postPool // by host:port of cfg.URLs
+	ready   map[int]signed       // by request number, from prepare; read-only in the rate phase
 }
 
-// signed is a scan request built ahead: its URL with the signed query, and
-// its body.
+// signed is a scan request built ahead: the whole HTTP request, with the
+// signed query and the body, and the pool of its callback.
 type signed struct {
-	url  string
-	body []byte
+	pool *postPool
+	req  []byte
 }
 
 // prepare signs (and encrypts) the requests for the rate phase before it
@@ -196,8 +195,17 @@ func (p *scanPost) prepare(count int, pick func(int) *Session, now time.Time) er
 	return nil
 }
 
-func newScanPost(cfg ScanConfig, hc *http.Client) (*scanPost, error) {
-	p := &scanPost{cfg: cfg, hc: hc}
+func newScanPost(cfg ScanConfig, timeout time.Duration) (*scanPost, error) {
+	p := &scanPost{cfg: cfg, pools: map[string]*postPool{}}
+	for _, raw := range cfg.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("-callback: %w", err)
+		}
+		if addr := hostPort(u); p.pools[addr] == nil {
+			p.pools[addr] = newPostPool(addr, timeout)
+		}
+	}
 	if cfg.AESKey != "" {
 		c, err := wechat.NewCrypter(cfg.Token, cfg.AESKey, cfg.AppID)
 		if err != nil {
@@ -252,7 +260,19 @@ func (p *scanPost) sign(seq int, s *Session, now time.Time) (signed, error) {
 		q.Set("encrypt_type", "aes")
 		q.Set("msg_signature", p.crypter.MsgSignature(ts, nonce, enc))
 	}
-	return signed{url: p.cfg.URLs[max(seq, 0)%len(p.cfg.URLs)] + "?" + q.Encode(), body: body}, nil
+	u, err := url.Parse(p.cfg.URLs[max(seq, 0)%len(p.cfg.URLs)] + "?" + q.Encode())
+	if err != nil {
+		return signed{}, err
+	}
+	return signed{pool: p.pools[hostPort(u)], req: rawPost(u, "text/xml", body)}, nil
+}
+
+// hostPort is the address to dial for an http URL.
+func hostPort(u *url.URL) string {
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "80")
+	}
+	return u.Host
 }
 
 func (p *scanPost) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
@@ -263,25 +283,23 @@ func (p *scanPost) do(ctx context.Context, seq int, s *Session) (time.Time, erro
 			return time.Now(), fmt.Errorf("build scan: %w", err)
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(r.body))
-	if err != nil {
-		return time.Now(), fmt.Errorf("build scan: %w", err)
-	}
-	req.Header.Set("Content-Type", "text/xml")
 	start := time.Now()
-	res, err := p.hc.Do(req)
+	code, err := r.pool.post(ctx, r.req)
 	if err != nil {
 		return start, fmt.Errorf("scan: %w", shortErr(err))
 	}
-	io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return start, fmt.Errorf("scan: HTTP %d", res.StatusCode)
+	if code != http.StatusOK {
+		return start, fmt.Errorf("scan: HTTP %d", code)
 	}
 	return start, nil
 }
 
-func (p *scanPost) Close() error { p.hc.CloseIdleConnections(); return nil }
+func (p *scanPost) Close() error {
+	for _, pool := range p.pools {
+		pool.Close()
+	}
+	return nil
+}
 
 // Driven is the outcome of a rate phase, as the sender saw it.
 type Driven struct {

@@ -610,14 +610,13 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		operation op
 		err       error
 	)
-	hc := loopbackClient(o.inflight, o.opTimeout)
 	switch {
 	case o.mode == modePush && o.target == targetScanlogin:
 		operation, err = newGRPCPush(o.grpcAddrs, o.grpcAuth, o.grpcWindow, o.opTimeout)
 	case o.mode == modePush:
-		operation = &httpPush{urls: o.pushURLs, hc: hc}
+		operation = &httpPush{urls: o.pushURLs, hc: loopbackClient(o.inflight, o.opTimeout)}
 	default:
-		operation, err = newScanPost(o.scan, hc)
+		operation, err = newScanPost(o.scan, o.opTimeout)
 	}
 	if err != nil {
 		return err
