@@ -315,16 +315,28 @@ type Driven struct {
 // drive makes count requests at rate per second, open loop: request i is
 // due at start + i/rate whatever happened to the others, with at most
 // inflight outstanding. pick chooses the session of request i.
+//
+// A request goes to an idle worker goroutine, or to a new one when none is
+// idle, so it never waits for another. Workers live until the end: a new
+// goroutine per request grew its stack along grpc-go's call path each time,
+// 7 % of the tool's CPU in a push run.
 func drive(ctx context.Context, o op, count int, rate float64, inflight int, pick func(i int) *Session, keepStarts bool) *Driven {
 	d := &Driven{Errors: map[string]int{}}
 	if keepStarts {
 		d.Starts = make(map[int]time.Time, count)
 	}
 	var (
-		mu  sync.Mutex
-		wg  sync.WaitGroup
-		sem = make(chan struct{}, inflight)
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, inflight)
+		jobs = make(chan func()) // unbuffered: a send succeeds only to an idle worker
 	)
+	defer close(jobs)
+	worker := func(job func()) {
+		for ok := true; ok; job, ok = <-jobs {
+			job()
+		}
+	}
 	interval := float64(time.Second) / rate
 	begin := time.Now()
 	for i := 0; i < count && ctx.Err() == nil; i++ {
@@ -344,7 +356,7 @@ func drive(ctx context.Context, o op, count int, rate float64, inflight int, pic
 		s := pick(i)
 		d.Sent++
 		wg.Add(1)
-		go func() {
+		job := func() {
 			defer wg.Done()
 			start, err := o.do(ctx, i, s)
 			<-sem
@@ -363,7 +375,12 @@ func drive(ctx context.Context, o op, count int, rate float64, inflight int, pic
 			if keepStarts {
 				d.Starts[s.Idx] = start
 			}
-		}()
+		}
+		select {
+		case jobs <- job:
+		default:
+			go worker(job)
+		}
 	}
 	wg.Wait()
 	d.Elapsed = time.Since(begin)
