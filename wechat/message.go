@@ -211,7 +211,7 @@ func flatText(b, buf []byte) (rest, text []byte, ok bool) {
 				return nil, nil, false
 			}
 			for _, c := range b[:end] {
-				if !plainTextByte(c) && !strings.ContainsRune("&<>]", rune(c)) {
+				if !asciiTextByte(c) {
 					return nil, nil, false
 				}
 			}
@@ -223,16 +223,15 @@ func flatText(b, buf []byte) (rest, text []byte, ok bool) {
 	}
 }
 
-// plainTextByte reports whether c stands for itself in XML text with no
-// normalization: printable ASCII but '&', '<', '>' and ']', tab, newline.
+// asciiTextByte reports whether c stands for itself in CDATA with no
+// normalization: printable ASCII, tab, newline.
+func asciiTextByte(c byte) bool {
+	return c == '\t' || c == '\n' || 0x20 <= c && c < 0x7f
+}
+
+// plainTextByte is asciiTextByte outside CDATA: also not '&', '<', '>' or ']'.
 func plainTextByte(c byte) bool {
-	switch c {
-	case '&', '<', '>', ']':
-		return false
-	case '\t', '\n':
-		return true
-	}
-	return 0x20 <= c && c < 0x7f
+	return asciiTextByte(c) && c != '&' && c != '<' && c != '>' && c != ']'
 }
 
 // field returns where the element called name goes: a string or a number

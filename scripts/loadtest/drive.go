@@ -167,9 +167,15 @@ type ScanConfig struct {
 // after the user scanned session s's QR code.
 type scanPost struct {
 	cfg     ScanConfig
-	crypter *wechat.Crypter      // nil: plaintext mode
-	pools   map[string]*postPool // by host:port of cfg.URLs
-	ready   map[int]signed       // by request number, from prepare; read-only in the rate phase
+	crypter *wechat.Crypter // nil: plaintext mode
+	targets []scanTarget    // cfg.URLs, parsed, round-robin
+	ready   map[int]signed  // by request number, from prepare; read-only in the rate phase
+}
+
+// scanTarget is one callback URL and the connections to its host.
+type scanTarget struct {
+	url  *url.URL
+	pool *postPool
 }
 
 // signed is a scan request built ahead: the whole HTTP request, with the
@@ -196,15 +202,18 @@ func (p *scanPost) prepare(count int, pick func(int) *Session, now time.Time) er
 }
 
 func newScanPost(cfg ScanConfig, timeout time.Duration) (*scanPost, error) {
-	p := &scanPost{cfg: cfg, pools: map[string]*postPool{}}
+	p := &scanPost{cfg: cfg}
+	pools := map[string]*postPool{} // one per host:port
 	for _, raw := range cfg.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("-callback: %w", err)
 		}
-		if addr := hostPort(u); p.pools[addr] == nil {
-			p.pools[addr] = newPostPool(addr, timeout)
+		addr := hostPort(u)
+		if pools[addr] == nil {
+			pools[addr] = newPostPool(addr, timeout)
 		}
+		p.targets = append(p.targets, scanTarget{url: u, pool: pools[addr]})
 	}
 	if cfg.AESKey != "" {
 		c, err := wechat.NewCrypter(cfg.Token, cfg.AESKey, cfg.AppID)
@@ -260,11 +269,10 @@ func (p *scanPost) sign(seq int, s *Session, now time.Time) (signed, error) {
 		q.Set("encrypt_type", "aes")
 		q.Set("msg_signature", p.crypter.MsgSignature(ts, nonce, enc))
 	}
-	u, err := url.Parse(p.cfg.URLs[max(seq, 0)%len(p.cfg.URLs)] + "?" + q.Encode())
-	if err != nil {
-		return signed{}, err
-	}
-	return signed{pool: p.pools[hostPort(u)], req: rawPost(u, "text/xml", body)}, nil
+	t := p.targets[max(seq, 0)%len(p.targets)]
+	u := *t.url
+	u.RawQuery = q.Encode()
+	return signed{pool: t.pool, req: rawPost(&u, "text/xml", body)}, nil
 }
 
 // hostPort is the address to dial for an http URL.
@@ -295,8 +303,8 @@ func (p *scanPost) do(ctx context.Context, seq int, s *Session) (time.Time, erro
 }
 
 func (p *scanPost) Close() error {
-	for _, pool := range p.pools {
-		pool.Close()
+	for _, t := range p.targets {
+		t.pool.Close() // a shared pool closes twice: harmless
 	}
 	return nil
 }
