@@ -2,8 +2,9 @@
 
 // Package rawsock does the system calls of sockets that never block (reads
 // and writes of non-blocking sockets, epoll_ctl, epoll_wait with a zero
-// timeout) as raw system calls, and wraps a TCP listener so that its
-// connections read and write that way.
+// timeout) as raw system calls, wraps a TCP listener so that its
+// connections read and write that way, and takes a socket out of Go's
+// network poller altogether for a server that waits for it itself (FD).
 //
 // Go's ordinary system calls tell the scheduler that the goroutine may block:
 // the P is released for the length of the call, and the first such call after
@@ -135,7 +136,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	op := getCall(p, false)
+	op := getCall(p)
 	err := c.rc.Read(op.readWait)
 	n, serr := op.n, op.err
 	putCall(op)
@@ -152,7 +153,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // Write implements net.Conn.
 func (c *Conn) Write(p []byte) (int, error) {
-	op := getCall(p, false)
+	op := getCall(p)
 	err := c.rc.Write(op.writeAll)
 	n, serr := op.n, op.err
 	putCall(op)
@@ -165,59 +166,33 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// ReadNow reads what the socket of rc holds into p, without waiting: 0 and
-// EAGAIN when nothing is there, 0 and nil at the end of the stream.
-func ReadNow(rc syscall.RawConn, p []byte) (int, error) {
-	c := getCall(p, false)
-	return c.done(rc.Read(c.readOnce))
-}
-
-// WriteNow writes what the socket of rc takes of p, without waiting: a full
-// socket buffer writes less, or fails with EAGAIN. last: p is the last the
-// socket sends (see WriteLast).
-func WriteNow(rc syscall.RawConn, p []byte, last bool) (int, error) {
-	c := getCall(p, last)
-	return c.done(rc.Write(c.writeOnce))
-}
-
 // call carries one read or write through syscall.RawConn. The functions
 // RawConn calls are bound to it once, and calls are pooled, so a read or a
 // write allocates nothing (closures capturing the buffer and results did:
 // several allocations per gRPC call).
 type call struct {
-	p    []byte
-	last bool
-	n    int
-	err  error
+	p   []byte
+	n   int
+	err error
 
-	readWait, writeAll, readOnce, writeOnce func(fd uintptr) bool
+	readWait, writeAll func(fd uintptr) bool
 }
 
 var calls = sync.Pool{New: func() any {
 	c := new(call)
-	c.readWait, c.writeAll, c.readOnce, c.writeOnce = c.doReadWait, c.doWriteAll, c.doReadOnce, c.doWriteOnce
+	c.readWait, c.writeAll = c.doReadWait, c.doWriteAll
 	return c
 }}
 
-func getCall(p []byte, last bool) *call {
+func getCall(p []byte) *call {
 	c := calls.Get().(*call)
-	c.p, c.last, c.n, c.err = p, last, 0, nil
+	c.p, c.n, c.err = p, 0, nil
 	return c
 }
 
 func putCall(c *call) {
 	c.p, c.err = nil, nil
 	calls.Put(c)
-}
-
-// done pools c and returns its result, RawConn's error (closed) first.
-func (c *call) done(err error) (int, error) {
-	n, serr := c.n, c.err
-	putCall(c)
-	if err != nil {
-		return 0, err
-	}
-	return n, serr
 }
 
 // doReadWait reads once; on EAGAIN, RawConn waits for the socket and calls
@@ -242,20 +217,6 @@ func (c *call) doWriteAll(fd uintptr) bool {
 		c.n += m
 	}
 	return true
-}
-
-func (c *call) doReadOnce(fd uintptr) bool {
-	c.n, c.err = Read(int(fd), c.p)
-	return true // never wait
-}
-
-func (c *call) doWriteOnce(fd uintptr) bool {
-	if c.last {
-		c.n, c.err = WriteLast(int(fd), c.p)
-	} else {
-		c.n, c.err = Write(int(fd), c.p)
-	}
-	return true // never wait
 }
 
 // opError wraps err as the net package would, so callers that look for

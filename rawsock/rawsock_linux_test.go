@@ -101,29 +101,31 @@ func TestWriteLastEndsTheStreamAndKeepsReading(t *testing.T) {
 }
 
 // Reads and writes allocate nothing: the functions handed to RawConn are
-// bound to pooled values, not closures made per call.
+// bound to pooled values, not closures made per call, and an FD's calls
+// need none.
 func TestReadsAndWritesDoNotAllocate(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector (sync.Pool drops values)")
 	}
 	c, client := pair(t)
 	msg, buf := []byte("ping"), make([]byte, 16)
-	rc, err := client.(*net.TCPConn).SyscallConn()
+	peer, err := Detach(client)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer peer.Close()
 	allocs := testing.AllocsPerRun(100, func() {
 		if _, err := c.Write(msg); err != nil {
 			t.Fatal(err)
 		}
 		for n := 0; n < len(msg); { // the peer's raw reads, as the WebSocket poller does them
-			m, err := ReadNow(rc, buf[n:])
+			m, err := peer.ReadNow(buf[n:])
 			if err != nil && !errors.Is(err, unix.EAGAIN) {
 				t.Fatal(err)
 			}
 			n += m
 		}
-		if _, err := WriteNow(rc, msg, false); err != nil {
+		if _, err := peer.WriteNow(msg, false); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := io.ReadFull(c, buf[:len(msg)]); err != nil {

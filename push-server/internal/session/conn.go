@@ -7,10 +7,11 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/scanlogin/scanlogin/rawsock"
 )
 
 // Handler receives the browser's requests other than ping, which the
@@ -42,9 +43,9 @@ type Conn struct {
 	m    *Manager
 	ws   *websocket.Conn
 	feed *feed
-	idx  int             // position in Manager.conns; guarded by Manager.mu
-	fd   int             // the socket, for the poller
-	raw  syscall.RawConn // likewise
+	idx  int         // position in Manager.conns; guarded by Manager.mu
+	sock *rawsock.FD // the socket outside Go's poller, for the epoll poller; nil in Portable mode
+	fd   int         // its number, the poller's key; immutable
 
 	backing *[]byte // the pooled array under feed.buf, if any; reader only
 

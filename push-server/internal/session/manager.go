@@ -19,7 +19,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -82,6 +81,8 @@ func (c Config) withDefaults() Config {
 
 // poller watches connections for incoming bytes and calls readable.
 type poller interface {
+	// attach takes c's socket for the poller, before anything is sent.
+	attach(c *Conn) error
 	add(c *Conn) error
 	remove(c *Conn)
 	// fill moves what the socket holds into c.feed.buf.
@@ -172,11 +173,9 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 	// wave of connections (a deploy, a reconnect storm) does not become a
 	// wave of pings every PingInterval.
 	c.pinged.Store(now - rand.Int64N(int64(m.cfg.PingInterval)))
-	if sc, ok := f.Conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.raw = rc
-			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
-		}
+	if err := m.poll.attach(c); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	m.mu.Lock()
 	c.idx = len(m.conns)
@@ -328,6 +327,8 @@ func (goroutines) add(c *Conn) error {
 	}()
 	return nil
 }
+
+func (goroutines) attach(*Conn) error { return nil }
 
 // writeNow leaves everything to the writer goroutine.
 func (goroutines) writeNow(*Conn, []byte, bool) (int, error) { return 0, nil }

@@ -71,8 +71,22 @@ func newPoller(m *Manager) (poller, error) {
 
 const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
+// attach takes c's socket out of Go's network poller (see rawsock.FD):
+// from then on it costs its number and a lock while idle, against about
+// 0.9 KiB with the net package's connection, its two addresses, and the
+// runtime poller's record with two timers and a finalizer
+// (docs/benchmarks.md).
+func (p *epoll) attach(c *Conn) error {
+	s, err := rawsock.Detach(c.feed.Conn)
+	if err != nil {
+		return err
+	}
+	c.feed.Conn, c.sock = s, s
+	return s.Control(func(fd int) error { c.fd = fd; return nil })
+}
+
 func (p *epoll) add(c *Conn) error {
-	if c.raw == nil {
+	if c.sock == nil {
 		return errors.New("not a socket")
 	}
 	p.mu.Lock()
@@ -81,8 +95,7 @@ func (p *epoll) add(c *Conn) error {
 	}
 	p.conns[c.fd] = c
 	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
-	if err := rawsock.EpollCtl(p.fd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+	if err := p.ctl(c, unix.EPOLL_CTL_ADD); err != nil {
 		p.forget(c)
 		return fmt.Errorf("epoll add: %w", err)
 	}
@@ -90,12 +103,22 @@ func (p *epoll) add(c *Conn) error {
 }
 
 func (p *epoll) remove(c *Conn) {
-	if c.raw == nil {
+	if c.sock == nil {
 		return
 	}
 	// Before the socket is closed, so its number cannot be reused meanwhile.
-	_ = rawsock.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, c.fd, nil)
+	_ = p.ctl(c, unix.EPOLL_CTL_DEL)
 	p.forget(c)
+}
+
+// ctl is epoll_ctl for c's socket, armed for one event when op adds or
+// modifies; net.ErrClosed once the socket is closed, whose number may
+// belong to another socket by then.
+func (p *epoll) ctl(c *Conn, op int) error {
+	return c.sock.Control(func(fd int) error {
+		ev := unix.EpollEvent{Events: armed, Fd: int32(fd)}
+		return rawsock.EpollCtl(p.fd, op, fd, &ev)
+	})
 }
 
 func (p *epoll) forget(c *Conn) {
@@ -107,8 +130,7 @@ func (p *epoll) forget(c *Conn) {
 }
 
 func (p *epoll) rearm(c *Conn) {
-	ev := unix.EpollEvent{Events: armed, Fd: int32(c.fd)}
-	_ = rawsock.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, c.fd, &ev) // fails only if c was removed meanwhile
+	_ = p.ctl(c, unix.EPOLL_CTL_MOD) // fails only if c was removed meanwhile
 }
 
 func (p *epoll) run(ctx context.Context) {
@@ -188,7 +210,7 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 	for len(c.feed.buf) < p.m.maxBuffered() {
 		buf := c.grow()
 		room := cap(buf) - len(buf)
-		n, err := rawsock.ReadNow(c.raw, buf[len(buf):cap(buf)]) // the poller said bytes are there
+		n, err := c.sock.ReadNow(buf[len(buf):cap(buf)]) // the poller said bytes are there
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			return false, nil
@@ -209,10 +231,7 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 // writes less, or nothing. last: b is all the socket will send (see
 // Conn.send).
 func (p *epoll) writeNow(c *Conn, b []byte, last bool) (int, error) {
-	if c.raw == nil {
-		return 0, nil
-	}
-	n, err := rawsock.WriteNow(c.raw, b, last) // never waits: the writer goroutine does
+	n, err := c.sock.WriteNow(b, last) // never waits: the writer goroutine does
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		return 0, nil

@@ -1,0 +1,291 @@
+//go:build linux
+
+package rawsock
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// FD is a connected socket outside Go's network poller, for a server that
+// waits for its sockets' bytes itself (with an epoll of its own). Go's
+// poller keeps, for each socket it watches, a descriptor record with two
+// timers, a finalizer, and the net package's connection and its two
+// addresses: about 0.9 KiB that an idle WebSocket does not need. An FD is
+// the descriptor number and a lock.
+//
+// Every system call on the descriptor holds the lock shared, and Close
+// holds it alone, so no call ever reaches a number that was closed and given
+// to another socket meanwhile (whose peer would then get our bytes). The
+// calls never block. A Read or Write that has to wait borrows a duplicate of
+// the descriptor in Go's poller for the length of the wait, which honours
+// the deadlines and ends when Close is called.
+//
+// FD implements net.Conn.
+type FD struct {
+	mu sync.RWMutex // shared for each system call on fd, exclusive to close it
+	fd int          // the descriptor; -1 once closed; guarded by mu
+
+	rmu, wmu     sync.Mutex              // one Read, one Write at a time
+	rdl, wdl     atomic.Int64            // read and write deadlines, unix ns; 0: none
+	rwait, wwait atomic.Pointer[os.File] // the duplicate a waiting Read or Write uses
+	_            [0]func()               // not comparable
+}
+
+// Detach moves the socket of c out of Go's network poller: it returns an FD
+// for a duplicate of c's descriptor and closes c, which leaves the socket
+// itself open. c must be a connected, non-blocking socket (any TCP
+// connection from the net package); the caller must not use c again.
+func Detach(c net.Conn) (*FD, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("detach: %T has no descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("detach: %w", err)
+	}
+	dup := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		dup, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, fmt.Errorf("detach: %w", err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("detach: dup: %w", derr)
+	}
+	if err := c.Close(); err != nil {
+		unix.Close(dup)
+		return nil, fmt.Errorf("detach: close: %w", err)
+	}
+	return &FD{fd: dup}, nil
+}
+
+// Control calls f with the descriptor, which stays open until f returns;
+// net.ErrClosed after Close. f must not block.
+func (s *FD) Control(f func(fd int) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.fd < 0 {
+		return net.ErrClosed
+	}
+	return f(s.fd)
+}
+
+// ReadNow reads what the socket holds into p without waiting: 0 and EAGAIN
+// when nothing is there, 0 and nil at the end of the stream, net.ErrClosed
+// after Close.
+func (s *FD) ReadNow(p []byte) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	return Read(s.fd, p)
+}
+
+// WriteNow writes what the socket takes of p without waiting: a full socket
+// buffer writes less, or fails with EAGAIN. last: p is the last the socket
+// sends (see WriteLast).
+func (s *FD) WriteNow(p []byte, last bool) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	if last {
+		return WriteLast(s.fd, p)
+	}
+	return Write(s.fd, p)
+}
+
+// Read implements net.Conn: it reads what is there, or waits for bytes
+// until the read deadline.
+func (s *FD) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	n, err := s.ReadNow(p)
+	switch {
+	case errors.Is(err, unix.EAGAIN):
+		n, err = s.wait(&s.rwait, &s.rdl, func(f *os.File) (int, error) { return f.Read(p) })
+	case err == nil && n == 0:
+		return 0, io.EOF
+	}
+	if err != nil {
+		return n, s.opError("read", err)
+	}
+	return n, nil
+}
+
+// Write implements net.Conn: it writes all of p, waiting for room in the
+// socket's buffer until the write deadline.
+func (s *FD) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	n, err := s.WriteNow(p, false)
+	if errors.Is(err, unix.EAGAIN) {
+		n, err = 0, nil
+	}
+	if err == nil && n < len(p) {
+		var m int
+		m, err = s.wait(&s.wwait, &s.wdl, func(f *os.File) (int, error) { return f.Write(p[n:]) })
+		n += m
+	}
+	if err != nil {
+		return n, s.opError("write", err)
+	}
+	return n, nil
+}
+
+// wait runs op on a duplicate of the descriptor registered with Go's
+// poller, under the deadline dl; Close and a new deadline reach it through
+// slot.
+func (s *FD) wait(slot *atomic.Pointer[os.File], dl *atomic.Int64, op func(*os.File) (int, error)) (int, error) {
+	f, err := s.borrow(slot)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if slot.CompareAndSwap(f, nil) {
+			f.Close()
+		}
+	}()
+	// After the slot is set: a deadline set meanwhile is either read here
+	// or finds f in the slot (see setDeadline).
+	if err := f.SetDeadline(unixTime(dl.Load())); err != nil {
+		return 0, err
+	}
+	n, err := op(f)
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed // Close took the duplicate away
+	}
+	return n, err
+}
+
+// borrow puts a duplicate of the descriptor, in Go's poller, into slot.
+func (s *FD) borrow(slot *atomic.Pointer[os.File]) (*os.File, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.fd < 0 {
+		return nil, net.ErrClosed
+	}
+	dup, err := unix.FcntlInt(uintptr(s.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup: %w", err)
+	}
+	// Non-blocking (the flag belongs to the socket, not the number), so
+	// os.NewFile registers it with the poller.
+	f := os.NewFile(uintptr(dup), "socket")
+	slot.Store(f) // under the lock: Close, which takes it, sees f
+	return f, nil
+}
+
+// Close implements net.Conn: it closes the descriptor once no call is on
+// it, and ends a waiting Read or Write.
+func (s *FD) Close() error {
+	s.mu.Lock()
+	fd := s.fd
+	s.fd = -1
+	s.mu.Unlock()
+	if fd < 0 {
+		return net.ErrClosed
+	}
+	for _, slot := range []*atomic.Pointer[os.File]{&s.rwait, &s.wwait} {
+		if f := slot.Swap(nil); f != nil {
+			f.Close()
+		}
+	}
+	// A raw call: closing a socket does not block (no SO_LINGER here), and
+	// an ordinary system call would wake the runtime's sysmon.
+	if _, _, e := unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0); e != 0 {
+		return os.NewSyscallError("close", e)
+	}
+	return nil
+}
+
+// SetDeadline implements net.Conn.
+func (s *FD) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.SetWriteDeadline(t)
+}
+
+// SetReadDeadline implements net.Conn.
+func (s *FD) SetReadDeadline(t time.Time) error { return setDeadline(&s.rdl, &s.rwait, t) }
+
+// SetWriteDeadline implements net.Conn.
+func (s *FD) SetWriteDeadline(t time.Time) error { return setDeadline(&s.wdl, &s.wwait, t) }
+
+func setDeadline(dl *atomic.Int64, slot *atomic.Pointer[os.File], t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = max(t.UnixNano(), 1)
+	}
+	dl.Store(ns)
+	if f := slot.Load(); f != nil {
+		_ = f.SetDeadline(t) // fails only if the wait ended meanwhile
+	}
+	return nil
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// LocalAddr implements net.Conn; it asks the kernel each time (nil once
+// closed).
+func (s *FD) LocalAddr() net.Addr { return s.addr(unix.Getsockname) }
+
+// RemoteAddr implements net.Conn; it asks the kernel each time (nil once
+// closed).
+func (s *FD) RemoteAddr() net.Addr { return s.addr(unix.Getpeername) }
+
+func (s *FD) addr(get func(int) (unix.Sockaddr, error)) net.Addr {
+	var sa unix.Sockaddr
+	if s.Control(func(fd int) (err error) { sa, err = get(fd); return err }) != nil {
+		return nil
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		a := &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+		if sa.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
+				a.Zone = ifi.Name
+			}
+		}
+		return a
+	}
+	return nil
+}
+
+func (s *FD) opError(op string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) || err == io.EOF {
+		return err
+	}
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the duplicate's name says nothing
+	}
+	if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Err: err}
+}
