@@ -361,7 +361,7 @@ func (c *Conn) kill(err error) {
 		c.closing.Store(true)
 		c.dead.Store(true)
 		c.m.remove(c)
-		c.m.closer.close(c.ws)
+		_ = c.ws.Close() // a raw close(2) on Linux (rawsock.FD): it wakes no sysmon
 		if isNormalClose(err) {
 			err = nil
 		}

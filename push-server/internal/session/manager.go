@@ -99,7 +99,6 @@ type Manager struct {
 	log      *slog.Logger
 	poll     poller
 	upgrader websocket.Upgrader
-	closer   batchCloser
 
 	mu    sync.Mutex
 	conns []*Conn // open connections, each at its idx; guarded by mu
@@ -113,7 +112,7 @@ type Manager struct {
 // NewManager returns a Manager; call Run to serve its connections.
 func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	cfg = cfg.withDefaults()
-	m := &Manager{cfg: cfg, log: log, closer: batchCloser{after: closeBatch}}
+	m := &Manager{cfg: cfg, log: log}
 	m.upgrader = websocket.Upgrader{
 		// gorilla's reader only ever holds what a unit needs; the smallest
 		// buffer it accepts is enough, since control frames are at most 125 bytes.

@@ -80,7 +80,10 @@ func TestSlowHandlersHoldUpNoOne(t *testing.T) {
 func TestSocketsLeaveGoPoller(t *testing.T) {
 	s := newServer(t, Config{})
 	for range 3 {
-		dial(t, s)
+		ws := dial(t, s)
+		// Answered by the poller: the socket is in its epoll by now.
+		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+		expect(t, ws, `{"type":"pong"}`)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
