@@ -79,12 +79,13 @@ func TestDetachLeavesGoPollerAndKeepsTheSocket(t *testing.T) {
 		t.Fatalf("Detach: %v", err)
 	}
 	defer s.Close()
+	// First, before anything here opens a file and may get that number.
+	if _, err := unix.FcntlInt(uintptr(orig), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+		t.Fatalf("the original descriptor %d is still open (fcntl: %v)", orig, err)
+	}
 	fd := number(t, s)
 	if w := watchers(t, fd); w != 0 {
 		t.Fatalf("after Detach %d epoll instances watch the socket, want 0", w)
-	}
-	if _, err := unix.FcntlInt(uintptr(orig), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
-		t.Fatalf("the original descriptor %d is still open (fcntl: %v)", orig, err)
 	}
 	if flags, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); flags&unix.FD_CLOEXEC == 0 {
 		t.Fatal("the new descriptor is not close-on-exec")

@@ -174,6 +174,7 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 	c.pinged.Store(now - rand.Int64N(int64(m.cfg.PingInterval)))
 	if err := m.poll.attach(c); err != nil {
 		ws.Close()
+		m.log.Warn("websocket refused after its handshake", "err", err) // our side's failure (out of descriptors, say), not the browser's
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	m.mu.Lock()
