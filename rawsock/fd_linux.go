@@ -35,7 +35,7 @@ type FD struct {
 	mu sync.RWMutex // shared for each system call on fd, exclusive to close it
 	fd int          // the descriptor; -1 once closed; guarded by mu
 
-	rmu, wmu     sync.Mutex              // one Read, one Write at a time
+	rmu, wmu     sync.Mutex              // held by each read, each write
 	rdl, wdl     atomic.Int64            // read and write deadlines, unix ns; 0: none
 	rwait, wwait atomic.Pointer[os.File] // the duplicate a waiting Read or Write uses
 	_            [0]func()               // not comparable
@@ -83,9 +83,17 @@ func (s *FD) Control(f func(fd int) error) error {
 }
 
 // ReadNow reads what the socket holds into p without waiting: 0 and EAGAIN
-// when nothing is there, 0 and nil at the end of the stream, net.ErrClosed
-// after Close.
+// when nothing is there (or while a Read is under way), 0 and nil at the
+// end of the stream, net.ErrClosed after Close.
 func (s *FD) ReadNow(p []byte) (int, error) {
+	if !s.rmu.TryLock() {
+		return 0, unix.EAGAIN
+	}
+	defer s.rmu.Unlock()
+	return s.readNow(p)
+}
+
+func (s *FD) readNow(p []byte) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
@@ -95,9 +103,19 @@ func (s *FD) ReadNow(p []byte) (int, error) {
 }
 
 // WriteNow writes what the socket takes of p without waiting: a full socket
-// buffer writes less, or fails with EAGAIN. last: p is the last the socket
-// sends (see WriteLast).
+// buffer writes less, or fails with EAGAIN, and so does a Write under way
+// (which may have written part of its bytes), so that the bytes of two
+// writes never interleave. last: p is the last the socket sends (see
+// WriteLast).
 func (s *FD) WriteNow(p []byte, last bool) (int, error) {
+	if !s.wmu.TryLock() {
+		return 0, unix.EAGAIN
+	}
+	defer s.wmu.Unlock()
+	return s.writeNow(p, last)
+}
+
+func (s *FD) writeNow(p []byte, last bool) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
@@ -117,7 +135,7 @@ func (s *FD) Read(p []byte) (int, error) {
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	n, err := s.ReadNow(p)
+	n, err := s.readNow(p)
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		n, err = s.wait(&s.rwait, &s.rdl, func(f *os.File) (int, error) { return f.Read(p) })
@@ -135,7 +153,7 @@ func (s *FD) Read(p []byte) (int, error) {
 func (s *FD) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	n, err := s.WriteNow(p, false)
+	n, err := s.writeNow(p, false)
 	if errors.Is(err, unix.EAGAIN) {
 		n, err = 0, nil
 	}

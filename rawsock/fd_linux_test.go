@@ -282,3 +282,26 @@ func TestCloseWaitsForCallsOnTheDescriptor(t *testing.T) {
 	}
 	<-closed
 }
+
+// While a Write waits with part of its bytes out, WriteNow writes nothing:
+// its bytes would land in the middle of the other write's.
+func TestWriteNowNeverInterleavesAWrite(t *testing.T) {
+	s, client := detached(t)
+	big := bytes.Repeat([]byte("a"), 64<<20) // far past both buffers: Write waits
+	done := make(chan error, 1)
+	go func() { _, err := s.Write(big); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	if n, err := s.WriteNow([]byte("b"), false); n != 0 || !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("WriteNow during a Write = %d, %v; want 0, EAGAIN", n, err)
+	}
+	got, err := io.ReadAll(io.LimitReader(client, int64(len(big))))
+	if err != nil || len(got) != len(big) || bytes.IndexByte(got, 'b') >= 0 {
+		t.Fatalf("peer read %d bytes (%v), want %d of the Write's alone", len(got), err, len(big))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if n, err := s.WriteNow([]byte("b"), false); n != 1 || err != nil {
+		t.Fatalf("WriteNow after the Write = %d, %v; want 1, nil", n, err)
+	}
+}
