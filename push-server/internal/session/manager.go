@@ -1,6 +1,6 @@
 // Package session runs browser WebSockets so that an idle one costs no
-// goroutine, timer or buffer: a poller (epoll on Linux) wakes a reader only
-// when bytes arrive, and gorilla/websocket reads and checks the frames,
+// goroutine, timer or buffer: a poller (epoll on Linux, where the socket
+// also leaves Go's network poller) wakes a reader only when bytes arrive, and gorilla/websocket reads and checks the frames,
 // handed to it only once complete. Outgoing frames (few, small, unmasked)
 // are framed here and written at once, without blocking, by whoever sends;
 // a writer goroutine runs only for what the socket does not take at once.
