@@ -1,9 +1,10 @@
 // Package session runs browser WebSockets so that an idle one costs no
 // goroutine, timer or buffer: a poller (epoll on Linux, where the socket
-// also leaves Go's network poller) wakes a reader only when bytes arrive, and gorilla/websocket reads and checks the frames,
-// handed to it only once complete. Outgoing frames (few, small, unmasked)
-// are framed here and written at once, without blocking, by whoever sends;
-// a writer goroutine runs only for what the socket does not take at once.
+// also leaves Go's network poller) wakes a reader only when bytes arrive,
+// and gorilla/websocket reads and checks the frames, handed to it only once
+// complete. Outgoing frames (few, small, unmasked) are framed here and
+// written at once, without blocking, by whoever sends; a writer goroutine
+// runs only for what the socket does not take at once.
 // One sweeper sends the pings, closes connections that went silent and
 // rings the handlers' alarms. Producers never block: a connection whose
 // queue is full is closed as a slow consumer.
