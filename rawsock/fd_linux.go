@@ -21,14 +21,14 @@ import (
 // poller keeps, for each socket it watches, a descriptor record with two
 // timers, a finalizer, and the net package's connection and its two
 // addresses: about 0.9 KiB that an idle WebSocket does not need. An FD is
-// the descriptor number and a lock.
+// the descriptor number, its locks and deadlines: 80 bytes.
 //
-// Every system call on the descriptor holds the lock shared, and Close
-// holds it alone, so no call ever reaches a number that was closed and given
-// to another socket meanwhile (whose peer would then get our bytes). The
-// calls never block. A Read or Write that has to wait borrows a duplicate of
-// the descriptor in Go's poller for the length of the wait, which honours
-// the deadlines and ends when Close is called.
+// Every system call on the descriptor holds a lock shared, and Close holds
+// it alone, so no call ever reaches a number that was closed and given to
+// another socket meanwhile (whose peer would then get our bytes). The
+// system calls themselves never block. A Read or Write that has to wait
+// borrows a duplicate of the descriptor in Go's poller for the length of
+// the wait, which honours the deadlines and ends when Close is called.
 //
 // FD implements net.Conn.
 type FD struct {
