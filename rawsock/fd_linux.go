@@ -32,13 +32,14 @@ import (
 //
 // FD implements net.Conn.
 type FD struct {
+	_ [0]func() // not comparable (first: a trailing zero-size field is padded)
+
 	mu sync.RWMutex // shared for each system call on fd, exclusive to close it
 	fd int          // the descriptor; -1 once closed; guarded by mu
 
 	rmu, wmu     sync.Mutex              // held by each read, each write
 	rdl, wdl     atomic.Int64            // read and write deadlines, unix ns; 0: none
 	rwait, wwait atomic.Pointer[os.File] // the duplicate a waiting Read or Write uses
-	_            [0]func()               // not comparable
 }
 
 // Detach moves the socket of c out of Go's network poller: it returns an FD

@@ -40,6 +40,8 @@ var (
 // Conn is one browser WebSocket. It costs no goroutine while idle: reads
 // run when the poller reports bytes, writes run while the queue has items.
 type Conn struct {
+	_ [0]func() // not comparable by value (first: a trailing zero-size field is padded)
+
 	m    *Manager
 	ws   *websocket.Conn
 	feed *feed
@@ -64,7 +66,6 @@ type Conn struct {
 	mu      sync.Mutex   // guards queue and writing
 	queue   [][]byte     // guarded by mu
 	writing bool         // a writer goroutine is draining queue; guarded by mu
-	_       [0]func()    // not comparable by value
 }
 
 // Send queues msg for the browser without blocking. It reports false if the
