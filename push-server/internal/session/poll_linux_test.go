@@ -4,12 +4,17 @@ package session
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,4 +122,98 @@ func epollsWatching(t *testing.T, fd int) []int {
 		}
 	}
 	return eps
+}
+
+// tagger remembers each connection under the name it sends ({"type":NAME}),
+// so a test can address frames to it.
+type tagger struct {
+	mu    sync.Mutex
+	conns map[string]*Conn
+}
+
+func (g *tagger) Receive(c *Conn, name string) {
+	g.mu.Lock()
+	g.conns[name] = c
+	g.mu.Unlock()
+	c.Send([]byte(`{"type":"tagged"}`))
+}
+
+func (*tagger) Alarm(*Conn) {}
+
+// Frames sent to connections that end while others open never reach
+// another connection, though the socket numbers of the ended ones are
+// reused at once: a frame for one browser must never carry another's login
+// (rawsock.FD closes a number only when no call is on it).
+func TestFramesNeverReachAnotherConnection(t *testing.T) {
+	g := &tagger{conns: map[string]*Conn{}}
+	s := newServerWith(t, Config{}, g)
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	for range 4 { // frames for every tagged connection, ended or not
+		senders.Add(1)
+		go func() {
+			defer senders.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				g.mu.Lock()
+				all := make(map[string]*Conn, len(g.conns))
+				maps.Copy(all, g.conns)
+				g.mu.Unlock()
+				for name, c := range all {
+					c.Send([]byte(`{"type":"for","to":"` + name + `"}`))
+				}
+			}
+		}()
+	}
+	var clients sync.WaitGroup
+	var received atomic.Int64
+	errs := make(chan error, 64)
+	for w := range 8 {
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			for i := range 40 { // connections opened and ended one after another
+				name := fmt.Sprintf("c%d-%d", w, i)
+				ws, _, err := websocket.DefaultDialer.Dial(s.url, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"`+name+`"}`))
+				ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+				for n := 0; n < 5; {
+					_, msg, err := ws.ReadMessage()
+					if err != nil {
+						errs <- fmt.Errorf("%s: %w", name, err)
+						ws.Close()
+						return
+					}
+					var f struct{ Type, To string }
+					json.Unmarshal(msg, &f)
+					if f.Type == "for" {
+						if f.To != name {
+							errs <- fmt.Errorf("connection %s got a frame for %s", name, f.To)
+						}
+						n++
+						received.Add(1)
+					}
+				}
+				ws.Close() // ends it while frames for it are still being sent
+			}
+		}()
+	}
+	clients.Wait()
+	close(stop)
+	senders.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if received.Load() == 0 {
+		t.Fatal("no frame arrived")
+	}
 }
