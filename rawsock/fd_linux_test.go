@@ -66,6 +66,29 @@ func watchers(t *testing.T, fd int) int {
 	return n
 }
 
+// waitingWrite writes p to s on another goroutine, p being far more than
+// the socket's buffers hold while the peer does not read, and returns once
+// that Write is waiting for room; its result comes on the channel.
+func waitingWrite(s *FD, p []byte) <-chan error {
+	done := make(chan error, 1)
+	go func() { _, err := s.Write(p); done <- err }()
+	time.Sleep(50 * time.Millisecond)
+	return done
+}
+
+// ended returns what a waiting Write returned, failing the test if by (what
+// should have ended it) did not within 5 s.
+func ended(t *testing.T, done <-chan error, by string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s did not end a waiting Write", by)
+		return nil
+	}
+}
+
 func TestDetachLeavesGoPollerAndKeepsTheSocket(t *testing.T) {
 	c, client := pair(t)
 	rc, _ := c.SyscallConn()
@@ -187,32 +210,13 @@ func TestFDWaitsForBytesAndForRoom(t *testing.T) {
 
 func TestFDHonoursDeadlines(t *testing.T) {
 	s, _ := detached(t)
-	s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-	start := time.Now()
-	_, err := s.Read(make([]byte, 8))
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Read past the deadline: %v, want a timeout", err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("Read took %v to time out", d)
-	}
+	expectReadTimeout(t, s)
 
 	// A deadline set while Write waits reaches it.
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Write(make([]byte, 64<<20)) // the peer never reads
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
+	done := waitingWrite(s, make([]byte, 64<<20))
 	s.SetWriteDeadline(time.Now())
-	select {
-	case err := <-done:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("Write past the deadline: %v, want a timeout", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a deadline set during Write did not end it")
+	if err := ended(t, done, "a deadline set during Write"); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write past the deadline: %v, want a timeout", err)
 	}
 	if w := watchers(t, number(t, s)); w != 0 {
 		t.Fatalf("after the wait %d epoll instances watch the socket, want 0", w)
@@ -221,22 +225,12 @@ func TestFDHonoursDeadlines(t *testing.T) {
 
 func TestCloseEndsAWaitingWrite(t *testing.T) {
 	s, _ := detached(t)
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Write(make([]byte, 64<<20)) // the peer never reads
-		done <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
+	done := waitingWrite(s, make([]byte, 64<<20))
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Write ended by Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not end a waiting Write")
+	if err := ended(t, done, "Close"); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write ended by Close: %v, want net.ErrClosed", err)
 	}
 	if err := s.Close(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("second Close: %v, want net.ErrClosed", err)
@@ -287,10 +281,8 @@ func TestCloseWaitsForCallsOnTheDescriptor(t *testing.T) {
 // its bytes would land in the middle of the other write's.
 func TestWriteNowNeverInterleavesAWrite(t *testing.T) {
 	s, client := detached(t)
-	big := bytes.Repeat([]byte("a"), 64<<20) // far past both buffers: Write waits
-	done := make(chan error, 1)
-	go func() { _, err := s.Write(big); done <- err }()
-	time.Sleep(50 * time.Millisecond)
+	big := bytes.Repeat([]byte("a"), 64<<20)
+	done := waitingWrite(s, big)
 	if n, err := s.WriteNow([]byte("b"), false); n != 0 || !errors.Is(err, unix.EAGAIN) {
 		t.Fatalf("WriteNow during a Write = %d, %v; want 0, EAGAIN", n, err)
 	}
@@ -298,7 +290,7 @@ func TestWriteNowNeverInterleavesAWrite(t *testing.T) {
 	if err != nil || len(got) != len(big) || bytes.IndexByte(got, 'b') >= 0 {
 		t.Fatalf("peer read %d bytes (%v), want %d of the Write's alone", len(got), err, len(big))
 	}
-	if err := <-done; err != nil {
+	if err := ended(t, done, "the peer's reading"); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
 	if n, err := s.WriteNow([]byte("b"), false); n != 1 || err != nil {
