@@ -85,10 +85,9 @@ func (p *epoll) attach(c *Conn) error {
 	return s.Control(func(fd int) error { c.fd = fd; return nil })
 }
 
+// add and remove need c attached, as every Conn of this poller is
+// (Upgrade refuses one that attach failed).
 func (p *epoll) add(c *Conn) error {
-	if c.sock == nil {
-		return errors.New("not a socket")
-	}
 	p.mu.Lock()
 	if c.fd >= len(p.conns) {
 		p.conns = append(p.conns, make([]*Conn, c.fd+1-len(p.conns))...)
@@ -103,9 +102,6 @@ func (p *epoll) add(c *Conn) error {
 }
 
 func (p *epoll) remove(c *Conn) {
-	if c.sock == nil {
-		return
-	}
 	// Before the socket is closed, so its number cannot be reused meanwhile.
 	_ = p.ctl(c, unix.EPOLL_CTL_DEL)
 	p.forget(c)
