@@ -42,19 +42,7 @@ type QRCode struct {
 // ValidScene reports whether scene is acceptable for [Client.CreateTempQR]:
 // 1 to 64 ASCII letters, digits, '_' or '-'. WeChat documents neither the
 // character set nor whether the limit counts bytes, so we stay safe.
-func ValidScene(scene string) bool {
-	if len(scene) == 0 || len(scene) > MaxSceneLen {
-		return false
-	}
-	for i := 0; i < len(scene); i++ {
-		switch b := scene[i]; {
-		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '_', b == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+func ValidScene(scene string) bool { return validID(scene, MaxSceneLen) }
 
 // CreateTempQR creates a temporary QR code (QR_STR_SCENE) for scene that
 // expires after expire. Scanning it sends the callback a subscribe event
