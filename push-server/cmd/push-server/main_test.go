@@ -587,6 +587,28 @@ func TestConnectionsPerIP(t *testing.T) {
 	}
 }
 
+// TestClientIPOnlyFromXForwardedFor: behind a trusted proxy the client is
+// named by X-Forwarded-For alone; an X-Real-IP header (which gin would
+// believe by default) cannot spread one client over many per-IP limits.
+func TestClientIPOnlyFromXForwardedFor(t *testing.T) {
+	in := start(t, map[string]string{"LIMIT_CONNS_PER_IP": "1", "TRUSTED_PROXIES": "127.0.0.1"})
+	b, _, err := in.dial("", http.Header{"X-Real-Ip": {"198.51.100.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.expect("qrcode")
+	_, resp, err := in.dial("", http.Header{"X-Real-Ip": {"198.51.100.2"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a second X-Real-IP from the proxy's address was counted as another client: %v %v", resp, err)
+	}
+	// X-Forwarded-For from the trusted proxy does name another client.
+	b2, _, err := in.dial("", http.Header{"X-Forwarded-For": {"198.51.100.3"}})
+	if err != nil {
+		t.Fatalf("X-Forwarded-For from a trusted proxy: %v", err)
+	}
+	b2.expect("qrcode")
+}
+
 // bystanderQR asks the bystander's connection for a fresh code.
 func bystanderQR(t *testing.T, b *browser, in *instance) frame {
 	t.Helper()

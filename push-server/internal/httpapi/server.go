@@ -99,6 +99,9 @@ func NewServer(log *slog.Logger, opt Options, logins *login.Service, reg Registr
 	if err := e.SetTrustedProxies(opt.TrustedProxies); err != nil {
 		return nil, err
 	}
+	// Only the header the README documents names the client: gin would
+	// also believe X-Real-IP when X-Forwarded-For is absent.
+	e.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	if len(opt.TrustedProxies) == 0 {
 		e.ForwardedByClientIP = false
 	}
