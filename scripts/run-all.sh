@@ -15,6 +15,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Ctrl-C signals the terminal's whole foreground process group, make
+# included; make then dies of the signal and the stop reads as a failure.
+# So on a terminal the script runs again in a process group of its own that
+# holds the terminal: Ctrl-C reaches only it and the programs it starts,
+# and a clean stop exits 0 through make too.
+if [[ -t 0 && -z ${RUN_ALL_FOREGROUND:-} ]]; then
+	set -m
+	RUN_ALL_FOREGROUND=1 "$0" "$@" &
+	fg %1 >/dev/null
+	exit
+fi
+
 BIN=${BIN:-bin}
 PUSH_PORT=${PUSH_PORT:-8080}
 PUSH_GRPC_PORT=${PUSH_GRPC_PORT:-9090}
