@@ -13,6 +13,7 @@ require (
 	github.com/scanlogin/scanlogin/testkit v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0-00010101000000-000000000000
 	golang.org/x/sync v0.24.0
+	golang.org/x/time v0.16.0
 	google.golang.org/grpc v1.85.0
 )
 

@@ -13,9 +13,7 @@ import (
 	"math"
 )
 
-// Errors of [NewCrypter] and [Crypter.Decrypt]. They are distinct so that a
-// callback can log precisely why a message was rejected; none of them should
-// be shown to the sender in detail.
+// Errors of [NewCrypter] and [Crypter.Decrypt].
 var (
 	// ErrBadAESKey means the EncodingAESKey is not 43 base64 characters
 	// that decode to 32 bytes.
@@ -30,15 +28,11 @@ var (
 	// ErrBadCiphertextLength means the decoded ciphertext is empty or not
 	// a multiple of 32 bytes.
 	ErrBadCiphertextLength = errors.New("wechat: ciphertext length is not a non-zero multiple of 32")
-	// ErrBadPadding means the 32-byte PKCS#7 padding of the plaintext is
-	// invalid (usually: wrong key).
-	ErrBadPadding = errors.New("wechat: invalid padding")
-	// ErrBadMsgLength means the plaintext is too short for its header or
-	// the length prefix points past its end.
-	ErrBadMsgLength = errors.New("wechat: invalid message length prefix")
-	// ErrAppIDMismatch means the message decrypted but was addressed to
-	// another AppID.
-	ErrAppIDMismatch = errors.New("wechat: AppID mismatch")
+	// ErrDecrypt means the plaintext is not ours: its padding, its length
+	// prefix or its AppID is wrong. Which of them is deliberately not
+	// told: telling a bad padding from a wrong AppID is a padding oracle
+	// that decrypts and forges messages without the key.
+	ErrDecrypt = errors.New("wechat: message does not decrypt (padding, length prefix or AppID)")
 	// ErrBadRandom means EncryptWithRandom got a prefix that is not 16 bytes.
 	ErrBadRandom = errors.New("wechat: random prefix must be 16 bytes")
 )
@@ -98,11 +92,13 @@ func NewCrypter(token, encodingAESKey, appID string) (*Crypter, error) {
 }
 
 // Decrypt decrypts the base64 Encrypt value of a compatible- or safe-mode
-// message and returns the inner XML. It checks, in order, base64, the
-// ciphertext length, the padding, the length prefix and that the trailing
-// AppID is ours (in constant time), and reports the first failure as one of
-// the Err* values of this package. It never panics, whatever the input.
-// Verify msg_signature with [Crypter.VerifyMsgSignature] before calling it.
+// message and returns the inner XML. It fails with ErrBadBase64 or
+// ErrBadCiphertextLength on what anyone can see of the ciphertext, and with
+// ErrDecrypt on anything wrong with the plaintext: padding, length prefix or
+// AppID. Those three are checked together without branching on the
+// plaintext, so that neither the error nor the time taken tells them apart.
+// It never panics, whatever the input. Verify msg_signature with
+// [Crypter.VerifyMsgSignature] before calling it.
 func (c *Crypter) Decrypt(encrypt string) ([]byte, error) {
 	ct, err := base64.StdEncoding.DecodeString(encrypt)
 	if err != nil {
@@ -114,30 +110,33 @@ func (c *Crypter) Decrypt(encrypt string) ([]byte, error) {
 	pt := make([]byte, len(ct))
 	cipher.NewCBCDecrypter(c.block, c.iv).CryptBlocks(pt, ct)
 
+	// Padding: p bytes of value p, 1 <= p <= 32. The loop reads all of the
+	// last 32 bytes (there are at least 32) whatever p is.
 	p := int(pt[len(pt)-1])
-	if p < 1 || p > padBlock {
-		return nil, ErrBadPadding
+	ok := subtle.ConstantTimeLessOrEq(1, p) & subtle.ConstantTimeLessOrEq(p, padBlock)
+	for i := 1; i <= padBlock; i++ {
+		inPad := subtle.ConstantTimeLessOrEq(i, p)
+		ok &= subtle.ConstantTimeSelect(inPad, subtle.ConstantTimeByteEq(pt[len(pt)-i], byte(p)), 1)
 	}
-	for _, b := range pt[len(pt)-p:] {
-		if int(b) != p {
-			return nil, ErrBadPadding
-		}
-	}
-	pt = pt[:len(pt)-p]
+	p = subtle.ConstantTimeSelect(ok, p, 0) // bad padding: go on as if there were none
 
-	if len(pt) < headerLen {
-		return nil, ErrBadMsgLength
-	}
+	// random(16) || n || msg(n) || AppID: n must leave exactly our AppID
+	// before the padding. A negative remainder never equals n (< 2^32).
+	end := len(pt) - p
 	n := uint64(binary.BigEndian.Uint32(pt[randomLen:headerLen]))
-	if n > uint64(len(pt)-headerLen) {
-		return nil, ErrBadMsgLength
+	ok &= equal64(n, uint64(int64(end-headerLen-len(c.appID))))
+	start := max(end-len(c.appID), 0) // below 0 only when ok is already 0
+	ok &= subtle.ConstantTimeCompare(pt[start:min(start+len(c.appID), len(pt))], c.appID)
+	if ok != 1 {
+		return nil, ErrDecrypt
 	}
-	msg := pt[headerLen : headerLen+int(n) : headerLen+int(n)]
-	appID := pt[headerLen+int(n):]
-	if subtle.ConstantTimeCompare(appID, c.appID) != 1 {
-		return nil, ErrAppIDMismatch
-	}
-	return msg, nil
+	return pt[headerLen:start:start], nil
+}
+
+// equal64 returns 1 if a == b and 0 otherwise, in constant time.
+func equal64(a, b uint64) int {
+	x := a ^ b
+	return int(((x | -x) >> 63) ^ 1)
 }
 
 // Encrypt encrypts msg for WeChat with 16 fresh random bytes as prefix and

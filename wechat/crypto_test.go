@@ -3,6 +3,7 @@ package wechat
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -161,21 +162,21 @@ func TestDecryptTampered(t *testing.T) {
 		encrypt string
 		want    error
 	}{
-		{"wrong appid", other, vecBEncrypt, ErrAppIDMismatch},
-		{"wrong key", otherKey, vecBEncrypt, nil}, // any error: padding or length
-		{"bit flip", c, base64.StdEncoding.EncodeToString(flipLast), ErrBadPadding},
-		{"truncated 32", c, base64.StdEncoding.EncodeToString(ct[:len(ct)-32]), nil},
+		{"wrong appid", other, vecBEncrypt, ErrDecrypt},
+		{"wrong key", otherKey, vecBEncrypt, ErrDecrypt},
+		{"bit flip", c, base64.StdEncoding.EncodeToString(flipLast), ErrDecrypt},
+		{"truncated 32", c, base64.StdEncoding.EncodeToString(ct[:len(ct)-32]), ErrDecrypt},
 		{"truncated 16", c, base64.StdEncoding.EncodeToString(ct[:len(ct)-16]), ErrBadCiphertextLength},
 		{"not base64", c, "not*base64!", ErrBadBase64},
 		{"truncated base64", c, vecBEncrypt[:len(vecBEncrypt)-3], ErrBadBase64},
 		{"empty", c, "", ErrBadCiphertextLength},
 		{"one block of 16", c, base64.StdEncoding.EncodeToString(make([]byte, 16)), ErrBadCiphertextLength},
-		{"zeros", c, base64.StdEncoding.EncodeToString(make([]byte, 64)), nil},
-		{"too short for header", c, encodedFor(c, []byte("0123456789abcdef")), ErrBadMsgLength},
-		{"length prefix past end", c, encodedFor(c, append([]byte("0123456789abcdef\x00\x00\x10\x00"), vecAppID...)), ErrBadMsgLength},
-		{"length prefix max", c, encodedFor(c, append([]byte("0123456789abcdef\xff\xff\xff\xff"), vecAppID...)), ErrBadMsgLength},
-		{"no appid", c, encodedFor(c, []byte("0123456789abcdef\x00\x00\x00\x02hi")), ErrAppIDMismatch},
-		{"appid prefix", c, encodedFor(c, append([]byte("0123456789abcdef\x00\x00\x00\x02hi"), vecAppID[:5]...)), ErrAppIDMismatch},
+		{"zeros", c, base64.StdEncoding.EncodeToString(make([]byte, 64)), ErrDecrypt},
+		{"too short for header", c, encodedFor(c, []byte("0123456789abcdef")), ErrDecrypt},
+		{"length prefix past end", c, encodedFor(c, append([]byte("0123456789abcdef\x00\x00\x10\x00"), vecAppID...)), ErrDecrypt},
+		{"length prefix max", c, encodedFor(c, append([]byte("0123456789abcdef\xff\xff\xff\xff"), vecAppID...)), ErrDecrypt},
+		{"no appid", c, encodedFor(c, []byte("0123456789abcdef\x00\x00\x00\x02hi")), ErrDecrypt},
+		{"appid prefix", c, encodedFor(c, append([]byte("0123456789abcdef\x00\x00\x00\x02hi"), vecAppID[:5]...)), ErrDecrypt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +184,7 @@ func TestDecryptTampered(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Decrypt = %q, want error", got)
 			}
-			if tt.want != nil && !errors.Is(err, tt.want) {
+			if !errors.Is(err, tt.want) {
 				t.Errorf("Decrypt error = %v, want %v", err, tt.want)
 			}
 		})
@@ -206,8 +207,8 @@ func TestDecryptBadPaddingValues(t *testing.T) {
 		pt[63] = last
 		out := make([]byte, len(pt))
 		cbcEncrypt(c, out, pt)
-		if _, err := c.Decrypt(base64.StdEncoding.EncodeToString(out)); !errors.Is(err, ErrBadPadding) {
-			t.Errorf("pad byte %d: err = %v, want ErrBadPadding", last, err)
+		if _, err := c.Decrypt(base64.StdEncoding.EncodeToString(out)); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("pad byte %d: err = %v, want ErrDecrypt", last, err)
 		}
 	}
 	// Right last byte, inconsistent earlier padding bytes.
@@ -215,8 +216,48 @@ func TestDecryptBadPaddingValues(t *testing.T) {
 	pt[63], pt[62] = 3, 3
 	out := make([]byte, len(pt))
 	cbcEncrypt(c, out, pt)
-	if _, err := c.Decrypt(base64.StdEncoding.EncodeToString(out)); !errors.Is(err, ErrBadPadding) {
-		t.Errorf("inconsistent padding: err = %v, want ErrBadPadding", err)
+	if _, err := c.Decrypt(base64.StdEncoding.EncodeToString(out)); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("inconsistent padding: err = %v, want ErrDecrypt", err)
+	}
+}
+
+// TestDecryptPaddingEdges checks every byte of the padding (24 and a whole
+// block of 32) and an AppID longer than the plaintext.
+func TestDecryptPaddingEdges(t *testing.T) {
+	c := newVecCrypter(t)
+	seal := func(pt []byte) string {
+		out := make([]byte, len(pt))
+		cbcEncrypt(c, out, pt)
+		return base64.StdEncoding.EncodeToString(out)
+	}
+	for _, msg := range []string{"hi", strings.Repeat("m", 26)} {
+		pt := binary.BigEndian.AppendUint32([]byte("0123456789abcdef"), uint32(len(msg)))
+		pt = append(append(pt, msg...), vecAppID...)
+		p := padBlock - len(pt)%padBlock
+		pt = append(pt, bytes.Repeat([]byte{byte(p)}, p)...)
+		if got, err := c.Decrypt(seal(pt)); err != nil || string(got) != msg {
+			t.Fatalf("pad %d: Decrypt = %q, %v", p, got, err)
+		}
+		for i := 1; i <= p; i++ {
+			bad := bytes.Clone(pt)
+			bad[len(bad)-i] ^= 0x40
+			if _, err := c.Decrypt(seal(bad)); !errors.Is(err, ErrDecrypt) {
+				t.Errorf("pad %d, byte -%d wrong: err = %v, want ErrDecrypt", p, i, err)
+			}
+		}
+	}
+
+	long, err := NewCrypter(vecToken, vecAESKey, strings.Repeat("w", 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{32, 64, 128} {
+		pt := bytes.Repeat([]byte{1}, n)
+		out := make([]byte, n)
+		cbcEncrypt(long, out, pt)
+		if _, err := long.Decrypt(base64.StdEncoding.EncodeToString(out)); !errors.Is(err, ErrDecrypt) {
+			t.Errorf("%d bytes, long AppID: err = %v, want ErrDecrypt", n, err)
+		}
 	}
 }
 

@@ -16,9 +16,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// maxSceneLen bounds the scenes passed to Notify; WeChat allows 64 bytes.
-const maxSceneLen = 64
-
 // leaseMargin is added to the budget for the claim of an event being
 // processed: if this instance dies, a retry can claim the event after it.
 const leaseMargin = time.Second
@@ -30,7 +27,7 @@ const finishTimeout = 500 * time.Millisecond
 const (
 	resultIgnored     = "ignored"     // nothing to do; answered "success"
 	resultWelcome     = "welcome"     // plain follow; answered the welcome text
-	resultNoScene     = "no_scene"    // a SCAN without EventKey, or a scene too long
+	resultNoScene     = "no_scene"    // a SCAN without EventKey, or a scene of the wrong shape
 	resultUnavailable = "unavailable" // Notify failed
 	resultInvalid     = "invalid"     // Notify refused the request
 )
@@ -45,17 +42,19 @@ func eventID(m *wechat.Message) string {
 	return m.FromUserName + "|" + ct + "|" + m.MsgType + "|" + strconv.FormatInt(m.MsgID, 10)
 }
 
-// eventType names a message for metrics and logs, from a fixed set.
+// eventType names a message for metrics and logs, from a fixed set. Names
+// are matched exactly as WeChat spells them ("subscribe", "SCAN"): anything
+// else, "scan" included, did not come from WeChat and is "other".
 func eventType(m *wechat.Message) string {
 	if m.MsgType != wechat.MsgTypeEvent {
 		return "message"
 	}
-	switch {
-	case strings.EqualFold(m.Event, wechat.EventSubscribe):
+	switch m.Event {
+	case wechat.EventSubscribe:
 		return "subscribe"
-	case strings.EqualFold(m.Event, wechat.EventScan):
+	case wechat.EventScan:
 		return "scan"
-	case strings.EqualFold(m.Event, wechat.EventUnsubscribe):
+	case wechat.EventUnsubscribe:
 		return "unsubscribe"
 	}
 	return "other"
@@ -120,10 +119,11 @@ func (h *handler) process(ctx context.Context, msg *wechat.Message) string {
 }
 
 // login reports a scan of a login QR code to the push server and returns
-// the text for the user and the result for metrics.
+// the text for the user and the result for metrics. A scene that no QR code
+// of ours can carry is answered like an unknown one, without Notify.
 func (h *handler) login(ctx context.Context, msg *wechat.Message, ev pushv1.Event, scene string) (text, result string) {
 	r := h.cfg.Replies
-	if scene == "" || len(scene) > maxSceneLen {
+	if !wechat.ValidScene(scene) {
 		return r.NotFound, resultNoScene
 	}
 	req := &pushv1.NotifyRequest{
@@ -190,6 +190,10 @@ func (h *handler) user(ctx context.Context, openid string) *pushv1.User {
 		}
 		h.metrics.userInfo.WithLabelValues("ok").Inc()
 		u.Unionid, u.Nickname, u.AvatarUrl = a.info.UnionID, a.info.Nickname, a.info.HeadImgURL
+		if u.Unionid != "" && !wechat.ValidUnionID(u.Unionid) {
+			h.log.Warn("user info: unionid dropped, not a UnionID")
+			u.Unionid = ""
+		}
 	case <-ctx.Done():
 		h.metrics.userInfo.WithLabelValues("slow").Inc()
 		h.log.Warn("user info skipped: too slow", "timeout", timeout)

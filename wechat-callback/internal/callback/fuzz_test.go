@@ -55,8 +55,11 @@ func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, encrypted bool) {
 	}
 }
 
+// fuzzEnv has no limit on decrypt failures: the fuzzer fails far more often
+// than any limit allows.
 func fuzzEnv(f *testing.F, opts ...envOption) *testEnv {
-	e := newEnv(f, append(opts, withEnv("LOG_LEVEL", "error", "CALLBACK_BUDGET", "1s", "NOTIFY_TIMEOUT", "200ms"))...)
+	e := newEnv(f, append(opts, withEnv("LOG_LEVEL", "error", "CALLBACK_BUDGET", "1s", "NOTIFY_TIMEOUT", "200ms",
+		"CALLBACK_DECRYPT_FAILURES_PER_IP", "0"))...)
 	e.push.SetResult("s1", pushv1.Result_RESULT_DELIVERED)
 	return e
 }

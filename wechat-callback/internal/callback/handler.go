@@ -33,10 +33,16 @@ const (
 	reasonReplay       = "replayed_nonce"
 	reasonTooLarge     = "too_large"
 	reasonMalformed    = "malformed"
-	reasonDecrypt      = "decrypt_failed"
-	reasonAppID        = "wrong_appid"
 	reasonToUser       = "wrong_to_user"
 	reasonMode         = "wrong_mode"
+	// reasonDecrypt is every failure of an encrypted request after its
+	// msg_signature verified: base64, length, padding, length prefix,
+	// AppID, inner XML, and the checks on the message inside. They share
+	// one answer and one log line, for anything more is a padding oracle.
+	reasonDecrypt = "decrypt_failed"
+	// reasonThrottled refuses the encrypted requests of an address that
+	// failed to decrypt too often (CALLBACK_DECRYPT_FAILURES_PER_IP).
+	reasonThrottled = "too_many_failures"
 )
 
 // handler serves /wechat/callback. Its fields are set once by NewServer.
@@ -48,14 +54,16 @@ type handler struct {
 	store    dedup.Store
 	users    UserInfoFetcher // nil: FETCH_USER_INFO off
 	metrics  *Metrics
+	failures *failureLimit // nil: no limit
 	now      func() time.Time
 }
 
 // rejection is a request we refuse without processing it.
 type rejection struct {
-	status int
-	reason string
-	detail string
+	status     int
+	reason     string
+	detail     string
+	retryAfter time.Duration // sent as Retry-After when set
 }
 
 // Error implements error.
@@ -65,7 +73,9 @@ func reject(status int, reason, format string, args ...any) *rejection {
 	return &rejection{status: status, reason: reason, detail: fmt.Sprintf(format, args...)}
 }
 
-// refuse answers a rejected request with its status and logs one line.
+// refuse answers a rejected request with its status and logs one line. The
+// answer is the status and its text only: two rejections with the same
+// status are answered byte for byte alike.
 func (h *handler) refuse(c *gin.Context, r *rejection) {
 	switch r.reason {
 	case reasonSignature:
@@ -79,6 +89,9 @@ func (h *handler) refuse(c *gin.Context, r *rejection) {
 	h.log.Warn("callback rejected", "reason", r.reason, "detail", r.detail,
 		"method", c.Request.Method, "status", r.status, "remote", c.RemoteIP())
 	c.Header("X-Content-Type-Options", "nosniff")
+	if r.retryAfter > 0 {
+		c.Header("Retry-After", strconv.FormatInt(int64((r.retryAfter+time.Second-1)/time.Second), 10))
+	}
 	c.Data(r.status, contentText, []byte(http.StatusText(r.status)+"\n"))
 }
 
@@ -190,6 +203,11 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 		if !h.crypter.VerifyMsgSignature(q.Get("msg_signature"), timestamp, nonce, msg.Encrypt) {
 			return nil, reject(http.StatusForbidden, reasonMsgSignature, "msg_signature does not match")
 		}
+		if blocked, wait := h.failures.blocked(c.RemoteIP(), h.now()); blocked {
+			r := reject(http.StatusTooManyRequests, reasonThrottled, "too many decrypt failures from this address")
+			r.retryAfter = wait
+			return nil, r
+		}
 	}
 
 	// In plaintext mode the signature does not cover the body: a captured
@@ -199,24 +217,46 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 	}
 
 	if encrypted {
-		inner, err := h.crypter.Decrypt(msg.Encrypt)
-		if errors.Is(err, wechat.ErrAppIDMismatch) {
-			return nil, reject(http.StatusForbidden, reasonAppID, "decrypted message is for another AppID")
+		if msg = h.open(msg.Encrypt); msg == nil {
+			h.failures.failed(c.RemoteIP(), h.now())
+			return nil, reject(http.StatusBadRequest, reasonDecrypt, "encrypted message refused")
 		}
-		if err != nil {
-			return nil, reject(http.StatusBadRequest, reasonDecrypt, "%v", err)
-		}
-		if msg, err = wechat.ParseMessage(inner); err != nil {
-			return nil, reject(http.StatusBadRequest, reasonMalformed, "decrypted: %v", err)
-		}
-	}
-	if msg.FromUserName == "" || msg.MsgType == "" {
-		return nil, reject(http.StatusBadRequest, reasonMalformed, "no FromUserName or MsgType")
-	}
-	if id := h.cfg.OriginalID; id != "" && subtle.ConstantTimeCompare([]byte(msg.ToUserName), []byte(id)) != 1 {
-		return nil, reject(http.StatusForbidden, reasonToUser, "ToUserName is not WECHAT_ORIGINAL_ID")
+	} else if r := h.checkMessage(msg); r != nil {
+		return nil, r
 	}
 	return &request{msg: msg, encrypted: encrypted}, nil
+}
+
+// open decrypts an Encrypt value and checks the message inside; nil means
+// it failed. Every failure looks the same to the caller and takes about the
+// same time up to the AppID (wechat.Crypter.Decrypt checks padding, length
+// prefix and AppID together); only a message for our AppID, which takes the
+// key to make, is parsed further.
+func (h *handler) open(encrypt string) *wechat.Message {
+	inner, err := h.crypter.Decrypt(encrypt)
+	if err != nil {
+		return nil
+	}
+	msg, err := wechat.ParseMessage(inner)
+	if err != nil || h.checkMessage(msg) != nil {
+		return nil
+	}
+	return msg
+}
+
+// checkMessage checks the fields of a message that every later step relies
+// on: sender, type and, when configured, recipient.
+func (h *handler) checkMessage(msg *wechat.Message) *rejection {
+	if msg.FromUserName == "" || msg.MsgType == "" {
+		return reject(http.StatusBadRequest, reasonMalformed, "no FromUserName or MsgType")
+	}
+	if !wechat.ValidOpenID(msg.FromUserName) {
+		return reject(http.StatusBadRequest, reasonMalformed, "FromUserName is not an OpenID")
+	}
+	if id := h.cfg.OriginalID; id != "" && subtle.ConstantTimeCompare([]byte(msg.ToUserName), []byte(id)) != 1 {
+		return reject(http.StatusForbidden, reasonToUser, "ToUserName is not WECHAT_ORIGINAL_ID")
+	}
+	return nil
 }
 
 // checkReplay remembers the (timestamp, nonce) pair with a digest of the

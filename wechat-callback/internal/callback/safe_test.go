@@ -105,7 +105,7 @@ func TestSafeModeRejections(t *testing.T) {
 			q.Set("encrypt_type", "aes")
 			q.Set("msg_signature", sign(testToken, q.Get("timestamp"), q.Get("nonce"), enc))
 			return q, "<xml><Encrypt><![CDATA[" + enc + "]]></Encrypt></xml>"
-		}, 403, reasonAppID},
+		}, 400, reasonDecrypt},
 		{"other key", func() (url.Values, string) {
 			enc := encrypt(t, "ZYXWVUTSRQPONMLKJIHGFEDCBAzyxwvutsrqponmlkj", testAppID, []byte("0123456789abcdef"), []byte(msg))
 			q := e.query()
@@ -124,10 +124,10 @@ func TestSafeModeRejections(t *testing.T) {
 			q, _ := e.encrypted(e.query(), msg)
 			return q, msg
 		}, 400, reasonMalformed},
-		{"decrypts to non-XML", func() (url.Values, string) { return e.encrypted(e.query(), "not xml") }, 400, reasonMalformed},
+		{"decrypts to non-XML", func() (url.Values, string) { return e.encrypted(e.query(), "not xml") }, 400, reasonDecrypt},
 		{"wrong ToUserName inside", func() (url.Values, string) {
 			return e.encrypted(e.query(), strings.Replace(msg, testGH, "gh_other", 1))
-		}, 403, reasonToUser},
+		}, 400, reasonDecrypt},
 		{"unknown encrypt_type", func() (url.Values, string) {
 			q, b := e.encrypted(e.query(), msg)
 			q.Set("encrypt_type", "des")

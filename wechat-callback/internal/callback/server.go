@@ -72,6 +72,7 @@ func NewServer(d Deps) (http.Handler, error) {
 		store:    d.Store,
 		users:    d.Users,
 		metrics:  d.Metrics,
+		failures: newFailureLimit(d.Config.DecryptFailures),
 		now:      d.Now,
 	}
 	if h.metrics == nil {

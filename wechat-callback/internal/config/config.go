@@ -37,7 +37,8 @@ type Config struct {
 	FetchUserInfo   bool          // FETCH_USER_INFO
 	UserInfoTimeout time.Duration // USER_INFO_TIMEOUT
 
-	TimestampWindow time.Duration // CALLBACK_TIMESTAMP_WINDOW; 0: not checked
+	TimestampWindow time.Duration // CALLBACK_TIMESTAMP_WINDOW; 0: not checked (only with RequireEncryption)
+	DecryptFailures Rate          // CALLBACK_DECRYPT_FAILURES_PER_IP; zero: no limit
 	DedupTTL        time.Duration // CALLBACK_DEDUP_TTL
 	NotifyTimeout   time.Duration // NOTIFY_TIMEOUT
 	Budget          time.Duration // CALLBACK_BUDGET
@@ -45,6 +46,21 @@ type Config struct {
 	Replies Replies
 
 	LogLevel slog.Level // LOG_LEVEL
+}
+
+// Rate is "N per Per", as read from "N/s", "N/m" or "N/h". The zero Rate
+// means no limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// String formats r as the setting is written.
+func (r Rate) String() string {
+	if r.N == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d/%s", r.N, map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per])
 }
 
 // Replies is the wording of the text replies sent to the scanning user. An
@@ -67,6 +83,7 @@ const (
 	DefaultNotifyTimeout   = time.Second
 	DefaultBudget          = 4 * time.Second
 	DefaultUserInfoTimeout = 500 * time.Millisecond
+	DefaultDecryptFailures = "10/m"
 
 	DefaultReplyLoginOK     = "Login successful. You can continue in your browser."
 	DefaultReplyExpired     = "This QR code has expired. Please refresh the login page and scan the new code."
@@ -139,6 +156,9 @@ func Load(getenv func(string) string) (*Config, error) {
 			return nil, err
 		}
 	}
+	if c.DecryptFailures, err = parseRate(get("CALLBACK_DECRYPT_FAILURES_PER_IP", DefaultDecryptFailures)); err != nil {
+		return nil, fmt.Errorf("CALLBACK_DECRYPT_FAILURES_PER_IP: %w", err)
+	}
 	if c.LogLevel, err = parseLevel(getenv("LOG_LEVEL")); err != nil {
 		return nil, err
 	}
@@ -175,7 +195,12 @@ func (c *Config) Validate() error {
 	case c.PushTarget == "":
 		return errors.New("PUSH_GRPC_TARGET: must not be empty")
 	case c.TimestampWindow < 0:
-		return errors.New("CALLBACK_TIMESTAMP_WINDOW: must not be negative (0 turns the check off)")
+		return errors.New("CALLBACK_TIMESTAMP_WINDOW: must not be negative")
+	case c.TimestampWindow == 0 && !c.RequireEncryption:
+		// The replay memory forgets a (timestamp, nonce) pair after a
+		// while; without the window a captured plaintext request, whose
+		// body no signature covers, would then pass with any body.
+		return errors.New("CALLBACK_TIMESTAMP_WINDOW: 0 (no check) needs CALLBACK_REQUIRE_ENCRYPTION=true")
 	case c.DedupTTL < MinDedupTTL:
 		return fmt.Errorf("CALLBACK_DEDUP_TTL: %v is below the minimum %v", c.DedupTTL, MinDedupTTL)
 	case c.Budget <= 0 || c.Budget >= MaxBudget:
@@ -213,6 +238,7 @@ func (c *Config) LogValue() slog.Value {
 		slog.Bool("fetch_user_info", c.FetchUserInfo),
 		slog.String("api_base", c.APIBase),
 		slog.Duration("timestamp_window", c.TimestampWindow),
+		slog.String("decrypt_failures_per_ip", c.DecryptFailures.String()),
 		slog.Duration("dedup_ttl", c.DedupTTL),
 		slog.Duration("notify_timeout", c.NotifyTimeout),
 		slog.Duration("budget", c.Budget),
@@ -256,6 +282,20 @@ func parseDuration(getenv func(string) string, name string, def time.Duration) (
 		return 0, fmt.Errorf("%s: %q is not a duration such as 500ms, 30s or 5m", name, v)
 	}
 	return d, nil
+}
+
+// parseRate reads "N/s", "N/m", "N/h" with N > 0, or "0" for no limit.
+func parseRate(s string) (Rate, error) {
+	if s == "0" {
+		return Rate{}, nil
+	}
+	num, unit, ok := strings.Cut(s, "/")
+	n, err := strconv.Atoi(num)
+	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
+	if !ok || err != nil || n <= 0 || per == 0 {
+		return Rate{}, fmt.Errorf("%q is not N/s, N/m or N/h with N above 0, or 0 for no limit", s)
+	}
+	return Rate{N: n, Per: per}, nil
 }
 
 func parseLevel(v string) (slog.Level, error) {

@@ -32,6 +32,9 @@ func TestLoadDefaults(t *testing.T) {
 	if c.Replies.Welcome != DefaultReplyWelcome || c.Replies.LoginOK != DefaultReplyLoginOK {
 		t.Errorf("replies = %+v", c.Replies)
 	}
+	if c.DecryptFailures != (Rate{N: 10, Per: time.Minute}) {
+		t.Errorf("DecryptFailures = %v", c.DecryptFailures)
+	}
 	if c.FetchUserInfo || c.LogLevel != slog.LevelInfo {
 		t.Errorf("FetchUserInfo=%v LogLevel=%v", c.FetchUserInfo, c.LogLevel)
 	}
@@ -49,6 +52,8 @@ func TestLoadAll(t *testing.T) {
 		"FETCH_USER_INFO", "true",
 		"CALLBACK_DEDUP_TTL", "60s",
 		"CALLBACK_TIMESTAMP_WINDOW", "0",
+		"CALLBACK_REQUIRE_ENCRYPTION", "true",
+		"CALLBACK_DECRYPT_FAILURES_PER_IP", "5/s",
 		"REPLY_WELCOME", "-",
 		"REPLY_EXPIRED", "old",
 		"LOG_LEVEL", "debug",
@@ -59,6 +64,9 @@ func TestLoadAll(t *testing.T) {
 	}
 	if !c.FetchUserInfo || c.DedupTTL != time.Minute || c.TimestampWindow != 0 || c.LogLevel != slog.LevelDebug {
 		t.Errorf("got %+v", c)
+	}
+	if c.DecryptFailures != (Rate{N: 5, Per: time.Second}) || c.DecryptFailures.String() != "5/s" {
+		t.Errorf("DecryptFailures = %v", c.DecryptFailures)
 	}
 	if c.Replies.Welcome != "" || c.Replies.Expired != "old" {
 		t.Errorf("replies = %+v", c.Replies)
@@ -84,6 +92,11 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DEDUP_TTL", "ten minutes"}, "CALLBACK_DEDUP_TTL"},
 		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_BUDGET", "5s"}, "CALLBACK_BUDGET"},
 		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "-1s"}, "CALLBACK_TIMESTAMP_WINDOW"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "0"}, "CALLBACK_TIMESTAMP_WINDOW"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DECRYPT_FAILURES_PER_IP", "10"}, "CALLBACK_DECRYPT_FAILURES_PER_IP"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DECRYPT_FAILURES_PER_IP", "10/d"}, "CALLBACK_DECRYPT_FAILURES_PER_IP"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DECRYPT_FAILURES_PER_IP", "0/m"}, "CALLBACK_DECRYPT_FAILURES_PER_IP"},
+		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_DECRYPT_FAILURES_PER_IP", "-1/m"}, "CALLBACK_DECRYPT_FAILURES_PER_IP"},
 		{[]string{"WECHAT_TOKEN", "tok", "NOTIFY_TIMEOUT", "4500ms"}, "NOTIFY_TIMEOUT"},
 		{[]string{"WECHAT_TOKEN", "tok", "USER_INFO_TIMEOUT", "0s"}, "USER_INFO_TIMEOUT"},
 		{[]string{"WECHAT_TOKEN", "tok", "WECHAT_ORIGINAL_ID", "gh 1"}, "WECHAT_ORIGINAL_ID"},
@@ -98,6 +111,27 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("Load() error = %v, want one starting with %s:", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTimestampWindowZero: without the window, a captured plaintext request
+// passes again (with any body) once the replay memory forgets its nonce, so
+// 0 is refused unless every request must be encrypted.
+func TestTimestampWindowZero(t *testing.T) {
+	for _, vars := range [][]string{
+		{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "0"},
+		{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "0s", "WECHAT_AES_KEY", aesKey, "WECHAT_APPID", "wx1"},
+		{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "0", "WECHAT_AES_KEY", aesKey, "WECHAT_APPID", "wx1", "CALLBACK_REQUIRE_ENCRYPTION", "false"},
+	} {
+		_, err := Load(env(vars...))
+		if err == nil || err.Error() != "CALLBACK_TIMESTAMP_WINDOW: 0 (no check) needs CALLBACK_REQUIRE_ENCRYPTION=true" {
+			t.Errorf("%v: Load error = %v", vars, err)
+		}
+	}
+	c, err := Load(env("WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "0", "WECHAT_AES_KEY", aesKey,
+		"WECHAT_APPID", "wx1", "CALLBACK_REQUIRE_ENCRYPTION", "true"))
+	if err != nil || c.TimestampWindow != 0 {
+		t.Fatalf("with CALLBACK_REQUIRE_ENCRYPTION: %v, %v", c, err)
 	}
 }
 
