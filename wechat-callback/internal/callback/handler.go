@@ -38,7 +38,8 @@ const (
 	reasonToUser       = "wrong_to_user"
 	reasonMode         = "wrong_mode"
 
-	// Not a rejection: answered REPLY_UNAVAILABLE with 200, not processed.
+	// Not refused with an error status: answered REPLY_UNAVAILABLE with 200,
+	// and not processed.
 	reasonReplayUnavailable = "replay_check_unavailable"
 )
 
