@@ -44,8 +44,9 @@ import (
 // shutdownTimeout bounds the graceful shutdown.
 const shutdownTimeout = 10 * time.Second
 
-// redisCooldown is how long the in-memory store stands in after a Redis
-// failure before Redis is tried again.
+// redisCooldown is how long Redis is left alone after a failure: callbacks
+// are answered "unavailable" without processing (the replay check fails
+// closed) and duplicates are looked up in memory only.
 const redisCooldown = 2 * time.Second
 
 func main() {
@@ -102,8 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := callback.NewMetrics(reg)
 
-	var store dedup.Store = dedup.NewMemory()
-	var tokens wechat.TokenCache // nil: the client's own memory
+	var store dedup.Store = dedup.NewMemory() // a single instance
+	var tokens wechat.TokenCache              // nil: the client's own memory
 	if cfg.RedisURL != "" {
 		rdb, err := dedup.OpenRedis(cfg.RedisURL, "scanlogin:callback:")
 		if err != nil {
@@ -113,15 +114,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// The same key the push servers use: one access token per account.
 		tokens = redistoken.New(rdb.Client(), "scanlogin:", cfg.AppID)
 		if err := rdb.Ping(ctx); err != nil {
-			log.Warn("redis unreachable at start; in-memory duplicate store stands in", "err", err)
+			log.Warn("redis unreachable at start; callbacks are answered unavailable until it answers", "err", err)
 		}
 		store = &dedup.Fallback{
-			Primary:   rdb,
-			Secondary: store,
-			Cooldown:  redisCooldown,
+			Primary:  rdb,
+			Local:    dedup.NewMemory(),
+			Cooldown: redisCooldown,
 			OnError: func(err error) {
 				metrics.StoreFailed()
-				log.Warn("redis failed; in-memory duplicate store stands in", "err", err)
+				log.Warn("redis failed", "err", err)
 			},
 		}
 	}

@@ -64,7 +64,17 @@ func eventType(m *wechat.Message) string {
 // key, processes the message and stores its answer; later copies, also
 // concurrent ones, wait for that answer within ctx and return it ("" when
 // the first copy does not finish in time). dup reports a later copy.
+//
+// Nothing is processed unless checkReplay found the request's (timestamp,
+// nonce) pair new: when the replay memory could not tell, the answer is
+// REPLY_UNAVAILABLE. The duplicate check is best effort (a store failure
+// lets the copy through), as Notify is idempotent per event id.
 func (h *handler) dedupe(ctx context.Context, msg *wechat.Message) (text string, dup bool) {
+	if rc := replayCheckOf(ctx); !rc.passed {
+		h.metrics.rejected.WithLabelValues(reasonReplayUnavailable).Inc()
+		h.log.Warn("callback not processed", "reason", reasonReplayUnavailable, "err", rc.err)
+		return h.cfg.Replies.Unavailable, false
+	}
 	key := "event:" + digest(eventID(msg))
 	claimed, err := h.store.Claim(ctx, key, h.cfg.Budget+leaseMargin)
 	if err != nil {

@@ -43,6 +43,10 @@ const (
 	// reasonThrottled refuses the encrypted requests of an address that
 	// failed to decrypt too often (CALLBACK_DECRYPT_FAILURES_PER_IP).
 	reasonThrottled = "too_many_failures"
+
+	// Not refused with an error status: answered REPLY_UNAVAILABLE with 200,
+	// and not processed.
+	reasonReplayUnavailable = "replay_check_unavailable"
 )
 
 // handler serves /wechat/callback. Its fields are set once by NewServer.
@@ -145,6 +149,7 @@ func (h *handler) receive(c *gin.Context) {
 	// for its retry. The budget keeps us inside WeChat's 5 seconds.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), h.cfg.Budget)
 	defer cancel()
+	ctx = withReplayCheck(ctx)
 
 	req, rej := h.verify(ctx, c)
 	if rej != nil {
@@ -261,23 +266,51 @@ func (h *handler) checkMessage(msg *wechat.Message) *rejection {
 
 // checkReplay remembers the (timestamp, nonce) pair with a digest of the
 // body and rejects the request if the pair came before with another body.
-// A store failure lets the request through: the signature and the timestamp
-// window still hold.
+// It fails closed: only a pair the replay memory finds new marks the request
+// for processing (see replayCheck); when the memory cannot tell, the request
+// goes on through the other checks and is then answered "unavailable"
+// without being processed.
 func (h *handler) checkReplay(ctx context.Context, timestamp, nonce string, body []byte) *rejection {
 	sum := sha256.Sum256(body)
 	ok, err := h.store.Remember(ctx, "nonce:"+digest(timestamp+"|"+nonce), hex.EncodeToString(sum[:]), h.nonceTTL())
+	rc := replayCheckOf(ctx)
 	if err != nil {
-		h.log.Error("replay check skipped", "err", err)
+		rc.err = err
 		return nil
 	}
 	if !ok {
 		return reject(http.StatusForbidden, reasonReplay, "timestamp and nonce seen before with another body")
 	}
+	rc.passed = true
 	return nil
 }
 
+// replayCheck is checkReplay's verdict on one request, left in its context
+// (withReplayCheck) for dedupe, which processes only requests that passed.
+type replayCheck struct {
+	passed bool  // the pair is new
+	err    error // why the replay memory could not tell
+}
+
+type replayCheckKey struct{}
+
+// withReplayCheck returns ctx with room for checkReplay's verdict.
+func withReplayCheck(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replayCheckKey{}, new(replayCheck))
+}
+
+// replayCheckOf returns the verdict held by ctx; without one, a verdict
+// that did not pass.
+func replayCheckOf(ctx context.Context) *replayCheck {
+	if rc, ok := ctx.Value(replayCheckKey{}).(*replayCheck); ok {
+		return rc
+	}
+	return &replayCheck{err: errors.New("replay not checked")}
+}
+
 // nonceTTL is how long a (timestamp, nonce) pair is remembered: as long as
-// its timestamp can pass the window check, and at least the duplicate TTL.
+// its timestamp can pass the window check (it may arrive up to a window
+// early and stay valid a window after), and at least the duplicate TTL.
 func (h *handler) nonceTTL() time.Duration {
 	return max(2*h.cfg.TimestampWindow+time.Minute, h.cfg.DedupTTL)
 }

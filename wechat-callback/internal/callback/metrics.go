@@ -56,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wechat_callback_store_failures_total",
-			Help: "Failed operations on the shared duplicate store (Redis); the in-memory store stood in.",
+			Help: "Failed operations on the shared store (Redis).",
 		}),
 	}
 	reg.MustRegister(m.requests, m.events, m.sigFailures, m.duplicates, m.replays,

@@ -2,19 +2,22 @@
 // has seen, so that a replayed request is rejected and a duplicate event is
 // answered as the first copy was, and processed once.
 //
-// Two operations are offered, each with an in-process implementation
+// Two memories are offered, each with an in-process implementation
 // ([Memory]) and one shared by every callback instance ([Redis]):
 //
-//   - Remember ties a key (a request's timestamp and nonce) to a digest (of
-//     its body) and reports whether an earlier request used the key with a
-//     different digest.
-//   - Claim, Finish and Answer implement "first copy processes, others wait
-//     for its answer": Claim reserves a key for a short lease, Finish stores
-//     the answer for a longer time, Answer reads it.
+//   - [Nonces] (replay memory): Remember ties a key (a request's timestamp
+//     and nonce) to a digest (of its body) and reports whether an earlier
+//     request used the key with a different digest.
+//   - Claim, Finish and Answer (duplicate memory) implement "first copy
+//     processes, others wait for its answer": Claim reserves a key for a
+//     short lease, Finish stores the answer for a longer time, Answer reads
+//     it.
 //
-// [Fallback] puts the in-process store behind the shared one for the time the
-// shared one fails, so that a Redis outage degrades duplicate detection to
-// per instance instead of stopping logins.
+// [Fallback] combines Redis with this instance's memory. The two memories
+// fail differently on purpose: the replay memory fails closed (a Redis
+// failure is an error, the request must not be processed), while the
+// duplicate memory falls back to this instance, as a duplicate that slips
+// through is harmless.
 package dedup
 
 import (
@@ -22,12 +25,20 @@ import (
 	"time"
 )
 
-// Store is what wechat-callback needs from a duplicate memory. Keys are
-// short, opaque strings chosen by the caller.
-type Store interface {
+// Nonces is the replay memory. A request's key is new only if Remember says
+// so without an error.
+type Nonces interface {
 	// Remember records digest under key for ttl unless key is already
 	// known. It reports false when key is known with a different digest.
+	// An error means it cannot tell: the caller must treat the key as not
+	// new.
 	Remember(ctx context.Context, key, digest string, ttl time.Duration) (bool, error)
+}
+
+// Store is what wechat-callback needs from its memory: replays and
+// duplicates. Keys are short, opaque strings chosen by the caller.
+type Store interface {
+	Nonces
 	// Claim reserves key for lease and reports whether the caller got it
 	// (false: another copy holds it or has finished it).
 	Claim(ctx context.Context, key string, lease time.Duration) (bool, error)

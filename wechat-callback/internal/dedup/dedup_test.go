@@ -15,8 +15,13 @@ import (
 
 // testStore runs the behaviour every Store must have.
 func testStore(t *testing.T, s Store, wait func(time.Duration)) {
-	ctx := context.Background()
+	testNonces(t, s)
+	testAnswers(t, s, wait)
+}
 
+// testNonces runs the behaviour of a working replay memory.
+func testNonces(t *testing.T, s Nonces) {
+	ctx := context.Background()
 	t.Run("Remember", func(t *testing.T) {
 		for i, tc := range []struct {
 			key, digest string
@@ -33,7 +38,11 @@ func testStore(t *testing.T, s Store, wait func(time.Duration)) {
 			}
 		}
 	})
+}
 
+// testAnswers runs the behaviour of a duplicate memory.
+func testAnswers(t *testing.T, s Store, wait func(time.Duration)) {
+	ctx := context.Background()
 	t.Run("ClaimFinishAnswer", func(t *testing.T) {
 		if _, ok, err := s.Answer(ctx, "e1"); ok || err != nil {
 			t.Fatalf("Answer before Claim = %v, %v", ok, err)
@@ -137,13 +146,39 @@ func (failing) Answer(context.Context, string) (string, bool, error)        { re
 
 func TestFallback(t *testing.T) {
 	var errs atomic.Int32
-	f := &Fallback{Primary: failing{}, Secondary: NewMemory(), OnError: func(error) { errs.Add(1) }}
-	testStore(t, f, time.Sleep)
+	f := &Fallback{Primary: failing{}, Local: NewMemory(), OnError: func(error) { errs.Add(1) }}
+	testAnswers(t, f, time.Sleep)
 	if errs.Load() == 0 {
 		t.Error("OnError never called")
 	}
 }
 
+// TestFallbackRememberFailsClosed: while the primary fails no key is new,
+// and the first body seen for a key is kept.
+func TestFallbackRememberFailsClosed(t *testing.T) {
+	f := &Fallback{Primary: failing{}, Local: NewMemory(), Cooldown: time.Hour}
+	ctx := context.Background()
+	for i, tc := range []struct {
+		digest  string
+		wantErr bool
+	}{
+		{"a", true},  // first seen: cannot tell
+		{"a", true},  // the same body again: still cannot tell
+		{"b", false}, // another body: known here, refused
+	} {
+		ok, err := f.Remember(ctx, "n1", tc.digest, time.Minute)
+		if ok || (err != nil) != tc.wantErr {
+			t.Fatalf("step %d: Remember(n1, %s) = %v, %v; want false, error %v", i, tc.digest, ok, err, tc.wantErr)
+		}
+		if tc.wantErr && !errors.Is(err, errDown) && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("step %d: error %v", i, err)
+		}
+	}
+}
+
+// TestFallbackRedisOutage: replay memory fails closed and forgets nothing
+// across an outage and a Redis that restarts empty; duplicate memory falls
+// back to the instance's own.
 func TestFallbackRedisOutage(t *testing.T) {
 	srv := redistest.Start(t)
 	opts, _ := redis.ParseURL(srv.URL())
@@ -153,15 +188,32 @@ func TestFallbackRedisOutage(t *testing.T) {
 	rdb := redis.NewClient(opts)
 	t.Cleanup(func() { rdb.Close() })
 	var errs atomic.Int32
-	f := &Fallback{Primary: NewRedis(rdb, "t:"), Secondary: NewMemory(), Cooldown: 100 * time.Millisecond,
+	const cooldown = 100 * time.Millisecond
+	f := &Fallback{Primary: NewRedis(rdb, "t:"), Local: NewMemory(), Cooldown: cooldown,
 		OnError: func(error) { errs.Add(1) }}
+	other := &Fallback{Primary: NewRedis(rdb, "t:"), Local: NewMemory(), Cooldown: cooldown} // another instance
 	ctx := context.Background()
+	remember := func(f *Fallback, key, digest string, want bool, wantErr bool) {
+		t.Helper()
+		ok, err := f.Remember(ctx, key, digest, time.Minute)
+		if ok != want || (err != nil) != wantErr {
+			t.Fatalf("Remember(%s, %s) = %v, %v; want %v, error %v", key, digest, ok, err, want, wantErr)
+		}
+	}
 
-	if ok, err := f.Claim(ctx, "before", time.Minute); !ok || err != nil {
+	remember(f, "before", "a", true, false)
+	if ok, err := f.Claim(ctx, "e:before", time.Minute); !ok || err != nil {
 		t.Fatalf("Claim = %v, %v", ok, err)
 	}
+	if err := f.Finish(ctx, "e:before", "x", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
 	srv.Kill()
-	for i := range 3 {
+	remember(f, "during", "a", false, true) // Redis cannot tell: not new
+	remember(f, "during", "b", false, false)
+	remember(f, "before", "b", false, false)
+	for i := range 3 { // duplicates fall back to memory
 		key := fmt.Sprint("during", i)
 		if ok, err := f.Claim(ctx, key, time.Minute); !ok || err != nil {
 			t.Fatalf("Claim during outage = %v, %v", ok, err)
@@ -179,12 +231,27 @@ func TestFallbackRedisOutage(t *testing.T) {
 	if errs.Load() == 0 {
 		t.Fatal("outage not reported")
 	}
-	srv.Restart()
-	time.Sleep(150 * time.Millisecond) // the cooldown
-	if ok, err := f.Claim(ctx, "after", time.Minute); !ok || err != nil {
+
+	srv.Restart() // empty
+	time.Sleep(2 * cooldown)
+	remember(f, "before", "b", false, false) // Redis lost it, memory did not
+	if ok, _ := f.Claim(ctx, "e:before", time.Minute); ok {
+		t.Fatal("Claim of a key finished before the restart succeeded")
+	}
+	if a, ok, err := f.Answer(ctx, "e:before"); a != "x" || !ok || err != nil {
+		t.Fatalf("Answer after restart = %q, %v, %v", a, ok, err)
+	}
+
+	remember(f, "after", "a", true, false) // Redis is back; "during" is sent to it
+	if v, err := rdb.Get(ctx, "t:during").Result(); err != nil || v != "a" {
+		t.Fatalf("key seen during the outage in Redis: %q, %v", v, err)
+	}
+	remember(other, "during", "b", false, false) // another body, another instance
+	remember(f, "during", "a", true, false)      // the first body, retried
+	if ok, err := f.Claim(ctx, "e:after", time.Minute); !ok || err != nil {
 		t.Fatalf("Claim after restart = %v, %v", ok, err)
 	}
-	if n, _ := rdb.Exists(ctx, "t:after").Result(); n != 1 {
+	if n, _ := rdb.Exists(ctx, "t:e:after").Result(); n != 1 {
 		t.Fatal("claim after restart did not reach Redis")
 	}
 }

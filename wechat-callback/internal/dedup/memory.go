@@ -41,6 +41,14 @@ func (m *Memory) Remember(_ context.Context, key, digest string, ttl time.Durati
 	return true, nil
 }
 
+// known returns the digest Remember stored under key, without storing one.
+func (m *Memory) known(key string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.get(key)
+	return e.value, ok
+}
+
 // Claim implements Store.
 func (m *Memory) Claim(_ context.Context, key string, lease time.Duration) (bool, error) {
 	m.mu.Lock()

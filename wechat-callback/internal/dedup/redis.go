@@ -39,7 +39,7 @@ func NewRedis(rdb redis.UniversalClient, prefix string) *Redis {
 }
 
 // Timeouts of a Redis opened by OpenRedis. They are short because the
-// callback has 5 seconds in all, and Fallback stands in when Redis is slow.
+// callback has 5 seconds in all: a slow Redis is a failed one.
 const (
 	redisDialTimeout = 500 * time.Millisecond
 	redisIOTimeout   = 300 * time.Millisecond
