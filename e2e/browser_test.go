@@ -396,6 +396,34 @@ func TestBrowserReconnect(t *testing.T) {
 		p.waitLoggedIn(openid)
 	})
 
+	// A second tab resumes the page's session (a duplicated tab copies
+	// sessionStorage): the first is told, stops, and does not take it back.
+	t.Run("displaced tab stops", func(t *testing.T) {
+		p := openPage(t, b, s.PageURL())
+		src := p.waitQR("", 15*time.Second)
+		pair := eval[string](t, p.ctx, `sessionStorage.getItem("scanlogin")`)
+		other := &page{t: t, ctx: b.tab("other")}
+		run(t, other.ctx, "open the page in another tab", chromedp.Navigate(s.PageURL()))
+		other.waitQR("", 15*time.Second)
+		pairJS, _ := json.Marshal(pair)
+		eval[bool](t, other.ctx, `sessionStorage.setItem("scanlogin", `+string(pairJS)+`), window.__scanlogin.dropSocket(), true`)
+		waitFor(t, p.ctx, "the displaced state",
+			`document.querySelector("#state").dataset.state === "error" && document.querySelector("#conn").dataset.conn === "closed"`, 15*time.Second)
+		waitFor(t, other.ctx, "the resumed code", `document.querySelector("#conn").dataset.resumed === "true"`, 15*time.Second)
+		if got := other.waitQR("", 5*time.Second); got != src {
+			t.Fatalf("the other tab shows %q, want the resumed code %q", got, src)
+		}
+		time.Sleep(2 * time.Second) // would the first tab reconnect and take it back?
+		if got := eval[string](t, p.ctx, `document.querySelector("#conn").dataset.conn`); got != "closed" {
+			t.Fatalf("the displaced tab's connection is %q, want closed", got)
+		}
+		openid, _ := scanInBrowser(t, phone, decodeQR(t, src))
+		other.waitLoggedIn(openid)
+		if got := p.state(); got != "error" {
+			t.Fatalf("the displaced tab is in state %q", got)
+		}
+	})
+
 	t.Run("server restart gives a new session", func(t *testing.T) {
 		p := openPage(t, b, s.PageURL())
 		src := p.waitQR("", 15*time.Second)

@@ -79,6 +79,23 @@ func TestClusterResumeOnOtherInstance(t *testing.T) {
 	}
 }
 
+func TestClusterResumeDisplacesTabOnOtherInstance(t *testing.T) {
+	ins, _, _ := startCluster(t, 2)
+	a, b := ins[0], ins[1]
+	tab1 := a.mustDial("")
+	qr := tab1.expect("qrcode")
+	tab2 := b.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	tab2.expect("qrcode")
+	if e := tab1.expect("error"); e.Code != "session_taken" {
+		t.Fatalf("displaced tab got %+v, want session_taken", e)
+	}
+	tab1.expectClose(4002)
+	if res := a.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
+		t.Fatalf("Notify = %v", res)
+	}
+	tab2.expect("login")
+}
+
 func TestClusterDuplicatesRacedAcrossInstances(t *testing.T) {
 	ins, _, _ := startCluster(t, 2)
 	br := ins[0].mustDial("")
@@ -164,11 +181,15 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 	rs.Restart()
 	waitReady(t, a, http.StatusOK)
 	waitReady(t, b, http.StatusOK)
-	// The restarted Redis (no persistence) forgot the old session: a new
-	// code works end to end across instances.
-	_ = openQR
+	// The restarted Redis (no persistence) forgot the old session: the tab
+	// is told its code expired, and a new code works end to end across
+	// instances.
+	open.expect("expired")
 	open.send(`{"type":"refresh"}`)
 	qr := open.expect("qrcode")
+	if qr.Session == openQR.Session {
+		t.Fatalf("refresh kept the lost session")
+	}
 	// Right after the restart, instance a may still be resubscribing: the
 	// login is then stored and handed over by a's resync. Either way it arrives.
 	res := b.notify(qr, pushv1.Event_EVENT_SCAN, "oDan", "ev-9")

@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("wechat client: %w", err)
 	}
-	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL}, b.store,
+	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL, LoginResume: login.ResumeWindow(cfg.TokenTTL)}, b.store,
 		qrIssuer{wc: wc, metrics: m}, tokens, b.router, m)
 	b.logins = logins
 

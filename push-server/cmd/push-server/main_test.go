@@ -403,6 +403,87 @@ func TestResumeReceivesWhatHappenedWhileAway(t *testing.T) {
 	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED || !res.Duplicate {
 		t.Errorf("retry = %v", res)
 	}
+
+	// A resume took the login: the session is consumed, and another resume
+	// gets no token but an error and a new session.
+	b3 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	if e := b3.expect("error"); e.Code != "resume_failed" {
+		t.Fatalf("second resume = %+v, want resume_failed", e)
+	}
+	if fresh := b3.expect("qrcode"); fresh.Session == qr.Session {
+		t.Fatalf("second resume reattached: %+v", fresh)
+	}
+}
+
+// A stored login is handed to a resume only within min(60s, TOKEN_TTL/2)
+// of the confirmation.
+func TestResumeAfterWindowGetsNoToken(t *testing.T) {
+	in := start(t, map[string]string{"TOKEN_TTL": "2s"}) // a window of 1s
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+	b.ws.Close()
+	in.waitConns(0)
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_STORED {
+		t.Fatalf("Notify while away = %v", res)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the window
+
+	b2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	if e := b2.expect("error"); e.Code != "resume_failed" {
+		t.Fatalf("resume after the window = %+v, want resume_failed", e)
+	}
+	if fresh := b2.expect("qrcode"); fresh.Session == qr.Session {
+		t.Fatalf("resume after the window reattached: %+v", fresh)
+	}
+}
+
+// A second correct resume of a session takes it over: the connection that
+// held it gets session_taken and close 4002; the new one gets the login.
+func TestResumeDisplacesOtherTab(t *testing.T) {
+	in := start(t, nil)
+	tab1 := in.mustDial("")
+	qr := tab1.expect("qrcode")
+	tab2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
+	if again := tab2.expect("qrcode"); again.Session != qr.Session {
+		t.Fatalf("resume = %+v", again)
+	}
+	if e := tab1.expect("error"); e.Code != "session_taken" {
+		t.Fatalf("displaced tab got %+v, want session_taken", e)
+	}
+	tab1.expectClose(4002)
+	in.waitConns(1)
+	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
+		t.Fatalf("Notify = %v", res)
+	}
+	tab2.expect("login")
+	tab2.expectClose(websocket.CloseNormalClosure)
+}
+
+// A connection bound with a token is closed with 4001 when the token stops
+// being accepted (exp plus the 5 s leeway); the token is then refused.
+func TestTokenConnectionClosedAtExpiry(t *testing.T) {
+	in := start(t, map[string]string{"TOKEN_TTL": "2s"})
+	b := in.mustDial("")
+	qr := b.expect("qrcode")
+	in.notify(qr, pushv1.Event_EVENT_SCAN, "oCarol", "ev-1")
+	tok := url.QueryEscape(b.expect("login").Token)
+
+	tab := in.mustDial("token=" + tok)
+	_ = tab.ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for {
+		_, _, err := tab.ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != 4001 {
+			t.Fatalf("token connection ended with %v, want close 4001", err)
+		}
+		break
+	}
+	if _, resp, err := in.dial("token="+tok, nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("expired token: %v %v, want 401", resp, err)
+	}
 }
 
 func TestResumeWaitingSessionKeepsQRCode(t *testing.T) {

@@ -49,13 +49,14 @@ func (s *Server) serveWS(c *gin.Context) {
 		return
 	}
 	var openid string
+	var until time.Time // when the token stops being accepted
 	if raw != "" {
 		claims, err := s.tokens.Verify(raw, time.Now())
 		if err != nil {
 			reject(http.StatusUnauthorized, "bad_token", "invalid or expired token")
 			return
 		}
-		openid = claims.Subject
+		openid, until = claims.Subject, claims.ValidUntil()
 	}
 	if !s.conns.Acquire(ip) {
 		c.Header("Retry-After", "10")
@@ -78,6 +79,9 @@ func (s *Server) serveWS(c *gin.Context) {
 	switch {
 	case openid != "":
 		s.reg.AttachUser(openid, cl)
+		// The connection lasts as long as its token: then Alarm closes it
+		// with 4001 and the browser reconnects with a fresh token.
+		conn.SetAlarm(until)
 	case sid != "":
 		cl.resume(sid, resume)
 	default:
@@ -102,14 +106,22 @@ type client struct {
 	refreshes int    // reader goroutine only
 }
 
-// Send implements hub.Conn. A login message ends the connection with 1000.
+// Send implements hub.Conn. A login message ends the connection with 1000,
+// a session_taken error (another connection resumed the session) with 4002.
 func (cl *client) Send(msg []byte) bool {
-	if login.IsLogin(msg) {
-		cl.conn.SetAlarm(time.Time{})
-		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseNormal)).Inc()
-		return cl.conn.SendAndClose(msg, session.CloseNormal, "logged in")
+	switch {
+	case login.IsLogin(msg):
+		return cl.sendAndClose(msg, session.CloseNormal, "logged in")
+	case login.IsSessionTaken(msg):
+		return cl.sendAndClose(msg, session.CloseSessionTaken, "session taken")
 	}
 	return cl.conn.Send(msg)
+}
+
+func (cl *client) sendAndClose(msg []byte, code int, reason string) bool {
+	cl.conn.SetAlarm(time.Time{})
+	cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(code)).Inc()
+	return cl.conn.SendAndClose(msg, code, reason)
 }
 
 // Receive implements session.Handler.
@@ -201,9 +213,16 @@ func (cl *client) attach(sess *login.Session) {
 	cl.conn.SetAlarm(sess.ExpiresAt)
 }
 
-// Alarm implements session.Handler: the session's time is up. It tells
-// the browser, if the session did expire (it may have been confirmed).
+// Alarm implements session.Handler. On an authenticated connection the
+// token has expired: the connection closes with 4001. Otherwise the
+// session's time is up: it tells the browser, if the session did expire
+// (it may have been confirmed).
 func (cl *client) Alarm(*session.Conn) {
+	if cl.openid != "" {
+		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseTokenExpired)).Inc()
+		cl.conn.Close(session.CloseTokenExpired, "token expired")
+		return
+	}
 	cl.mu.Lock()
 	id := cl.sid
 	cl.mu.Unlock()
@@ -269,7 +288,14 @@ func (cl *client) resume(id, secret string) {
 		}
 		cl.Send(m)
 	}
-	if final != nil {
+	switch {
+	case final != nil:
 		cl.Send(final)
+	case now.State == login.StateConfirmed:
+		// The login went to another resume, or reached this connection
+		// live (which is then closing, and Send fails): not ours to have.
+		if cl.Send(login.ErrorFrame(login.CodeResumeFailed, "session not found or expired; here is a new one")) {
+			cl.start(true)
+		}
 	}
 }

@@ -51,6 +51,9 @@ const (
 	CodeRefreshLimit        = "refresh_limit"
 	CodeSlowConsumer        = "slow_consumer"
 	CodeInternal            = "internal"
+	// CodeSessionTaken: another connection resumed this one's session; the
+	// server then closes this one (4002) and the browser must not resume.
+	CodeSessionTaken = "session_taken"
 )
 
 // Fixed messages, rendered once.
@@ -59,6 +62,9 @@ var (
 	MsgExpired   = []byte(`{"type":"expired"}`)
 	MsgCancelled = []byte(`{"type":"cancelled"}`)
 	MsgPong      = []byte(`{"type":"pong"}`)
+	// MsgSessionTaken goes to the connections of a session that another
+	// connection resumed; they close after it.
+	MsgSessionTaken = ErrorFrame(CodeSessionTaken, "this login continues in another tab or window")
 )
 
 // Encode renders a message; the message types above always encode.
@@ -90,3 +96,7 @@ var pushPrefix = []byte(`{"type":"message"`)
 // the browser when no connection took it, unlike state messages, which the
 // session itself keeps.
 func IsPush(msg []byte) bool { return bytes.HasPrefix(msg, pushPrefix) }
+
+// IsSessionTaken reports whether msg is MsgSessionTaken, after which the
+// connection is closed with 4002.
+func IsSessionTaken(msg []byte) bool { return bytes.Equal(msg, MsgSessionTaken) }

@@ -50,6 +50,19 @@ type Observer interface {
 // Config is what the Service needs to know.
 type Config struct {
 	TTL time.Duration // life of a QR code and its session (LOGIN_TTL)
+	// LoginResume is how long after a confirmation a resume may still be
+	// handed the login, once (ResumeWindow); zero: ResumeWindow(0).
+	LoginResume time.Duration
+}
+
+// ResumeWindow is how long after a confirmation a resume may be handed the
+// login: a minute, or half of tokenTTL when shorter, so the token it carries
+// is never stale, let alone expired.
+func ResumeWindow(tokenTTL time.Duration) time.Duration {
+	if tokenTTL <= 0 {
+		return time.Minute
+	}
+	return min(time.Minute, tokenTTL/2)
 }
 
 // Service creates, resumes and completes login sessions and delivers what
@@ -67,6 +80,9 @@ type Service struct {
 
 // NewService wires a Service.
 func NewService(log *slog.Logger, cfg Config, store Store, qr QRIssuer, tokens Minter, router Router, obs Observer) *Service {
+	if cfg.LoginResume <= 0 {
+		cfg.LoginResume = ResumeWindow(0)
+	}
 	return &Service{log: log, cfg: cfg, store: store, qr: qr, tokens: tokens, router: router, obs: obs, now: time.Now}
 }
 
@@ -120,30 +136,50 @@ func (s *Service) Refresh(ctx context.Context, old string) (*Started, error) {
 	return s.Start(ctx)
 }
 
-// Resume returns the live session id whose resume secret is secret. A wrong
-// secret, an unknown id and an expired session are all ErrNotFound, so a
-// guesser learns nothing.
+// Resume returns the live session id whose resume secret is secret, and
+// tells the connections attached to it that it was taken over (they close
+// with MsgSessionTaken): a session has one browser connection. A wrong
+// secret, an unknown id, an expired session, and a confirmed one whose
+// login a resume took already or whose LoginResume window has passed are
+// all ErrNotFound, so a guesser learns nothing.
 func (s *Service) Resume(ctx context.Context, id, secret string) (*Session, error) {
 	sess, err := s.store.Get(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("resume: %w", err)
 	}
-	if !sess.ResumeOK(secret) || sess.StateAt(s.now()) == StateExpired {
+	now := s.now()
+	if !sess.ResumeOK(secret) || sess.StateAt(now) == StateExpired ||
+		sess.State == StateConfirmed && !CanTakeLogin(sess, now.Add(-s.cfg.LoginResume)) {
 		return nil, fmt.Errorf("resume: %w", ErrNotFound)
+	}
+	if _, err := s.router.ToSession(ctx, id, MsgSessionTaken); err != nil {
+		s.log.Debug("resume: tell the displaced connection", "err", err)
 	}
 	return sess, nil
 }
 
 // Catchup returns the session id as it is now and what a browser that just
 // attached to it missed, oldest first: the latest state message (scanned,
-// login or cancelled) and the pushes kept while it was away.
+// login or cancelled) and the pushes kept while it was away. A login is
+// handed out only within the LoginResume window and to one resume only
+// (Store.TakeLogin): a confirmed session without a login among the missed
+// messages is one this browser cannot have.
 func (s *Service) Catchup(ctx context.Context, id string) (*Session, [][]byte, error) {
 	sess, err := s.store.Get(ctx, id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("catch up: %w", err)
 	}
 	var out [][]byte
-	if sess.Last != nil {
+	switch {
+	case IsLogin(sess.Last):
+		msg, err := s.store.TakeLogin(ctx, id, s.now().Add(-s.cfg.LoginResume))
+		if err != nil {
+			s.log.Warn("catch up: take login", "err", err)
+		}
+		if msg != nil {
+			out = append(out, msg)
+		}
+	case sess.Last != nil:
 		out = append(out, sess.Last)
 		if !sess.Delivered {
 			if err := s.store.MarkDelivered(ctx, id); err != nil {
@@ -160,10 +196,15 @@ func (s *Service) Catchup(ctx context.Context, id string) (*Session, [][]byte, e
 
 // Redeliver hands the browsers of sessions ids what they may have missed
 // while deliveries failed (Redis was away): a state message that reached no
-// connection, and kept pushes.
+// connection, and kept pushes. A session that is gone (Redis came back
+// empty) gets MsgExpired, so its browser asks for a new code.
 func (s *Service) Redeliver(ctx context.Context, ids []string) {
 	for _, id := range ids {
 		sess, err := s.store.Get(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			_, _ = s.router.ToSession(ctx, id, MsgExpired)
+			continue
+		}
 		if err != nil {
 			continue
 		}

@@ -263,3 +263,120 @@ func TestPushFrameMatchesEncode(t *testing.T) {
 		}
 	}
 }
+
+func TestResumeWindow(t *testing.T) {
+	for ttl, want := range map[time.Duration]time.Duration{
+		5 * time.Minute: time.Minute, 2 * time.Minute: time.Minute, 90 * time.Second: 45 * time.Second,
+		2 * time.Second: time.Second, 0: time.Minute,
+	} {
+		if got := ResumeWindow(ttl); got != want {
+			t.Errorf("ResumeWindow(%s) = %s, want %s", ttl, got, want)
+		}
+	}
+}
+
+// A login is handed to a resume only within LoginResume of the
+// confirmation, and to one resume only; later resumes fail.
+func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Now()
+	setup := func(t *testing.T) (*Service, *fakeRouter, *Started) {
+		svc, r := newService(t)
+		svc.now = func() time.Time { return clock }
+		st, _ := svc.Start(ctx)
+		if res, _, _ := svc.Notify(ctx, scan(st, "alice", "e1")); res != ResultStored {
+			t.Fatalf("notify while away = %v", res)
+		}
+		return svc, r, st
+	}
+	resume := func(svc *Service, st *Started) ([][]byte, error) {
+		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); err != nil {
+			return nil, err
+		}
+		_, missed, err := svc.Catchup(ctx, st.Session.ID)
+		return missed, err
+	}
+
+	t.Run("once", func(t *testing.T) {
+		svc, _, st := setup(t)
+		clock = clock.Add(ResumeWindow(0) - time.Second)
+		missed, err := resume(svc, st)
+		if err != nil || len(missed) != 1 || !IsLogin(missed[0]) {
+			t.Fatalf("first resume = %q, %v; want the login", missed, err)
+		}
+		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("resume after a resume took the login: %v, want ErrNotFound", err)
+		}
+		if _, missed, _ := svc.Catchup(ctx, st.Session.ID); len(missed) != 0 {
+			t.Fatalf("catch-up after a resume took the login = %q, want nothing", missed)
+		}
+	})
+
+	t.Run("after the window", func(t *testing.T) {
+		svc, _, st := setup(t)
+		clock = clock.Add(ResumeWindow(0) + time.Second)
+		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("resume after the window: %v, want ErrNotFound", err)
+		}
+		// Even a caller that got past Resume earlier gets no token now.
+		if _, missed, _ := svc.Catchup(ctx, st.Session.ID); len(missed) != 0 {
+			t.Fatalf("catch-up after the window = %q, want nothing", missed)
+		}
+	})
+
+	t.Run("delivered live, then resumed", func(t *testing.T) {
+		svc, r := newService(t)
+		svc.now = func() time.Time { return clock }
+		st, _ := svc.Start(ctx)
+		r.attach(st.Session.ID)
+		if res, _, _ := svc.Notify(ctx, scan(st, "alice", "e1")); res != ResultDelivered {
+			t.Fatalf("notify = %v", res)
+		}
+		// The browser may have dropped right after the frame: one resume
+		// within the window gets it again, and no other.
+		if missed, err := resume(svc, st); err != nil || len(missed) != 1 || !IsLogin(missed[0]) {
+			t.Fatalf("resume after a live login = %q, %v", missed, err)
+		}
+		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("second resume: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// A resume tells the connections already attached to the session that it
+// was taken over.
+func TestResumeDisplacesAttached(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	r.attach(st.Session.ID)
+	if _, err := svc.Resume(ctx, st.Session.ID, "wrong"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	if got := r.messages(st.Session.ID); len(got) != 0 {
+		t.Fatalf("a failed resume told the attached connection %q", got)
+	}
+	if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.messages(st.Session.ID); len(got) != 1 || !IsSessionTaken(got[0]) {
+		t.Fatalf("attached connection got %q, want session_taken", got)
+	}
+}
+
+// After the store lost a session (Redis restarted empty), its browser is
+// told the code expired.
+func TestRedeliverLostSession(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	r.attach(st.Session.ID)
+	r.attach("lost")
+	svc.Redeliver(ctx, []string{st.Session.ID, "lost"})
+	if got := r.messages("lost"); len(got) != 1 || string(got[0]) != string(MsgExpired) {
+		t.Fatalf("lost session's browser got %q, want expired", got)
+	}
+	if got := r.messages(st.Session.ID); len(got) != 0 {
+		t.Fatalf("live session's browser got %q", got)
+	}
+}

@@ -111,7 +111,13 @@ type Session struct {
 	EventIDs   []string  `json:"event_ids,omitempty"` // accepted events, for idempotency
 	Last       []byte    `json:"last,omitempty"`      // the latest scanned, login or cancelled message, resent on resume
 	Delivered  bool      `json:"delivered,omitempty"` // Last reached a connection
-	Pending    [][]byte  `json:"pending,omitempty"`   // pushes for a browser that is away
+	// ConfirmedAt is when the login was accepted: a resume may be handed
+	// the login only shortly after.
+	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
+	// Consumed: a resume was handed the login; the session cannot be
+	// resumed any more.
+	Consumed bool     `json:"consumed,omitempty"`
+	Pending  [][]byte `json:"pending,omitempty"` // pushes for a browser that is away
 
 	rev uint64 // the Memory store's revision of this record: +1 on every change
 }
@@ -173,6 +179,9 @@ func Transition(s *Session, ev Event, now time.Time) (res Result, duplicate, cha
 		next = StateCancelled
 	}
 	user := ev.User
+	if next == StateConfirmed {
+		s.ConfirmedAt = now
+	}
 	s.State = next
 	s.User = &user
 	s.Delivered = false
@@ -216,3 +225,9 @@ func NewSessionID() string { return randomID(idBytes) }
 
 // NewResumeSecret returns an unguessable resume secret.
 func NewResumeSecret() string { return randomID(resumeBytes) }
+
+// CanTakeLogin reports whether a resume may be handed the login of s: s is
+// confirmed, at or after since, and no resume took its login before.
+func CanTakeLogin(s *Session, since time.Time) bool {
+	return s.State == StateConfirmed && !s.Consumed && !s.ConfirmedAt.Before(since) && IsLogin(s.Last)
+}

@@ -29,6 +29,11 @@ type Store interface {
 	Apply(ctx context.Context, ev Event, now time.Time, render func(*Session) ([]byte, error)) (Outcome, error)
 	// MarkDelivered records that Last reached a connection.
 	MarkDelivered(ctx context.Context, id string) error
+	// TakeLogin hands the login kept in session id to a resume, once: when
+	// the session was confirmed at or after since and no resume took its
+	// login before, it marks the session consumed (and Last delivered) and
+	// returns Last; otherwise nil. ErrNotFound if the session is gone.
+	TakeLogin(ctx context.Context, id string, since time.Time) ([]byte, error)
 	// Expire ends a waiting or scanned session now (the browser asked for a
 	// new code).
 	Expire(ctx context.Context, id string, now time.Time) error
@@ -123,6 +128,18 @@ func (m *Memory) Apply(_ context.Context, ev Event, now time.Time, render func(*
 // MarkDelivered implements Store.
 func (m *Memory) MarkDelivered(_ context.Context, id string) error {
 	return m.update(id, func(s *Session) { s.Delivered = true })
+}
+
+// TakeLogin implements Store.
+func (m *Memory) TakeLogin(_ context.Context, id string, since time.Time) ([]byte, error) {
+	var out []byte
+	err := m.update(id, func(s *Session) {
+		if CanTakeLogin(s, since) {
+			s.Consumed, s.Delivered = true, true
+			out = s.Last
+		}
+	})
+	return out, err
 }
 
 // Expire implements Store.

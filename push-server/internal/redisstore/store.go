@@ -187,6 +187,26 @@ func (s *Store) MarkDelivered(ctx context.Context, id string) error {
 	})
 }
 
+// TakeLogin implements login.Store. The check and the mark are one
+// WATCH/MULTI transaction, so of resumes racing on several instances only
+// one is handed the login.
+func (s *Store) TakeLogin(ctx context.Context, id string, since time.Time) ([]byte, error) {
+	var out []byte
+	err := s.update(ctx, id, func(sess *login.Session) (bool, error) {
+		out = nil // a retried attempt decides again
+		if !login.CanTakeLogin(sess, since) {
+			return false, nil
+		}
+		sess.Consumed, sess.Delivered = true, true
+		out = sess.Last
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Expire implements login.Store.
 func (s *Store) Expire(ctx context.Context, id string, now time.Time) error {
 	return s.update(ctx, id, func(sess *login.Session) (bool, error) {

@@ -34,6 +34,9 @@ const (
 	ClosePolicy        = websocket.ClosePolicyViolation   // 1008: too many bad frames
 	CloseInternal      = websocket.CloseInternalServerErr // 1011
 	CloseTryAgainLater = websocket.CloseTryAgainLater     // 1013: slow consumer, rate limited, upstream down
+	// Private codes (4000-4999) of the browser protocol.
+	CloseTokenExpired = 4001 // the token of a /ws?token= connection expired: reconnect with a fresh one
+	CloseSessionTaken = 4002 // another connection resumed the session: do not resume it again
 )
 
 // closeGrace is how long we wait for the browser's close reply.

@@ -132,8 +132,10 @@ func (i *Issuer) Mint(openid, unionid, sid string, now time.Time) (string, error
 	return string(b), nil
 }
 
-// leeway tolerates clock skew between instances.
-const leeway = 30 * time.Second
+// Leeway is how long after its exp (and before its iat) Verify still accepts
+// a token: clock skew between the instance that minted it and the one that
+// checks it, no more.
+const Leeway = 5 * time.Second
 
 // ErrInvalid: the token is malformed, not ours, or expired.
 var ErrInvalid = errors.New("invalid token")
@@ -149,7 +151,7 @@ func (i *Issuer) Verify(raw string, now time.Time) (*Claims, error) {
 	if err := tok.Claims(i.key.Public(), &std, &c); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: i.issuer, Time: now}, leeway); err != nil {
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: i.issuer, Time: now}, Leeway); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if c.Subject == "" || std.Expiry == nil {
@@ -157,6 +159,10 @@ func (i *Issuer) Verify(raw string, now time.Time) (*Claims, error) {
 	}
 	return &c, nil
 }
+
+// ValidUntil is the last moment Verify accepts the token: exp plus Leeway.
+// A connection bound with the token ends then.
+func (c *Claims) ValidUntil() time.Time { return time.Unix(c.Expiry, 0).Add(Leeway) }
 
 func randomJTI() string {
 	b := make([]byte, 16)

@@ -99,3 +99,36 @@ func TestJWKSAndKeyFile(t *testing.T) {
 		t.Error("LoadKey accepted a non-PEM file")
 	}
 }
+
+// A token is accepted up to Leeway after its exp, on the verifier's clock,
+// and refused a second later.
+func TestVerifyLeeway(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	iss, err := New(GenerateKey(), "scanlogin", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := iss.Mint("oAlice", "", "sid1", now)
+	exp := now.Add(time.Minute)
+	if Leeway > 5*time.Second {
+		t.Fatalf("Leeway = %s, want at most 5s", Leeway)
+	}
+	for _, tc := range []struct {
+		at time.Time
+		ok bool
+	}{
+		{exp, true},
+		{exp.Add(Leeway - time.Second), true},
+		{exp.Add(Leeway), true},
+		{exp.Add(Leeway + time.Second), false},
+		{exp.Add(30 * time.Second), false},
+	} {
+		c, err := iss.Verify(tok, tc.at)
+		if (err == nil) != tc.ok {
+			t.Errorf("Verify at exp%+v: %v, want accepted %v", tc.at.Sub(exp), err, tc.ok)
+		}
+		if err == nil && !c.ValidUntil().Equal(exp.Add(Leeway)) {
+			t.Errorf("ValidUntil = %v, want exp+Leeway", c.ValidUntil())
+		}
+	}
+}

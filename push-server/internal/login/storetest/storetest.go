@@ -134,6 +134,62 @@ func Run(t *testing.T, newStore func(t *testing.T) login.Store) {
 		}
 	})
 
+	t.Run("take login", func(t *testing.T) {
+		st := newStore(t)
+		s := fresh()
+		st.Create(ctx, s)
+		login1 := func(s *login.Session) ([]byte, error) { return []byte(`{"type":"login","token":"t"}`), nil }
+		if msg, err := st.TakeLogin(ctx, s.ID, now.Add(-time.Minute)); err != nil || msg != nil {
+			t.Fatalf("TakeLogin of a waiting session = %q, %v; want nothing", msg, err)
+		}
+		if _, err := st.Apply(ctx, scan(s, "alice", "e1"), now, login1); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := st.Get(ctx, s.ID); !got.ConfirmedAt.Equal(now) || got.Consumed {
+			t.Fatalf("after the login: confirmed at %v, consumed %v; want %v, false", got.ConfirmedAt, got.Consumed, now)
+		}
+		// Past the window (confirmed before since): nothing, and nothing changes.
+		if msg, err := st.TakeLogin(ctx, s.ID, now.Add(time.Millisecond)); err != nil || msg != nil {
+			t.Fatalf("TakeLogin after the window = %q, %v; want nothing", msg, err)
+		}
+		if got, _ := st.Get(ctx, s.ID); got.Consumed || got.Delivered {
+			t.Fatalf("a refused TakeLogin changed the session: %+v", got)
+		}
+		// Within the window: once, under concurrency.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		handed := 0
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				msg, err := st.TakeLogin(ctx, s.ID, now.Add(-time.Minute))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if msg != nil {
+					if string(msg) != `{"type":"login","token":"t"}` {
+						t.Errorf("TakeLogin = %q", msg)
+					}
+					mu.Lock()
+					handed++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if handed != 1 {
+			t.Fatalf("the login was handed to %d resumes, want 1", handed)
+		}
+		if got, _ := st.Get(ctx, s.ID); !got.Consumed || !got.Delivered {
+			t.Fatalf("after TakeLogin: consumed %v, delivered %v; want both", got.Consumed, got.Delivered)
+		}
+		if _, err := st.TakeLogin(ctx, "missing", now); !errors.Is(err, login.ErrNotFound) {
+			t.Errorf("TakeLogin missing: %v", err)
+		}
+	})
+
 	t.Run("pending", func(t *testing.T) {
 		st := newStore(t)
 		s := fresh()

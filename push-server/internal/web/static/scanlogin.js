@@ -8,7 +8,9 @@
  * closes with 1000), or "expired" (send {"type":"refresh"} for a new code),
  * "error" {code, message}, "message" {event, data}, "pong".
  * After a drop, /ws?session=..&resume=.. reattaches to the same session and
- * replays what was missed.
+ * replays what was missed. A session has one connection: a tab whose
+ * session another tab resumed gets "error" session_taken and close 4002,
+ * and stops (state "error", code "session_taken"); it does not resume again.
  *
  * Two ways to use it:
  *
@@ -26,6 +28,18 @@
  *
  *   // or without any script of your own:
  *   <div data-scanlogin data-ws-url="wss://login.example.com/ws"></div>
+ *
+ *   // 3. After the login, Push messages for the user (/ws?token=..):
+ *   var inbox = ScanLogin.listen({
+ *     token: loginToken,
+ *     getToken: function () { return fetch("/my-token").then(r => r.text()); },
+ *     onMessage: function (event, data) { ... },
+ *   });
+ *   // The server closes the connection with 4001 when the token expires
+ *   // (exp + 5 s); listen then calls getToken (a token, or a Promise of
+ *   // one) and reconnects with what it returns. It also calls getToken
+ *   // before a reconnect when the token's exp has passed. Without getToken
+ *   // it stops (onConnection {status: "closed", code: 4001}).
  */
 (function (global) {
   "use strict";
@@ -88,6 +102,7 @@
     var attempt = 0;        // failed connects in a row
     var retryTimer = null, refreshTimer = null, pingTimer = null, pongTimer = null;
     var stopped = false;    // close() was called
+    var displaced = false;  // another tab resumed our session (close 4002)
     var done = false;       // logged in
     var autoRefreshes = 0;
     var current = { state: "connecting" };
@@ -142,7 +157,7 @@
 
     function open() {
       clearTimers();
-      if (stopped || done) return;
+      if (stopped || done || displaced) return;
       var saved = load();
       var u = url;
       if (saved) {
@@ -182,7 +197,13 @@
         if (sock !== ws) return;
         ws = null;
         clearTimers();
-        if (done || stopped) {
+        if (ev.code === 4002) {
+          // Another tab resumed this session: it is that tab's now.
+          // Resuming it again would take it back, and so on for ever.
+          displaced = true;
+          save(null);
+        }
+        if (done || stopped || displaced) {
           connection("closed", { code: ev.code });
           return;
         }
@@ -232,6 +253,7 @@
           emit("expired", { qrcodeURL: current.qrcodeURL, autoRefresh: again });
           if (again) {
             autoRefreshes++;
+            clearTimeout(refreshTimer); // a second "expired" asks for one code, not two
             refreshTimer = setTimeout(refresh, o.refreshDelay);
           }
           break;
@@ -260,7 +282,7 @@
     // through a new session.
     function refresh() {
       clearTimeout(refreshTimer);
-      if (done || stopped) return;
+      if (done || stopped || displaced) return;
       if (!send({ type: "refresh" })) {
         save(null);
         attempt = 0;
@@ -285,7 +307,7 @@
 
     // reconnect connects now, resuming the session if there is one.
     function reconnect() {
-      if (done || stopped || ws) return;
+      if (done || stopped || displaced || ws) return;
       attempt = 0;
       open();
     }
@@ -311,6 +333,7 @@
         save(null);
         done = false;
         stopped = false;
+        displaced = false;
         autoRefreshes = 0;
         attempt = 0;
         var old = ws;
@@ -324,6 +347,142 @@
         stopped = true;
         clearTimers();
         if (global.removeEventListener) global.removeEventListener("online", onOnline);
+        if (ws) ws.close(1000, "closed");
+      },
+    };
+  }
+
+  // listen keeps an authenticated connection (/ws?token=) open for the Push
+  // messages of the logged-in user, across drops and token expiry. Options:
+  // url, token, getToken (returns a token or a Promise of one), onMessage,
+  // onConnection, backoffBase, backoffMax, pingInterval, pongTimeout.
+  function listen(options) {
+    var o = {};
+    var k;
+    for (k in defaults) o[k] = defaults[k];
+    for (k in options || {}) if (options[k] !== undefined) o[k] = options[k];
+    var url = o.url || defaultURL();
+    var token = o.token || null;
+    var ws = null;
+    var attempt = 0;
+    var stopped = false;
+    var retryTimer = null, pingTimer = null, pongTimer = null;
+
+    function connection(status, extra) {
+      var c = { status: status };
+      for (var f in extra || {}) c[f] = extra[f];
+      if (o.onConnection) o.onConnection(c);
+    }
+
+    function clearTimers() {
+      clearTimeout(retryTimer);
+      clearInterval(pingTimer);
+      clearTimeout(pongTimer);
+      retryTimer = pingTimer = pongTimer = null;
+    }
+
+    // stale: the token's exp has passed by this computer's clock.
+    function stale(t) {
+      var c = decodeClaims(t);
+      return !c || typeof c.exp !== "number" || c.exp * 1000 <= Date.now();
+    }
+
+    // withToken calls fn with a token that has not expired, asking getToken
+    // for one when needed.
+    function withToken(fn) {
+      if (token && !stale(token)) return fn(token);
+      if (!o.getToken) {
+        stopped = true;
+        connection("closed", { code: 4001, reason: "token expired" });
+        return;
+      }
+      Promise.resolve().then(o.getToken).then(function (t) {
+        if (stopped) return;
+        if (!t || stale(t)) throw new Error("getToken gave no valid token");
+        token = t;
+        fn(t);
+      }).catch(function () {
+        if (!stopped) retry(4001);
+      });
+    }
+
+    function open() {
+      clearTimers();
+      if (stopped) return;
+      withToken(function (t) {
+        var sock = new WebSocket(url + (url.indexOf("?") < 0 ? "?" : "&") + "token=" + encodeURIComponent(t));
+        ws = sock;
+        sock.onopen = function () {
+          if (sock !== ws) return;
+          attempt = 0;
+          connection("open", {});
+          pingTimer = setInterval(function () {
+            if (sock.readyState === 1) {
+              sock.send(JSON.stringify({ type: "ping" }));
+              if (!pongTimer) pongTimer = setTimeout(drop, o.pongTimeout);
+            }
+          }, o.pingInterval);
+        };
+        sock.onmessage = function (ev) {
+          if (sock !== ws) return;
+          clearTimeout(pongTimer);
+          pongTimer = null;
+          var m;
+          try {
+            m = JSON.parse(ev.data);
+          } catch (e) {
+            return;
+          }
+          if (m.type === "message" && o.onMessage) o.onMessage(m.event, m.data);
+        };
+        sock.onclose = function (ev) {
+          if (sock !== ws) return;
+          ws = null;
+          clearTimers();
+          if (stopped) {
+            connection("closed", { code: ev.code });
+            return;
+          }
+          if (ev.code === 4001) {
+            // The token expired: at once, with a fresh one.
+            token = null;
+            connection("reconnecting", { delay: 0, attempt: 0, code: ev.code });
+            open();
+            return;
+          }
+          retry(ev.code);
+        };
+      });
+    }
+
+    function retry(code) {
+      var delay = Math.min(o.backoffMax, o.backoffBase * Math.pow(2, attempt));
+      delay = Math.round(delay / 2 + Math.random() * delay / 2);
+      attempt++;
+      connection("reconnecting", { delay: delay, attempt: attempt, code: code });
+      retryTimer = setTimeout(open, delay);
+    }
+
+    function drop() {
+      var old = ws;
+      if (!old) return;
+      ws = null;
+      clearTimers();
+      try {
+        old.close(4000, "client drop");
+      } catch (e) { /* already closed */ }
+      if (!stopped) retry(4000);
+    }
+
+    open();
+    return {
+      /** setToken replaces the token used for the next connection. */
+      setToken: function (t) { token = t; },
+      dropSocket: drop,
+      /** close ends the connection for good. */
+      close: function () {
+        stopped = true;
+        clearTimers();
         if (ws) ws.close(1000, "closed");
       },
     };
@@ -514,7 +673,7 @@
     }
   }
 
-  global.ScanLogin = { connect: connect, mount: mount, decodeClaims: decodeClaims };
+  global.ScanLogin = { connect: connect, listen: listen, mount: mount, decodeClaims: decodeClaims };
   if (typeof document !== "undefined") {
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", autoMount);
     else autoMount();
