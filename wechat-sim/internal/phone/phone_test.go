@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/scanlogin/scanlogin/wechat"
-	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 const (
@@ -27,7 +27,7 @@ const (
 type fixture struct {
 	t      *testing.T
 	url    string
-	acct   *account.Account
+	acct   *wechattest.Account
 	now    time.Time
 	mu     sync.Mutex
 	events []*wechat.Message // what the callback received, decrypted
@@ -80,10 +80,10 @@ func newFixture(t *testing.T) *fixture {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
-	f.acct = account.New(account.Config{AppID: appID, Secret: "s", TokenTTL: time.Hour, Now: f.clock,
-		ScanURL: func(id string) string { return srv.URL + "/scan/" + id },
-		MiniURL: func(id string) string { return srv.URL + "/mp/" + id },
-	})
+	f.acct = wechattest.NewAccount(appID, "s", wechattest.WithTokenLifetime(time.Hour), wechattest.WithClock(f.clock),
+		wechattest.WithScanURL(func(id string) string { return srv.URL + "/scan/" + id }),
+		wechattest.WithMiniURL(func(id string) string { return srv.URL + "/mp/" + id }),
+	)
 	sender, err := deliver.New(deliver.Config{URL: cb.URL, Token: token, AESKey: aesKey, AppID: appID, OriginalID: originalID, RetryAfter: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -93,9 +93,9 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) qr(expire int64) account.QR {
+func (f *fixture) qr(expire int64) wechattest.QR {
 	f.t.Helper()
-	q, code := f.acct.CreateQR(account.QRRequest{ActionName: "QR_STR_SCENE", SceneStr: "login_abc", ExpireSeconds: expire})
+	q, code := f.acct.CreateQR(wechattest.QRRequest{ActionName: "QR_STR_SCENE", SceneStr: "login_abc", ExpireSeconds: expire})
 	if code != 0 {
 		f.t.Fatal(code)
 	}
