@@ -4,22 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"image"
 	"image/jpeg"
 	"image/png"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/makiuchi-d/gozxing"
-	"github.com/makiuchi-d/gozxing/qrcode"
-
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
+	"github.com/scanlogin/scanlogin/wechat/wechattest/internal/qrscan"
 )
 
 const (
@@ -27,35 +23,17 @@ const (
 	secret = "secret-of-the-test-account"
 )
 
-// clock is a settable clock for token and code expiry.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	t     *testing.T
 	srv   *wechattest.Server
-	clock *clock
+	clock *wechattest.Clock
 }
 
 // newFixture serves an account on a settable clock whose codes encode
 // "<server>/scan/<id>".
 func newFixture(t *testing.T, opts ...wechattest.Option) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: &clock{t: time.Unix(1_700_000_000, 0)}}
+	f := &fixture{t: t, clock: wechattest.NewClock(time.Unix(1_700_000_000, 0))}
 	var base string
 	opts = append([]wechattest.Option{
 		wechattest.WithClock(f.clock.Now),
@@ -330,20 +308,6 @@ func TestQRCodesAndTicketForScene(t *testing.T) {
 	}
 }
 
-// decodeQR reads the QR code in an image.
-func decodeQR(t *testing.T, img image.Image) string {
-	t.Helper()
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
-	if err != nil {
-		t.Fatalf("decode QR: %v", err)
-	}
-	return res.GetText()
-}
-
 func TestShowQRCode(t *testing.T) {
 	f := newFixture(t)
 	tok, _ := f.stable(false)
@@ -359,7 +323,7 @@ func TestShowQRCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not a PNG: %v", err)
 	}
-	if got := decodeQR(t, img); got != scanURL {
+	if got := qrscan.Decode(t, img); got != scanURL {
 		t.Fatalf("QR content %q, want the scan URL %q", got, scanURL)
 	}
 	if resp, body := f.do("HEAD", show+url.QueryEscape(ticket), ""); resp.StatusCode != http.StatusOK || len(body) != 0 {
@@ -428,7 +392,7 @@ func TestWxaCode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not a JPEG: %v", err)
 	}
-	content := decodeQR(t, img)
+	content := qrscan.Decode(t, img)
 	if !strings.HasPrefix(content, f.srv.URL()+"/mp/") {
 		t.Fatalf("wxacode content %q", content)
 	}

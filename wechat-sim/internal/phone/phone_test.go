@@ -28,28 +28,16 @@ type fixture struct {
 	t      *testing.T
 	url    string
 	acct   *wechattest.Account
-	now    time.Time
-	mu     sync.Mutex
+	clock  *wechattest.Clock
+	mu     sync.Mutex        // guards events
 	events []*wechat.Message // what the callback received, decrypted
-}
-
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 // newFixture runs the phone pages with a callback that decrypts each
 // event and answers an encrypted text naming the event.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, now: time.Now()}
+	f := &fixture{t: t, clock: wechattest.NewClock(time.Now())}
 	cr, err := wechat.NewCrypter(token, aesKey, appID)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
-	f.acct = wechattest.NewAccount(appID, "s", wechattest.WithTokenLifetime(time.Hour), wechattest.WithClock(f.clock),
+	f.acct = wechattest.NewAccount(appID, "s", wechattest.WithTokenLifetime(time.Hour), wechattest.WithClock(f.clock.Now),
 		wechattest.WithScanURL(func(id string) string { return srv.URL + "/scan/" + id }),
 		wechattest.WithMiniURL(func(id string) string { return srv.URL + "/mp/" + id }),
 	)
@@ -224,7 +212,7 @@ func TestScanErrors(t *testing.T) {
 	if s, _ := f.get("/scan/nope"); s != 404 {
 		t.Errorf("unknown page: %d", s)
 	}
-	f.advance(61 * time.Second)
+	f.clock.Advance(61 * time.Second)
 	if s := f.postJSON("/scan/"+q.ID, map[string]string{"who": "new"}, &e); s != http.StatusGone {
 		t.Errorf("expired: %d %v", s, e)
 	}
