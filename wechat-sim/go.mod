@@ -3,16 +3,13 @@ module github.com/scanlogin/scanlogin/wechat-sim
 go 1.26.0
 
 require (
-	github.com/makiuchi-d/gozxing v0.1.1
 	github.com/scanlogin/scanlogin/settings v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0
-	rsc.io/qr v0.2.0
 )
 
 require (
 	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/text v0.3.7 // indirect
-	golang.org/x/xerrors v0.0.0-20200804184101-5ec99f83aff1 // indirect
+	rsc.io/qr v0.2.0 // indirect
 )
 
 replace github.com/scanlogin/scanlogin/wechat => ../wechat

@@ -313,7 +313,7 @@ func TestTicketIsEscapedInImageURL(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || len(body) == 0 {
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" || len(body) == 0 {
 		t.Errorf("showqrcode: %d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
 	}
 	// Unescaped, '+' reads as a space: WeChat (and the fake) answer 404.
@@ -369,13 +369,13 @@ func TestAPIError(t *testing.T) {
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("err = %v, want *APIError", err)
 	}
-	if apiErr.Code != 45009 || apiErr.Msg != "reach max api daily quota limit" || apiErr.Op != "qrcode/create" {
+	if apiErr.Code != 45009 || !strings.HasPrefix(apiErr.Msg, "reach max api daily quota limit rid: ") || apiErr.Op != "qrcode/create" {
 		t.Errorf("APIError = %+v", apiErr)
 	}
 	if wechat.IsTokenInvalid(err) {
 		t.Error("45009 counted as token invalid")
 	}
-	if got := apiErr.Error(); got != "wechat qrcode/create: errcode 45009: reach max api daily quota limit" {
+	if got := apiErr.Error(); !strings.HasPrefix(got, "wechat qrcode/create: errcode 45009: reach max api daily quota limit rid: ") {
 		t.Errorf("Error() = %q", got)
 	}
 	if !strings.HasPrefix(err.Error(), "wechat: create qr: ") {

@@ -19,11 +19,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
-	"github.com/scanlogin/scanlogin/wechat-sim/internal/api"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/phone"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 func main() {
@@ -93,15 +92,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return nil
 }
 
-// newHandler wires the account, its API, the event sender and the pages.
+// newHandler wires the account (WeChat's API, from the same fake the tests
+// use), the event sender and the pages.
 func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
-	acct := account.New(account.Config{
-		AppID:    cfg.AppID,
-		Secret:   cfg.Secret,
-		TokenTTL: cfg.TokenTTL,
-		ScanURL:  func(id string) string { return cfg.PublicURL + "/scan/" + id },
-		MiniURL:  func(id string) string { return cfg.PublicURL + "/mp/" + id },
-	})
+	acct := wechattest.NewAccount(cfg.AppID, cfg.Secret,
+		wechattest.WithTokenLifetime(cfg.TokenTTL),
+		wechattest.WithScanURL(func(id string) string { return cfg.PublicURL + "/scan/" + id }),
+		wechattest.WithMiniURL(func(id string) string { return cfg.PublicURL + "/mp/" + id }),
+		wechattest.WithWxaPages(cfg.WxaPages...),
+		wechattest.WithLogger(log),
+	)
 	for _, name := range cfg.Followers {
 		u := acct.AddFollower(name)
 		log.Info("follower", "nickname", name, "openid", u.OpenID)
@@ -124,7 +124,7 @@ func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
 		return nil, fmt.Errorf("event sender: %w", err)
 	}
 	mux := http.NewServeMux()
-	api.New(log, acct, api.Options{WxaPages: cfg.WxaPages}).Register(mux)
+	acct.Register(mux)
 	phone.New(log, acct, sender, phone.Info{
 		AppID: cfg.AppID, OriginalID: cfg.OriginalID, CallbackURL: cfg.CallbackURL,
 		SafeMode: sender.SafeMode(), TokenTTL: cfg.TokenTTL, RetryAfter: cfg.RetryAfter, Retries: cfg.Retries,

@@ -31,8 +31,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 //go:embed templates/*.html
@@ -63,7 +63,7 @@ type Info struct {
 // Phone serves the pages. Create it with New.
 type Phone struct {
 	log    *slog.Logger
-	acct   *account.Account
+	acct   *wechattest.Account
 	sender *deliver.Sender
 	info   Info
 
@@ -72,7 +72,7 @@ type Phone struct {
 }
 
 // New returns the phone of acct, delivering through sender.
-func New(log *slog.Logger, acct *account.Account, sender *deliver.Sender, info Info) *Phone {
+func New(log *slog.Logger, acct *wechattest.Account, sender *deliver.Sender, info Info) *Phone {
 	return &Phone{log: log, acct: acct, sender: sender, info: info}
 }
 
@@ -120,8 +120,8 @@ func wantsJSON(r *http.Request) bool {
 type homeData struct {
 	Info      Info
 	Now       time.Time
-	QRs       []account.QR
-	Followers []account.User
+	QRs       []wechattest.QR
+	Followers []wechattest.User
 	History   []*ScanResult
 }
 
@@ -135,8 +135,8 @@ func (p *Phone) home(w http.ResponseWriter, r *http.Request) {
 type scanPageData struct {
 	Info      Info
 	Now       time.Time
-	QR        account.QR
-	Followers []account.User
+	QR        wechattest.QR
+	Followers []wechattest.User
 	Problem   string
 	Expired   bool
 }
@@ -295,10 +295,10 @@ func (p *Phone) scan(w http.ResponseWriter, r *http.Request) {
 
 type miniData struct {
 	Info      Info
-	Code      account.WxaCode
-	Followers []account.User
+	Code      wechattest.WxaCode
+	Followers []wechattest.User
 	JSCode    string
-	User      account.User
+	User      wechattest.User
 }
 
 func (p *Phone) miniPage(w http.ResponseWriter, r *http.Request) {
@@ -320,16 +320,16 @@ type jsCodeJSON struct {
 	Page       string `json:"page,omitempty"`
 }
 
-func (p *Phone) issueCode(w http.ResponseWriter, r *http.Request) (string, account.User, error) {
+func (p *Phone) issueCode(w http.ResponseWriter, r *http.Request) (string, wechattest.User, error) {
 	req, err := scanInput(w, r)
 	if err != nil {
-		return "", account.User{}, err
+		return "", wechattest.User{}, err
 	}
 	if req.OpenID == "" {
-		req.OpenID = account.NewOpenID()
+		req.OpenID = wechattest.NewOpenID()
 	}
 	if !openIDRE.MatchString(req.OpenID) {
-		return "", account.User{}, ErrBadRequest
+		return "", wechattest.User{}, ErrBadRequest
 	}
 	code, u := p.acct.IssueJSCode(req.OpenID)
 	return code, u, nil

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/scanlogin/scanlogin/wechat"
-	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 const (
@@ -27,29 +27,17 @@ const (
 type fixture struct {
 	t      *testing.T
 	url    string
-	acct   *account.Account
-	now    time.Time
-	mu     sync.Mutex
+	acct   *wechattest.Account
+	clock  *wechattest.Clock
+	mu     sync.Mutex        // guards events
 	events []*wechat.Message // what the callback received, decrypted
-}
-
-func (f *fixture) clock() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fixture) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 }
 
 // newFixture runs the phone pages with a callback that decrypts each
 // event and answers an encrypted text naming the event.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, now: time.Now()}
+	f := &fixture{t: t, clock: wechattest.NewClock(time.Now())}
 	cr, err := wechat.NewCrypter(token, aesKey, appID)
 	if err != nil {
 		t.Fatal(err)
@@ -80,10 +68,10 @@ func newFixture(t *testing.T) *fixture {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	f.url = srv.URL
-	f.acct = account.New(account.Config{AppID: appID, Secret: "s", TokenTTL: time.Hour, Now: f.clock,
-		ScanURL: func(id string) string { return srv.URL + "/scan/" + id },
-		MiniURL: func(id string) string { return srv.URL + "/mp/" + id },
-	})
+	f.acct = wechattest.NewAccount(appID, "s", wechattest.WithTokenLifetime(time.Hour), wechattest.WithClock(f.clock.Now),
+		wechattest.WithScanURL(func(id string) string { return srv.URL + "/scan/" + id }),
+		wechattest.WithMiniURL(func(id string) string { return srv.URL + "/mp/" + id }),
+	)
 	sender, err := deliver.New(deliver.Config{URL: cb.URL, Token: token, AESKey: aesKey, AppID: appID, OriginalID: originalID, RetryAfter: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -93,9 +81,9 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) qr(expire int64) account.QR {
+func (f *fixture) qr(expire int64) wechattest.QR {
 	f.t.Helper()
-	q, code := f.acct.CreateQR(account.QRRequest{ActionName: "QR_STR_SCENE", SceneStr: "login_abc", ExpireSeconds: expire})
+	q, code := f.acct.CreateQR(wechattest.QRRequest{ActionName: "QR_STR_SCENE", SceneStr: "login_abc", ExpireSeconds: expire})
 	if code != 0 {
 		f.t.Fatal(code)
 	}
@@ -224,7 +212,7 @@ func TestScanErrors(t *testing.T) {
 	if s, _ := f.get("/scan/nope"); s != 404 {
 		t.Errorf("unknown page: %d", s)
 	}
-	f.advance(61 * time.Second)
+	f.clock.Advance(61 * time.Second)
 	if s := f.postJSON("/scan/"+q.ID, map[string]string{"who": "new"}, &e); s != http.StatusGone {
 		t.Errorf("expired: %d %v", s, e)
 	}

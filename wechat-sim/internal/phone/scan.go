@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/scanlogin/scanlogin/wechat"
-	"github.com/scanlogin/scanlogin/wechat-sim/internal/account"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 // Values of ScanRequest.Follow.
@@ -46,7 +46,7 @@ type ScanRequest struct {
 
 // ScanResult is a scan and its delivery.
 type ScanResult struct {
-	QR       account.QR
+	QR       wechattest.QR
 	OpenID   string
 	Event    string
 	EventKey string
@@ -68,7 +68,7 @@ func (p *Phone) Scan(ctx context.Context, id string, req ScanRequest) (*ScanResu
 	}
 	openid := req.OpenID
 	if openid == "" {
-		openid = account.NewOpenID()
+		openid = wechattest.NewOpenID()
 	}
 	if !openIDRE.MatchString(openid) {
 		return nil, fmt.Errorf("%w: openid must be 1 to 64 characters from [A-Za-z0-9_-]", ErrBadRequest)

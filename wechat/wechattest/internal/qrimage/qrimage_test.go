@@ -2,27 +2,12 @@ package qrimage
 
 import (
 	"bytes"
-	"image"
 	"image/jpeg"
 	"image/png"
 	"testing"
 
-	"github.com/makiuchi-d/gozxing"
-	"github.com/makiuchi-d/gozxing/qrcode"
+	"github.com/scanlogin/scanlogin/wechat/wechattest/internal/qrscan"
 )
-
-func decode(t *testing.T, img image.Image) string {
-	t.Helper()
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
-	if err != nil {
-		t.Fatalf("decode: %v", err)
-	}
-	return res.GetText()
-}
 
 func TestRoundTrip(t *testing.T) {
 	const text = "http://127.0.0.1:8090/scan/CMAa4NqzejXdllCH"
@@ -37,7 +22,7 @@ func TestRoundTrip(t *testing.T) {
 	if w := img.Bounds().Dx(); w > 430 || w < 300 {
 		t.Fatalf("width %d for Size 430", w)
 	}
-	if got := decode(t, img); got != text {
+	if got := qrscan.Decode(t, img); got != text {
 		t.Fatalf("PNG decodes to %q", got)
 	}
 	b, err = JPEG(text, Options{})
@@ -47,7 +32,7 @@ func TestRoundTrip(t *testing.T) {
 	if img, err = jpeg.Decode(bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
 	}
-	if got := decode(t, img); got != text {
+	if got := qrscan.Decode(t, img); got != text {
 		t.Fatalf("JPEG decodes to %q", got)
 	}
 	b, _ = PNG(text, Options{Transparent: true})

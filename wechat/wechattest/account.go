@@ -1,87 +1,24 @@
-// Package account is the simulated WeChat official account: the access
-// tokens it has issued, its parametric QR codes, who follows it, and the
-// Mini Program login codes of its users. It holds state and WeChat's rules
-// about that state; the HTTP shapes are in package api and the phone page in
-// package phone.
-//
-// Every method is safe for concurrent use. Errors are WeChat errcodes, the
-// numbers the real API answers with (see Err* and ErrMsg).
-package account
+package wechattest
 
 import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
+	"log/slog"
+	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/scanlogin/scanlogin/wechat"
 )
 
-// WeChat errcodes the simulated account answers with.
+// Limits WeChat documents.
 const (
-	ErrSystem             = -1
-	ErrInvalidCredential  = 40001 // unknown or superseded access token
-	ErrInvalidGrantType   = 40002
-	ErrInvalidOpenID      = 40003
-	ErrInvalidAppID       = 40013
-	ErrInvalidCode        = 40029 // js_code unknown or expired
-	ErrInvalidActionInfo  = 40053
-	ErrInvalidURL         = 40066
-	ErrInvalidArgs        = 40097
-	ErrInvalidSecret      = 40125
-	ErrInvalidScene       = 40129
-	ErrCodeUsed           = 40163
-	ErrInvalidSceneLength = 40169 // also: the body is not JSON
-	ErrTokenMissing       = 41001
-	ErrAppIDMissing       = 41002
-	ErrSecretMissing      = 41004
-	ErrCodeMissing        = 41008
-	ErrInvalidPage        = 41030
-	ErrTokenExpired       = 42001
-	ErrRequireGET         = 43001
-	ErrRequirePOST        = 43002
-	ErrDailyQuota         = 45009
-	ErrDataFormat         = 47001
-)
-
-var errMsgs = map[int]string{
-	ErrSystem:             "system error",
-	ErrInvalidCredential:  "invalid credential, access_token is invalid or not latest",
-	ErrInvalidGrantType:   "invalid grant_type",
-	ErrInvalidOpenID:      "invalid openid",
-	ErrInvalidAppID:       "invalid appid",
-	ErrInvalidCode:        "invalid code",
-	ErrInvalidActionInfo:  "invalid action info",
-	ErrInvalidURL:         "invalid url",
-	ErrInvalidArgs:        "invalid args",
-	ErrInvalidSecret:      "invalid appsecret",
-	ErrInvalidScene:       "invalid scene",
-	ErrCodeUsed:           "code been used",
-	ErrInvalidSceneLength: "invalid length for scene, or the data is not json string",
-	ErrTokenMissing:       "access_token missing",
-	ErrAppIDMissing:       "appid missing",
-	ErrSecretMissing:      "appsecret missing",
-	ErrCodeMissing:        "missing code",
-	ErrInvalidPage:        "invalid page",
-	ErrTokenExpired:       "access_token expired",
-	ErrRequireGET:         "require GET method",
-	ErrRequirePOST:        "require POST method",
-	ErrDailyQuota:         "reach max api daily quota limit",
-	ErrDataFormat:         "data format error",
-}
-
-// ErrMsg returns WeChat's errmsg for errcode.
-func ErrMsg(errcode int) string {
-	if m, ok := errMsgs[errcode]; ok {
-		return m
-	}
-	return "error " + strconv.Itoa(errcode)
-}
-
-// Limits WeChat documents (protocol notes §5, §6, §8).
-const (
+	// DefaultTokenLifetime is WeChat's token life, 7200 s.
+	DefaultTokenLifetime = 7200 * time.Second
 	// DefaultQRExpire is the life of a temporary QR code created without
 	// expire_seconds.
 	DefaultQRExpire = 60 * time.Second
@@ -107,47 +44,75 @@ const (
 	forget = time.Hour
 )
 
-// Config describes the account.
-type Config struct {
-	AppID, Secret string
-	// TokenTTL is the life of an access token (WeChat: 7200 s).
-	TokenTTL time.Duration
-	// ScanURL returns the content of the QR image of the code with id: the
-	// simulator's phone page for it.
-	ScanURL func(id string) string
-	// MiniURL returns the content of a Mini Program code image with id:
-	// the simulator's stand-in for the Mini Program page.
-	MiniURL func(id string) string
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-}
+// Option configures an Account.
+type Option func(*Account)
 
-// Account is the simulated official account. Create it with New.
+// WithTokenLifetime sets the life of issued access tokens (default 7200 s);
+// a short one (60 s) exercises the client's refresh.
+func WithTokenLifetime(d time.Duration) Option { return func(a *Account) { a.tokenLife = d } }
+
+// WithLatency delays every answer by d, e.g. to make concurrent callers
+// overlap or to hit a client timeout. See also SetLatency.
+func WithLatency(d time.Duration) Option { return func(a *Account) { a.latency = d } }
+
+// WithClock replaces the clock that decides token and code expiry.
+func WithClock(now func() time.Time) Option { return func(a *Account) { a.now = now } }
+
+// WithScanURL sets what the image of the QR code with id encodes (the
+// "url" of qrcode/create); default "http://weixin.qq.com/q/<id>", as on
+// WeChat. The simulator points it at its phone page.
+func WithScanURL(f func(id string) string) Option { return func(a *Account) { a.scanURL = f } }
+
+// WithMiniURL sets what the image of the Mini Program code with id
+// encodes; the simulator points it at its Mini Program page.
+func WithMiniURL(f func(id string) string) Option { return func(a *Account) { a.miniURL = f } }
+
+// WithWxaPages sets the published pages of the Mini Program (default
+// pages/index/index); getwxacodeunlimit with check_path for another page
+// answers 41030.
+func WithWxaPages(pages ...string) Option { return func(a *Account) { a.wxaPages = pages } }
+
+// WithLogger logs the API's errors and the codes it creates (default:
+// nothing). No secret or token is logged.
+func WithLogger(l *slog.Logger) Option { return func(a *Account) { a.log = l } }
+
+// Account is a fake WeChat official account with its Mini Program: the
+// access tokens it has issued, its QR codes, who follows it, and the Mini
+// Program login codes of its users, with WeChat's rules about them. It is
+// also the http.Handler of the API that serves that state. Create it with
+// NewAccount, or serve it for a test with New.
+//
+// Every method is safe for concurrent use. Errors are WeChat errcodes
+// (see Err* and ErrMsg).
 type Account struct {
-	cfg Config
-	now func() time.Time
+	appID, secret string
+	tokenLife     time.Duration
+	now           func() time.Time
+	scanURL       func(id string) string
+	miniURL       func(id string) string
+	wxaPages      []string
+	log           *slog.Logger
+	handler       http.Handler
 
-	mu        sync.Mutex // guards everything below
+	mu sync.Mutex // guards everything below
+	// What tests steer and observe.
+	latency      time.Duration
+	calls        map[string]int
+	tokenFetches int
+	fails        map[string][]failure
+	// The account's state.
 	tokens    map[string]*issuedToken
 	stable    string // the token stable_token hands out in normal mode
 	classic   string // the latest token of /cgi-bin/token
 	forced    []time.Time
-	qrs       map[string]*QR // by ID
+	qrs       []*QR          // oldest first
+	qrByID    map[string]*QR // by ID
 	tickets   map[string]*QR // by Ticket
 	users     map[string]*User
 	jsCodes   map[string]*jsCode
 	wxaCodes  map[string]WxaCode
 	permanent int
 	swept     time.Time // last sweep
-}
-
-// WxaCode is a Mini Program code made by getwxacodeunlimit.
-type WxaCode struct {
-	ID    string
-	Scene string
-	Page  string
-	// URL is what the image encodes: the simulator's Mini Program page.
-	URL string
 }
 
 type issuedToken struct {
@@ -160,9 +125,10 @@ type QR struct {
 	ID         string // in the scan URL
 	ActionName string // QR_STR_SCENE, QR_SCENE, QR_LIMIT_STR_SCENE or QR_LIMIT_SCENE
 	// Scene is scene_str, or scene_id in decimal.
-	Scene  string
-	Ticket string
-	// URL is what the image encodes: the simulator's scan URL.
+	Scene         string
+	ExpireSeconds int // as granted; 0 for a permanent code
+	Ticket        string
+	// URL is what the image encodes (see WithScanURL).
 	URL       string
 	CreatedAt time.Time
 	// ExpiresAt is zero for a permanent code.
@@ -175,6 +141,15 @@ func (q QR) Temporary() bool { return !q.ExpiresAt.IsZero() }
 // ExpiredAt reports whether q no longer works at t.
 func (q QR) ExpiredAt(t time.Time) bool { return q.Temporary() && !t.Before(q.ExpiresAt) }
 
+// WxaCode is a Mini Program code made by getwxacodeunlimit.
+type WxaCode struct {
+	ID    string
+	Scene string
+	Page  string
+	// URL is what the image encodes (see WithMiniURL).
+	URL string
+}
+
 // User is someone the account has met: a follower, a former follower, or a
 // Mini Program user.
 type User struct {
@@ -182,13 +157,17 @@ type User struct {
 	UnionID string // the same person across the apps of one Open Platform account
 	// MiniOpenID is the person's OpenID for the Mini Program; it differs
 	// from OpenID, as on WeChat.
-	MiniOpenID    string
-	Nickname      string // shown by the simulator only; WeChat no longer returns it
+	MiniOpenID string
+	// Nickname is shown by the simulator; user/info answers it only when
+	// AddUser set it (WeChat no longer returns it).
+	Nickname      string
 	Subscribed    bool
 	SubscribeTime time.Time
 	// QRScene is the scene of the QR code through which the user last
 	// followed, empty for another way.
 	QRScene string
+
+	profile *wechat.UserInfo // set by AddUser: the other fields user/info answers
 }
 
 type jsCode struct {
@@ -197,26 +176,39 @@ type jsCode struct {
 	used    bool
 }
 
-// New returns an account with no tokens, codes or users.
-func New(cfg Config) *Account {
+// NewAccount returns the account appID/secret with no tokens, codes or
+// users.
+func NewAccount(appID, secret string, opts ...Option) *Account {
 	a := &Account{
-		cfg:      cfg,
-		now:      cfg.Now,
-		tokens:   map[string]*issuedToken{},
-		qrs:      map[string]*QR{},
-		tickets:  map[string]*QR{},
-		users:    map[string]*User{},
-		jsCodes:  map[string]*jsCode{},
-		wxaCodes: map[string]WxaCode{},
+		appID:     appID,
+		secret:    secret,
+		tokenLife: DefaultTokenLifetime,
+		now:       time.Now,
+		scanURL:   func(id string) string { return "http://weixin.qq.com/q/" + id },
+		miniURL:   func(id string) string { return "https://mp.weixin.qq.com/a/" + id },
+		wxaPages:  []string{"pages/index/index"},
+		log:       slog.New(slog.DiscardHandler),
+		calls:     map[string]int{},
+		fails:     map[string][]failure{},
+		tokens:    map[string]*issuedToken{},
+		qrByID:    map[string]*QR{},
+		tickets:   map[string]*QR{},
+		users:     map[string]*User{},
+		jsCodes:   map[string]*jsCode{},
+		wxaCodes:  map[string]WxaCode{},
 	}
-	if a.now == nil {
-		a.now = time.Now
+	for _, o := range opts {
+		o(a)
 	}
+	a.handler = a.middleware(a.routes())
 	return a
 }
 
 // AppID returns the account's AppID.
-func (a *Account) AppID() string { return a.cfg.AppID }
+func (a *Account) AppID() string { return a.appID }
+
+// Now returns the account's clock.
+func (a *Account) Now() time.Time { return a.now() }
 
 // CheckCredentials returns the errcode of a token request, 0 if appid and
 // secret are the account's and grantType is client_credential.
@@ -236,11 +228,11 @@ func (a *Account) CheckApp(appID, secret string) int {
 	switch {
 	case appID == "":
 		return ErrAppIDMissing
-	case appID != a.cfg.AppID:
+	case appID != a.appID:
 		return ErrInvalidAppID
 	case secret == "":
 		return ErrSecretMissing
-	case secret != a.cfg.Secret:
+	case secret != a.secret:
 		return ErrInvalidSecret
 	}
 	return 0
@@ -248,10 +240,11 @@ func (a *Account) CheckApp(appID, secret string) int {
 
 // StableToken is /cgi-bin/stable_token after the credentials were checked.
 // In normal mode it returns the current token until it comes within
-// StableRotateMargin (at most half the TTL) of its expiry, then a new one
-// while the old stays valid to its end. force rotates now and revokes the
-// previous token; more than ForceRefreshPerDay forced calls in 24 hours get
-// ErrDailyQuota. It returns the token and its remaining life.
+// StableRotateMargin (at most half the lifetime) of its expiry, then a new
+// one while the old stays valid to its end. force rotates now and revokes
+// the previous token (40001 from then on); more than ForceRefreshPerDay
+// forced calls in 24 hours get ErrDailyQuota. It returns the token and its
+// remaining life.
 func (a *Account) StableToken(force bool) (string, time.Duration, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -268,7 +261,7 @@ func (a *Account) StableToken(force bool) (string, time.Duration, int) {
 		}
 		a.stable = ""
 	}
-	margin := min(StableRotateMargin, a.cfg.TokenTTL/2)
+	margin := min(StableRotateMargin, a.tokenLife/2)
 	if t, ok := a.tokens[a.stable]; !ok || t.revoked || t.expires.Sub(now) <= margin {
 		a.stable = a.issue(now)
 	}
@@ -289,13 +282,14 @@ func (a *Account) ClassicToken() (string, time.Duration) {
 		}
 	}
 	a.classic = a.issue(now)
-	return a.classic, a.cfg.TokenTTL
+	return a.classic, a.tokenLife
 }
 
-// issue makes a new token; mu must be held.
+// issue makes a new token shaped like WeChat's (long, [A-Za-z0-9_-]); mu
+// must be held.
 func (a *Account) issue(now time.Time) string {
 	tok := "86_" + base64.RawURLEncoding.EncodeToString(randBytes(96))
-	a.tokens[tok] = &issuedToken{expires: now.Add(a.cfg.TokenTTL)}
+	a.tokens[tok] = &issuedToken{expires: now.Add(a.tokenLife)}
 	return tok
 }
 
@@ -318,7 +312,18 @@ func (a *Account) CheckToken(tok string) int {
 	return 0
 }
 
-// ExpireTokens makes every token issued so far expired, as if the TTL had
+// CurrentToken returns the token stable_token currently hands out, or ""
+// when none is valid. Tests use it to check that it never leaks.
+func (a *Account) CurrentToken() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t, ok := a.tokens[a.stable]; ok && !t.revoked && a.now().Before(t.expires) {
+		return a.stable
+	}
+	return ""
+}
+
+// ExpireTokens makes every token issued so far expired, as if its life had
 // passed: API calls with them get 42001 and the next token request gets a
 // new one.
 func (a *Account) ExpireTokens() {
@@ -380,6 +385,7 @@ func (a *Account) CreateQR(req QRRequest) (QR, int) {
 			life = min(time.Duration(req.ExpireSeconds)*time.Second, MaxQRExpire)
 		}
 		q.ExpiresAt = now.Add(life)
+		q.ExpireSeconds = int(life / time.Second)
 	} else {
 		if a.permanent >= MaxLimitSceneID {
 			return QR{}, ErrDailyQuota
@@ -388,8 +394,9 @@ func (a *Account) CreateQR(req QRRequest) (QR, int) {
 	}
 	q.ID = base64.RawURLEncoding.EncodeToString(randBytes(12))
 	q.Ticket = newTicket()
-	q.URL = a.cfg.ScanURL(q.ID)
-	a.qrs[q.ID] = &q
+	q.URL = a.scanURL(q.ID)
+	a.qrs = append(a.qrs, &q)
+	a.qrByID[q.ID] = &q
 	a.tickets[q.Ticket] = &q
 	return q, 0
 }
@@ -410,11 +417,22 @@ func (a *Account) QRByTicket(ticket string) (QR, bool) {
 func (a *Account) QRByID(id string) (QR, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	q, ok := a.qrs[id]
+	q, ok := a.qrByID[id]
 	if !ok {
 		return QR{}, false
 	}
 	return *q, true
+}
+
+// QRCodes returns the QR codes the account remembers, oldest first.
+func (a *Account) QRCodes() []QR {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]QR, 0, len(a.qrs))
+	for _, q := range a.qrs {
+		out = append(out, *q)
+	}
+	return out
 }
 
 // ActiveQRs returns the codes that have not expired, newest first.
@@ -423,17 +441,26 @@ func (a *Account) ActiveQRs() []QR {
 	defer a.mu.Unlock()
 	now := a.now()
 	var out []QR
-	for _, q := range a.qrs {
+	for _, q := range slices.Backward(a.qrs) {
 		if !q.ExpiredAt(now) {
 			out = append(out, *q)
 		}
 	}
-	slices.SortFunc(out, func(x, y QR) int { return y.CreatedAt.Compare(x.CreatedAt) })
 	return out
 }
 
-// Now returns the account's clock.
-func (a *Account) Now() time.Time { return a.now() }
+// TicketForScene returns the ticket of the newest QR code created for scene,
+// so that a test can simulate the scan of the code its code under test made.
+func (a *Account) TicketForScene(scene string) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, q := range slices.Backward(a.qrs) {
+		if q.Scene == scene {
+			return q.Ticket, true
+		}
+	}
+	return "", false
+}
 
 // NewOpenID returns a fresh OpenID shaped like WeChat's: 28 characters,
 // starting with "o".
@@ -447,8 +474,8 @@ func (a *Account) user(openid string) *User {
 	if !ok {
 		u = &User{
 			OpenID:     openid,
-			UnionID:    derive("unionid", a.cfg.AppID, openid),
-			MiniOpenID: derive("mini", a.cfg.AppID, openid),
+			UnionID:    derive("unionid", a.appID, openid),
+			MiniOpenID: derive("mini", a.appID, openid),
 		}
 		a.users[openid] = u
 	}
@@ -459,6 +486,21 @@ func (a *Account) user(openid string) *User {
 func derive(ns, appID, openid string) string {
 	sum := sha256.Sum256([]byte(ns + "|" + appID + "|" + openid))
 	return "o" + base64.RawURLEncoding.EncodeToString(sum[:])[:27]
+}
+
+// AddUser makes /cgi-bin/user/info answer u for u.OpenID: a follower if
+// u.Subscribe is 1, with u's other fields; else only subscribe 0 and the
+// openid. Unknown openids get 40003.
+func (a *Account) AddUser(u wechat.UserInfo) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec := a.user(u.OpenID)
+	rec.UnionID = u.UnionID
+	rec.Nickname = u.Nickname
+	rec.Subscribed = u.Subscribe == 1
+	rec.SubscribeTime = time.Unix(u.SubscribeTime, 0)
+	rec.QRScene = u.QRSceneStr
+	rec.profile = &u
 }
 
 // Follow makes openid a follower that followed through scene ("" for
@@ -481,7 +523,7 @@ func (a *Account) Follow(openid, scene, nickname string) (already bool) {
 // AddFollower makes a follower named nickname whose OpenID is derived from
 // the name and the AppID, so it is the same on every start.
 func (a *Account) AddFollower(nickname string) User {
-	openid := derive("seed", a.cfg.AppID, nickname)
+	openid := derive("seed", a.appID, nickname)
 	a.Follow(openid, "", nickname)
 	u, _ := a.User(openid)
 	return u
@@ -498,15 +540,6 @@ func (a *Account) Unfollow(openid string) bool {
 	}
 	u.Subscribed = false
 	return true
-}
-
-// Meet remembers openid without changing whether it follows.
-func (a *Account) Meet(openid, nickname string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if u := a.user(openid); nickname != "" {
-		u.Nickname = nickname
-	}
 }
 
 // User returns the user with openid, if the account has met them.
@@ -534,19 +567,9 @@ func (a *Account) Followers() []User {
 		if c := x.SubscribeTime.Compare(y.SubscribeTime); c != 0 {
 			return c
 		}
-		return compareStrings(x.OpenID, y.OpenID)
+		return strings.Compare(x.OpenID, y.OpenID)
 	})
 	return out
-}
-
-func compareStrings(x, y string) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // IssueJSCode returns a Mini Program login code (what wx.login gives the
@@ -576,7 +599,7 @@ func (a *Account) CreateWxaCode(scene, page string) WxaCode {
 		}
 	}
 	c := WxaCode{ID: base64.RawURLEncoding.EncodeToString(randBytes(12)), Scene: scene, Page: page}
-	c.URL = a.cfg.MiniURL(c.ID)
+	c.URL = a.miniURL(c.ID)
 	a.wxaCodes[c.ID] = c
 	return c
 }
@@ -635,12 +658,14 @@ func (a *Account) sweep(now time.Time) {
 			delete(a.tokens, k)
 		}
 	}
-	for k, q := range a.qrs {
+	a.qrs = slices.DeleteFunc(a.qrs, func(q *QR) bool {
 		if q.Temporary() && q.ExpiresAt.Before(old) {
-			delete(a.qrs, k)
+			delete(a.qrByID, q.ID)
 			delete(a.tickets, q.Ticket)
+			return true
 		}
-	}
+		return false
+	})
 	for k, c := range a.jsCodes {
 		if c.expires.Before(old) {
 			delete(a.jsCodes, k)
@@ -655,11 +680,31 @@ func newTicket() string {
 		base64.StdEncoding.EncodeToString(randBytes(16)) // ends in "=="
 }
 
-// RandomHex returns n random bytes in hex.
-func RandomHex(n int) string { return hex.EncodeToString(randBytes(n)) }
-
 func randBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand never fails
 	return b
+}
+
+// Clock is a settable clock for WithClock, safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock that stands at t until advanced.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock on by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
