@@ -108,6 +108,9 @@ func unit(b []byte, limit int64) (n int, kind unitKind, payload []byte) {
 		if !ok {
 			return 0, unitWait, nil
 		}
+		if isControl(g.opcode) && g.length > 125 {
+			return int(off) + g.headerLen, unitGorilla, nil // gorilla answers 1002
+		}
 		if !isControl(g.opcode) {
 			size += g.length
 			if size > limit {

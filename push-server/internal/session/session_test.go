@@ -45,6 +45,7 @@ func TestParseHeaderAndUnit(t *testing.T) {
 	frag1 := masked(opText, false, []byte(`{"type":`))
 	pong := masked(opPong, true, nil)
 	frag2 := masked(opContinuation, true, []byte(`"ping"}`))
+	hugePing := []byte{0x89, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}
 	cat := func(parts ...[]byte) []byte {
 		var b []byte
 		for _, p := range parts {
@@ -74,6 +75,9 @@ func TestParseHeaderAndUnit(t *testing.T) {
 		{"fragments with a pong between", cat(frag1, pong, frag2), 4096, len(frag1) + len(pong) + len(frag2), unitGorilla},
 		{"fragments over limit", cat(frag1, frag2), 10, len(frag1) + 6, unitGorilla},
 		{"control too long", []byte{0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4}, 4096, 8, unitGorilla},
+		// A length near 2^63 must not wrap the offset around.
+		{"fragments with a huge control frame between", cat(frag1, hugePing, frag2), 4096, len(frag1) + 14, unitGorilla},
+		{"fragments with a long control frame between", cat(frag1, []byte{0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4}), 4096, len(frag1) + 8, unitGorilla},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,6 +264,12 @@ func TestBadInputCloses(t *testing.T) {
 		ws = dial(t, s)
 		ws.WriteMessage(websocket.BinaryMessage, []byte{1})
 		expectClose(t, ws, websocket.CloseUnsupportedData)
+
+		// A control frame claiming 2^63 bytes between two fragments: a
+		// protocol error, not a crash of the reader.
+		ws = dial(t, s)
+		ws.NetConn().Write([]byte{0x01, 0x80 | 2, 0, 0, 0, 0, '{', '}', 0x89, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+		expectClose(t, ws, websocket.CloseProtocolError)
 
 		ws = dial(t, s)
 		ws.WriteMessage(websocket.TextMessage, []byte("nope"))
