@@ -503,11 +503,11 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		b.expect("qrcode")
 		b.send(`{"type":"ping"}`)
 		b.expect("pong")
-		b.send(`{"type":"dance"}`)
-		if e := b.expect("error"); e.Code != "bad_request" {
+		b.send(`{"type":"dance"}`) // an unknown type is a bad frame too
+		if e := b.expect("error"); e.Code != "bad_request" || e.Message != "unknown message type" {
 			t.Errorf("unknown type: %+v", e)
 		}
-		for i := range 4 {
+		for i := range 3 {
 			b.send(`not json`)
 			if e := b.expect("error"); e.Code != "bad_request" {
 				t.Errorf("bad frame %d: %+v", i, e)
@@ -515,6 +515,26 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		}
 		b.send(`{`)
 		b.expectClose(websocket.ClosePolicyViolation)
+	})
+	t.Run("a flood of frames closes with 1008", func(t *testing.T) {
+		for _, send := range map[string]func(*browser) error{
+			"JSON pings": func(b *browser) error { return b.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)) },
+			"WebSocket pings": func(b *browser) error {
+				return b.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+			},
+		} {
+			b := in.mustDial("")
+			b.expect("qrcode")
+			for range 1000 {
+				if send(b) != nil {
+					break
+				}
+			}
+			b.expectClose(websocket.ClosePolicyViolation)
+		}
+		if !strings.Contains(in.logs.String(), "frame budget") {
+			t.Error("no log line for a connection over its frame budget")
+		}
 	})
 	t.Run("bad query", func(t *testing.T) {
 		id := strings.Repeat("A", 22) // the shape of a session id

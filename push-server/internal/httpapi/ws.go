@@ -130,14 +130,14 @@ func (cl *client) Send(msg []byte) bool {
 	return cl.conn.Send(msg)
 }
 
-// Receive implements session.Handler.
-func (cl *client) Receive(_ *session.Conn, typ string) {
-	switch typ {
-	case "refresh":
+// Receive implements session.Handler; the connection answers, and counts,
+// unknown types.
+func (cl *client) Receive(_ *session.Conn, typ string) bool {
+	if typ == "refresh" {
 		cl.refresh()
-	default:
-		cl.Send(login.ErrorFrame(login.CodeBadRequest, "unknown message type"))
+		return true
 	}
+	return false
 }
 
 func (cl *client) op() (context.Context, context.CancelFunc) {
