@@ -20,7 +20,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
@@ -160,6 +162,74 @@ func TestClusterPushToUserEverywhere(t *testing.T) {
 		if m := tab.expect("message"); m.Event != "hi" {
 			t.Errorf("tab got %+v", m)
 		}
+	}
+}
+
+// A push to an openid with a newline, entering one instance, must not reach
+// the tab of the openid before the newline on another: the instance
+// envelope once ended its target at the first newline.
+func TestClusterPushToForgedOpenIDReachesNoOne(t *testing.T) {
+	rs := redistest.Start(t)
+	fake := wechattest.New(t, appID, secret)
+	keyFile := writeKey(t)
+	env := map[string]string{"REDIS_URL": rs.URL(), "LOG_LEVEL": "info", "TOKEN_KEY_FILE": keyFile}
+	a, b := startWith(t, fake, env), startWith(t, fake, env)
+	ctx := context.Background()
+
+	// The victim's authenticated tab is on instance b.
+	br := b.mustDial("")
+	b.notify(br.expect("qrcode"), pushv1.Event_EVENT_SCAN, "oVictim", "ev-1")
+	victim := b.mustDial("token=" + url.QueryEscape(br.expect("login").Token))
+
+	// A tab for the forged openid cannot be opened, even with a token
+	// signed by the instances' own key.
+	key, err := token.LoadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := token.New(key, "scanlogin", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := iss.Mint("oVictim\nX", "", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, resp, err := b.dial("token="+url.QueryEscape(forged), nil); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("tab for openid %q: %v %v, want 401", "oVictim\nX", resp, err)
+	}
+
+	push := func(openid, event string) (*pushv1.PushResponse, error) {
+		return a.client.Push(ctx, &pushv1.PushRequest{
+			Target: &pushv1.PushRequest_Openid{Openid: openid}, Event: event, Data: []byte(`{"n":1}`)})
+	}
+	// Wait until instance a routes the victim's pushes to b.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := push("oVictim", "probe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Delivered == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the victim's tab never became reachable from instance a")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for victim.expect("message").Event != "probe" {
+	}
+
+	_, err = push("oVictim\nX", "attack")
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "openid") {
+		t.Errorf("Push to %q: %v, want InvalidArgument naming the openid", "oVictim\nX", err)
+	}
+	if _, err := push("oVictim", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if m := victim.expect("message"); m.Event != "after" {
+		t.Fatalf("the victim's tab got %+v before the next push", m)
 	}
 }
 

@@ -584,11 +584,11 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		b.expect("qrcode")
 		b.send(`{"type":"ping"}`)
 		b.expect("pong")
-		b.send(`{"type":"dance"}`)
-		if e := b.expect("error"); e.Code != "bad_request" {
+		b.send(`{"type":"dance"}`) // an unknown type is a bad frame too
+		if e := b.expect("error"); e.Code != "bad_request" || e.Message != "unknown message type" {
 			t.Errorf("unknown type: %+v", e)
 		}
-		for i := range 4 {
+		for i := range 3 {
 			b.send(`not json`)
 			if e := b.expect("error"); e.Code != "bad_request" {
 				t.Errorf("bad frame %d: %+v", i, e)
@@ -597,11 +597,59 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		b.send(`{`)
 		b.expectClose(websocket.ClosePolicyViolation)
 	})
-	t.Run("bad query", func(t *testing.T) {
-		_, resp, err := in.dial("session=only", nil)
-		if err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
-			t.Fatalf("session without resume: %v %v", resp, err)
+	t.Run("a flood of frames closes with 1008", func(t *testing.T) {
+		for _, send := range map[string]func(*browser) error{
+			"JSON pings": func(b *browser) error { return b.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)) },
+			"WebSocket pings": func(b *browser) error {
+				return b.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+			},
+		} {
+			b := in.mustDial("")
+			b.expect("qrcode")
+			for range 1000 {
+				if send(b) != nil {
+					break
+				}
+			}
+			b.expectClose(websocket.ClosePolicyViolation)
 		}
+		if !strings.Contains(in.logs.String(), "frame budget") {
+			t.Error("no log line for a connection over its frame budget")
+		}
+	})
+	t.Run("bad query", func(t *testing.T) {
+		id := strings.Repeat("A", 22) // the shape of a session id
+		for _, tc := range []struct {
+			query string
+			code  int
+			msg   string
+		}{
+			{"session=" + id, http.StatusBadRequest, "session and resume go together"},
+			{"resume=r", http.StatusBadRequest, "session and resume go together"},
+			{"token=" + strings.Repeat("t", 100<<10), http.StatusBadRequest, "token too long"},
+			{"token=" + strings.Repeat("t", 100<<10) + "&session=" + id, http.StatusBadRequest, "token too long"},
+			{"session=nope&resume=r", http.StatusBadRequest, "session is not a session id"},
+			{"session=" + url.QueryEscape(id[:21]+"\n") + "&resume=r", http.StatusBadRequest, "session is not a session id"},
+			{"session=" + id + "&resume=" + strings.Repeat("r", 65), http.StatusBadRequest, "resume too long"},
+			{"token=forged.token.value", http.StatusUnauthorized, "invalid or expired token"},
+		} {
+			_, resp, err := in.dial(tc.query, nil)
+			if err == nil || resp == nil {
+				t.Errorf("%.60s: upgraded (%v)", tc.query, err)
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.code || strings.TrimSpace(string(body)) != tc.msg {
+				t.Errorf("%.60s: %d %q, want %d %q", tc.query, resp.StatusCode, body, tc.code, tc.msg)
+			}
+		}
+		// A well-formed pair that matches nothing is the contract's bad pair:
+		// an error, then a new session.
+		b := in.mustDial("session=" + id + "&resume=r")
+		if e := b.expect("error"); e.Code != "resume_failed" {
+			t.Errorf("unknown pair: %+v", e)
+		}
+		b.expect("qrcode")
 	})
 	t.Run("cross-site origin", func(t *testing.T) {
 		_, resp, err := in.dial("", http.Header{"Origin": {"https://evil.example"}})
@@ -620,9 +668,35 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("empty Notify: %v", err)
 		}
-		_, err = in.client.Push(ctx, &pushv1.PushRequest{Target: &pushv1.PushRequest_SessionId{SessionId: "nope"}, Event: "e"})
+		_, err = in.client.Push(ctx, &pushv1.PushRequest{Target: &pushv1.PushRequest_SessionId{SessionId: strings.Repeat("A", 22)}, Event: "e"})
 		if status.Code(err) != codes.NotFound {
 			t.Errorf("Push to unknown session: %v", err)
+		}
+		for _, tc := range []struct {
+			req  *pushv1.PushRequest
+			want string
+		}{
+			{&pushv1.PushRequest{Target: &pushv1.PushRequest_SessionId{SessionId: "nope"}, Event: "e"}, "session_id"},
+			{&pushv1.PushRequest{Target: &pushv1.PushRequest_Openid{Openid: "o\nX"}, Event: "e"}, "openid"},
+			{&pushv1.PushRequest{Target: &pushv1.PushRequest_Openid{Openid: "o"}, Event: "a b"}, "event"},
+		} {
+			_, err := in.client.Push(ctx, tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.want) {
+				t.Errorf("Push %v: %v, want InvalidArgument naming %s", tc.req, err, tc.want)
+			}
+		}
+		for _, tc := range []struct {
+			scene, openid, unionid, want string
+		}{
+			{"s\n", "o", "", "scene"},
+			{"s", "o\nX", "", "user.openid"},
+			{"s", "o", "u\nX", "user.unionid"},
+		} {
+			_, err := in.client.Notify(ctx, &pushv1.NotifyRequest{Scene: tc.scene, Ticket: "t", Event: pushv1.Event_EVENT_SCAN,
+				User: &pushv1.User{Openid: tc.openid, Unionid: tc.unionid}, EventId: "e"})
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.want) {
+				t.Errorf("Notify %q %q %q: %v, want InvalidArgument naming %s", tc.scene, tc.openid, tc.unionid, err, tc.want)
+			}
 		}
 		_, err = in.client.Push(ctx, &pushv1.PushRequest{Target: &pushv1.PushRequest_Openid{Openid: "o"}, Event: "e", Data: []byte("{oops")})
 		if status.Code(err) != codes.InvalidArgument {

@@ -17,9 +17,9 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -89,27 +89,36 @@ func (c *Cluster) sessionKey(id string) string  { return c.opt.Prefix + "s:{" + 
 func (c *Cluster) userKey(openid string) string { return c.opt.Prefix + "u:{" + openid + "}:c" }
 func (c *Cluster) channel(inst string) string   { return c.opt.Prefix + "i:" + inst }
 
-// Envelope kinds on the delivery channel.
+// Envelope kinds on the delivery channel. They differ from those of the
+// earlier newline-framed envelope, so that one from an instance still
+// running it is dropped rather than misread.
 const (
-	kindSession = 's'
-	kindUser    = 'u'
+	kindSession = 'S'
+	kindUser    = 'U'
 )
 
-// envelope frames a message for another instance: kind, target, newline, message.
+// envelope frames a message for another instance: kind, the target's length
+// as a uvarint, target, message. Nothing in a target can end it early.
 func envelope(kind byte, target string, msg []byte) []byte {
-	b := make([]byte, 0, 2+len(target)+len(msg))
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(target)+len(msg))
 	b = append(b, kind)
+	b = binary.AppendUvarint(b, uint64(len(target)))
 	b = append(b, target...)
-	b = append(b, '\n')
 	return append(b, msg...)
 }
 
+// parseEnvelope undoes envelope; ok is false for anything envelope cannot
+// have made.
 func parseEnvelope(p []byte) (kind byte, target string, msg []byte, ok bool) {
-	i := bytes.IndexByte(p, '\n')
-	if len(p) < 2 || i < 1 {
+	if len(p) < 2 || (p[0] != kindSession && p[0] != kindUser) {
 		return 0, "", nil, false
 	}
-	return p[0], string(p[1:i]), p[i+1:], true
+	n, w := binary.Uvarint(p[1:])
+	if w <= 0 || n == 0 || n > uint64(len(p)-1-w) {
+		return 0, "", nil, false
+	}
+	rest := p[1+w:]
+	return p[0], string(rest[:n]), rest[n:], true
 }
 
 // ToSession implements login.Router: local connections through the hub,

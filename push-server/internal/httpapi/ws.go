@@ -12,6 +12,7 @@ import (
 
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/session"
+	"github.com/scanlogin/scanlogin/wechat"
 )
 
 // Bounds of the /ws query parameters.
@@ -44,15 +45,17 @@ func (s *Server) serveWS(c *gin.Context) {
 	}
 	q := r.URL.Query()
 	sid, resume, raw := q.Get("session"), q.Get("resume"), q.Get("token")
-	if len(sid) > maxIDParam || len(resume) > maxIDParam || len(raw) > maxTokenParam || (sid == "") != (resume == "") {
-		reject(http.StatusBadRequest, "bad_query", "session and resume go together, each at most 64 bytes")
+	if msg := badQuery(sid, resume, raw); msg != "" {
+		reject(http.StatusBadRequest, "bad_query", msg)
 		return
 	}
 	var openid string
 	var until time.Time // when the token stops being accepted
 	if raw != "" {
 		claims, err := s.tokens.Verify(raw, time.Now())
-		if err != nil {
+		// A subject that is no openid was never minted by a Notify that
+		// checks them: refused like a forged token.
+		if err != nil || !wechat.ValidOpenID(claims.Subject) {
 			reject(http.StatusUnauthorized, "bad_token", "invalid or expired token")
 			return
 		}
@@ -91,6 +94,21 @@ func (s *Server) serveWS(c *gin.Context) {
 	conn.Start()
 }
 
+// badQuery says what is wrong with the /ws query parameters, or "".
+func badQuery(sid, resume, token string) string {
+	switch {
+	case len(token) > maxTokenParam:
+		return "token too long"
+	case (sid == "") != (resume == ""):
+		return "session and resume go together"
+	case sid != "" && !login.ValidSessionID(sid):
+		return "session is not a session id"
+	case len(resume) > maxIDParam:
+		return "resume too long"
+	}
+	return ""
+}
+
 // client is the per-connection glue between a WebSocket and its login
 // session. Receive runs on the connection's reader; the expiry alarm and
 // hub deliveries run on other goroutines, hence mu.
@@ -124,14 +142,14 @@ func (cl *client) sendAndClose(msg []byte, code int, reason string) bool {
 	return cl.conn.SendAndClose(msg, code, reason)
 }
 
-// Receive implements session.Handler.
-func (cl *client) Receive(_ *session.Conn, typ string) {
-	switch typ {
-	case "refresh":
+// Receive implements session.Handler; the connection answers, and counts,
+// unknown types.
+func (cl *client) Receive(_ *session.Conn, typ string) bool {
+	if typ == "refresh" {
 		cl.refresh()
-	default:
-		cl.Send(login.ErrorFrame(login.CodeBadRequest, "unknown message type"))
+		return true
 	}
+	return false
 }
 
 func (cl *client) op() (context.Context, context.CancelFunc) {

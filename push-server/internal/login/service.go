@@ -2,11 +2,12 @@ package login
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/scanlogin/scanlogin/wechat"
 )
 
 // QRCode is a temporary WeChat QR code.
@@ -252,23 +253,24 @@ func (s *Service) QRCodeFrame(sess *Session, resume string) []byte {
 
 // Limits on Notify and Push arguments.
 const (
-	maxField     = 256
-	maxEventName = 64
+	maxField = 256
 	// MaxPushData bounds the data of one Push.
 	MaxPushData = 64 << 10
 )
 
 func (ev *Event) validate() error {
 	switch {
-	case ev.Scene == "" || len(ev.Scene) > 64:
-		return fmt.Errorf("%w: scene must be 1..64 bytes", ErrInvalid)
+	case !wechat.ValidScene(ev.Scene):
+		return fmt.Errorf("%w: scene must be 1..%d of A-Z a-z 0-9 _ -", ErrInvalid, wechat.MaxSceneLen)
 	case ev.Ticket == "" || len(ev.Ticket) > maxField:
 		return fmt.Errorf("%w: ticket must be 1..%d bytes", ErrInvalid, maxField)
 	case ev.Kind < KindSubscribe || ev.Kind > KindCancelled:
 		return fmt.Errorf("%w: unknown event", ErrInvalid)
-	case ev.User.OpenID == "" || len(ev.User.OpenID) > maxField:
-		return fmt.Errorf("%w: user.openid must be 1..%d bytes", ErrInvalid, maxField)
-	case len(ev.User.UnionID) > maxField || len(ev.User.Nickname) > maxField || len(ev.User.AvatarURL) > 2048:
+	case !wechat.ValidOpenID(ev.User.OpenID):
+		return fmt.Errorf("%w: user.openid must be 1..%d of A-Z a-z 0-9 _ -", ErrInvalid, wechat.MaxIDLen)
+	case ev.User.UnionID != "" && !wechat.ValidUnionID(ev.User.UnionID):
+		return fmt.Errorf("%w: user.unionid must be empty or 1..%d of A-Z a-z 0-9 _ -", ErrInvalid, wechat.MaxIDLen)
+	case len(ev.User.Nickname) > maxField || len(ev.User.AvatarURL) > 2048:
 		return fmt.Errorf("%w: user field too long", ErrInvalid)
 	case ev.EventID == "" || len(ev.EventID) > maxField:
 		return fmt.Errorf("%w: event_id must be 1..%d bytes", ErrInvalid, maxField)
@@ -336,20 +338,11 @@ type Target struct {
 // Push sends event with JSON data to the target's connections. A message for
 // a session whose browser is away is kept and sent when it resumes.
 func (s *Service) Push(ctx context.Context, to Target, event string, data []byte) (int, bool, error) {
-	if (to.SessionID == "") == (to.OpenID == "") {
-		return 0, false, fmt.Errorf("%w: exactly one of session_id and openid", ErrInvalid)
-	}
-	if !validEventName(event) {
-		return 0, false, fmt.Errorf("%w: event must be 1..%d of A-Z a-z 0-9 . _ : -", ErrInvalid, maxEventName)
-	}
 	if len(data) == 0 {
 		data = []byte("null")
 	}
-	if len(data) > MaxPushData {
-		return 0, false, fmt.Errorf("%w: data over %d bytes", ErrInvalid, MaxPushData)
-	}
-	if !json.Valid(data) {
-		return 0, false, fmt.Errorf("%w: data is not JSON", ErrInvalid)
+	if err := CheckPush(to, event, data); err != nil {
+		return 0, false, err
 	}
 	msg := pushFrame(event, data)
 	if to.OpenID != "" {
@@ -368,24 +361,8 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	return n, stored, nil
 }
 
-// validEventName reports whether event is a Push event name: 1 to 64
-// characters from a set that needs no escaping in JSON.
-func validEventName(event string) bool {
-	if event == "" || len(event) > maxEventName {
-		return false
-	}
-	for i := 0; i < len(event); i++ {
-		switch c := event[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // pushFrame renders a PushMsg without reflection: event needs no escaping
-// (validEventName) and data is valid JSON, written as it came.
+// (ValidEventName) and data is valid JSON, written as it came.
 func pushFrame(event string, data []byte) []byte {
 	b := make([]byte, 0, len(`{"type":"message","event":"","data":}`)+len(event)+len(data))
 	b = append(b, `{"type":"message","event":"`...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -196,10 +197,21 @@ func TestNotifyResults(t *testing.T) {
 		"no kind":     {Scene: "s", Ticket: "t", User: User{OpenID: "a"}, EventID: "e"},
 		"no openid":   {Scene: "s", Ticket: "t", Kind: KindScan, EventID: "e"},
 		"no event id": {Scene: "s", Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}},
+		// Nothing WeChat could have sent: refused before the session is looked up.
+		"newline in openid":  {Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "oVictim\nX"}, EventID: "e"},
+		"space in openid":    {Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "o Victim"}, EventID: "e"},
+		"openid too long":    {Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: strings.Repeat("o", 65)}, EventID: "e"},
+		"newline in unionid": {Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "a", UnionID: "u\nX"}, EventID: "e"},
+		"newline in scene":   {Scene: st.Session.Scene + "\n", Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
+		"scene too long":     {Scene: strings.Repeat("s", 65), Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
 	} {
-		if _, _, err := svc.Notify(ctx, ev); !errors.Is(err, ErrInvalid) {
+		_, _, err := svc.Notify(ctx, ev)
+		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
+	}
+	if got, _ := svc.store.Get(ctx, st.Session.ID); got.State != StateWaiting {
+		t.Errorf("a refused Notify changed the session: %s", got.State)
 	}
 }
 
@@ -220,7 +232,7 @@ func TestPushToSession(t *testing.T) {
 	if err != nil || n != 1 || stored {
 		t.Fatalf("push while attached = %d %v %v", n, stored, err)
 	}
-	if _, _, err := svc.Push(ctx, Target{SessionID: "missing"}, "e", nil); !errors.Is(err, ErrNotFound) {
+	if _, _, err := svc.Push(ctx, Target{SessionID: NewSessionID()}, "e", nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown session: %v", err)
 	}
 	for name, tc := range map[string]struct {
@@ -234,6 +246,13 @@ func TestPushToSession(t *testing.T) {
 		"not json":    {Target{OpenID: "b"}, "e", []byte("{")},
 		"bad event":   {Target{OpenID: "b"}, "a\"b", nil},
 		"too big":     {Target{OpenID: "b"}, "e", make([]byte, MaxPushData+1)},
+		// Targets no one could have: they never reach a key or a channel.
+		"newline in openid":     {Target{OpenID: "oVictim\nX"}, "e", nil},
+		"openid too long":       {Target{OpenID: strings.Repeat("o", 65)}, "e", nil},
+		"newline in session id": {Target{SessionID: st.Session.ID[:21] + "\n"}, "e", nil},
+		"session id too long":   {Target{SessionID: st.Session.ID + "\nX"}, "e", nil},
+		"session id too short":  {Target{SessionID: st.Session.ID[:21]}, "e", nil},
+		"event too long":        {Target{OpenID: "b"}, strings.Repeat("e", MaxEventName+1), nil},
 	} {
 		if _, _, err := svc.Push(ctx, tc.to, tc.ev, tc.data); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)

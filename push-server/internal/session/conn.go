@@ -18,7 +18,9 @@ import (
 // connection answers itself. Calls of Receive for one connection never
 // overlap.
 type Handler interface {
-	Receive(c *Conn, typ string)
+	// Receive handles a request of type typ and reports whether it knew
+	// the type; an unknown one counts as a bad frame.
+	Receive(c *Conn, typ string) bool
 	// Alarm is called, on its own goroutine, once the time set with
 	// SetAlarm has come (checked every SweepInterval).
 	Alarm(c *Conn)
@@ -28,6 +30,7 @@ type Handler interface {
 var (
 	msgPong       = []byte(`{"type":"pong"}`)
 	msgBadRequest = []byte(`{"type":"error","code":"bad_request","message":"expected a JSON text frame like {\"type\":\"ping\"}"}`)
+	msgUnknown    = []byte(`{"type":"error","code":"bad_request","message":"unknown message type"}`)
 )
 
 // Errors that end a connection, as OnClose sees them.
@@ -54,10 +57,12 @@ type Conn struct {
 	h       Handler      // immutable
 	onClose func(error)  // immutable
 	bad     int          // malformed frames so far; reader only
+	spent   int64        // unix ns until which inbound frames have used up the frame budget (see spend); reader only
 	closing atomic.Bool  // Close was called: no more Sends
 	dead    atomic.Bool  // the socket is closed
 	killed  sync.Once    // guards the end
-	drain   bool         // gorilla refused an oversized frame: discard what follows; reader only
+	drain   bool         // gorilla refused an oversized frame, or the frame budget ran out: discard what follows; reader only
+	writing bool         // a writer goroutine is draining queue; guarded by mu (here, beside drain, it fills padding)
 	last    atomic.Int64 // unix ns of the last bytes read (liveness)
 	pinged  atomic.Int64 // unix ns of the last ping queued
 	closeBy atomic.Int64 // unix ns by which the close reply must come; 0: not closing
@@ -65,7 +70,6 @@ type Conn struct {
 	alarm   atomic.Int64 // unix ns of the Handler's alarm; 0: none
 	mu      sync.Mutex   // guards queue and writing
 	queue   [][]byte     // guarded by mu
-	writing bool         // a writer goroutine is draining queue; guarded by mu
 }
 
 // Send queues msg for the browser without blocking. It reports false if the
@@ -264,20 +268,33 @@ func (c *Conn) readable() (alive bool) {
 		c.kill(err)
 		return false
 	}
+	var now int64
 	if len(c.feed.buf) > 0 || eof {
-		c.last.Store(time.Now().UnixNano())
+		now = time.Now().UnixNano()
+		c.last.Store(now)
 	}
 	if c.drain {
 		c.feed.buf = c.feed.buf[:0]
 	}
 	for !c.drain && len(c.feed.buf) > 0 {
-		n, kind, payload := unit(c.feed.buf, c.m.cfg.ReadLimit)
+		n, kind, payload, frames := unit(c.feed.buf, c.m.cfg.ReadLimit)
 		if n == 0 {
 			if len(c.feed.buf) >= c.m.maxBuffered() {
-				n, kind = len(c.feed.buf), unitGorilla // garbage; let gorilla say what is wrong
+				// garbage; let gorilla say what is wrong
+				n, kind, frames = len(c.feed.buf), unitGorilla, countFrames(c.feed.buf)
 			} else {
 				break
 			}
+		}
+		if !c.closing.Load() && !c.spend(now, frames) {
+			c.m.log.Info("websocket over its frame budget: closed with 1008", "frames", frames)
+			c.Close(ClosePolicy, "too many frames")
+			// Nothing it sends matters now, its close reply included:
+			// discard it unread until the close grace ends.
+			c.drain = true
+			c.closeBy.Store(now + int64(closeGrace))
+			c.feed.buf = c.feed.buf[:0]
+			break
 		}
 		switch kind {
 		case unitPong:
@@ -339,19 +356,42 @@ func (c *Conn) gorilla() bool {
 		Type string `json:"type"`
 	}
 	if json.Unmarshal(data, &in) != nil || in.Type == "" {
-		c.bad++
-		if c.bad >= c.m.cfg.MaxBadFrames {
-			c.Close(ClosePolicy, "too many bad frames")
-			return true
-		}
-		c.Send(msgBadRequest)
+		c.badFrame(msgBadRequest)
 		return true
 	}
 	if in.Type == "ping" {
 		c.Send(msgPong)
 		return true
 	}
-	c.h.Receive(c, in.Type)
+	if !c.h.Receive(c, in.Type) {
+		c.badFrame(msgUnknown)
+	}
+	return true
+}
+
+// badFrame counts a frame the connection could not use: answered with
+// answer, or with a close (1008) once MaxBadFrames are reached.
+func (c *Conn) badFrame(answer []byte) {
+	c.bad++
+	if c.bad >= c.m.cfg.MaxBadFrames {
+		c.Close(ClosePolicy, "too many bad frames")
+		return
+	}
+	c.Send(answer)
+}
+
+// spend takes n inbound frames, read at now (unix ns), from the
+// connection's budget and reports whether it had them. The budget is a
+// token bucket kept in one number (GCRA): each frame moves spent, never
+// behind the clock, one frameCost further, and it may run at most
+// FrameBurst frames ahead of the clock.
+func (c *Conn) spend(now int64, n int) bool {
+	cost := c.m.frameCost()
+	t := max(c.spent, now) + int64(n)*cost
+	if t-now > int64(c.m.cfg.FrameBurst)*cost {
+		return false
+	}
+	c.spent = t
 	return true
 }
 

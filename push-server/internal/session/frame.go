@@ -73,55 +73,76 @@ func isControl(op byte) bool { return op&0x8 != 0 }
 //     fragments) or close frame, or the header of a frame over limit that
 //     gorilla will refuse without reading further;
 //   - n == 0: wait for more bytes.
-func unit(b []byte, limit int64) (n int, kind unitKind, payload []byte) {
+//
+// frames is how many frames the n bytes hold (control frames between the
+// fragments of a message included), for the connection's frame budget.
+func unit(b []byte, limit int64) (n int, kind unitKind, payload []byte, frames int) {
 	f, ok := parseHeader(b)
 	if !ok {
-		return 0, unitWait, nil
+		return 0, unitWait, nil, 0
 	}
 	if !isControl(f.opcode) && f.length > limit {
-		return f.headerLen, unitGorilla, nil // gorilla answers 1009
+		return f.headerLen, unitGorilla, nil, 1 // gorilla answers 1009
 	}
 	if isControl(f.opcode) && f.length > 125 {
-		return f.headerLen, unitGorilla, nil // gorilla answers 1002
+		return f.headerLen, unitGorilla, nil, 1 // gorilla answers 1002
 	}
 	if f.total() > int64(len(b)) {
-		return 0, unitWait, nil
+		return 0, unitWait, nil, 0
 	}
 	switch {
 	case f.opcode == opPong && f.fin:
-		return int(f.total()), unitPong, nil
+		return int(f.total()), unitPong, nil, 1
 	case f.opcode == opPing && f.fin && f.length <= 125 && f.masked:
 		p := append([]byte(nil), b[f.headerLen:f.total()]...)
 		unmask(b[f.headerLen-4:f.headerLen], p)
-		return int(f.total()), unitPing, p
+		return int(f.total()), unitPing, p, 1
 	case isControl(f.opcode) || f.fin:
 		// close, a one-frame message, or a malformed control frame that
 		// gorilla rejects by itself
-		return int(f.total()), unitGorilla, nil
+		return int(f.total()), unitGorilla, nil, 1
 	}
 	// A fragmented message: gorilla reads all of it, so wait for its last
 	// fragment (control frames in between are gorilla's to handle).
 	off := f.total()
 	var size = f.length
-	for {
+	for frames = 2; ; frames++ {
 		g, ok := parseHeader(b[off:])
 		if !ok {
-			return 0, unitWait, nil
+			return 0, unitWait, nil, 0
+		}
+		if isControl(g.opcode) && g.length > 125 {
+			return int(off) + g.headerLen, unitGorilla, nil, frames // gorilla answers 1002
 		}
 		if !isControl(g.opcode) {
 			size += g.length
 			if size > limit {
-				return int(off) + g.headerLen, unitGorilla, nil
+				return int(off) + g.headerLen, unitGorilla, nil, frames
 			}
 		}
 		if off+g.total() > int64(len(b)) {
-			return 0, unitWait, nil
+			return 0, unitWait, nil, 0
 		}
 		off += g.total()
 		if !isControl(g.opcode) && g.fin {
-			return int(off), unitGorilla, nil
+			return int(off), unitGorilla, nil, frames
 		}
 	}
+}
+
+// countFrames counts the frames that begin in b, the last one possibly
+// incomplete.
+func countFrames(b []byte) int {
+	n := 0
+	for len(b) > 0 {
+		n++
+		f, ok := parseHeader(b)
+		if !ok || f.total() >= int64(len(b)) {
+			break
+		}
+		b = b[f.total():]
+	}
+	return n
 }
 
 type unitKind int

@@ -31,7 +31,7 @@ const (
 	CloseNormal        = websocket.CloseNormalClosure     // 1000: login delivered
 	CloseGoingAway     = websocket.CloseGoingAway         // 1001: server shutting down; resume elsewhere
 	CloseUnsupported   = websocket.CloseUnsupportedData   // 1003: binary frame
-	ClosePolicy        = websocket.ClosePolicyViolation   // 1008: too many bad frames
+	ClosePolicy        = websocket.ClosePolicyViolation   // 1008: too many bad frames, or frames at all
 	CloseInternal      = websocket.CloseInternalServerErr // 1011
 	CloseTryAgainLater = websocket.CloseTryAgainLater     // 1013: slow consumer, rate limited, upstream down
 	// Private codes (4000-4999) of the browser protocol.
@@ -50,6 +50,13 @@ type Config struct {
 	ReadLimit    int64         // largest accepted message; default 4 KiB
 	QueueSize    int           // queued outbound messages before the connection counts as slow; default 32
 	MaxBadFrames int           // malformed frames tolerated before closing; default 5
+	// FrameBurst and FrameRate are each connection's budget of inbound
+	// frames, control frames included: FrameBurst at once, refilled at
+	// FrameRate a second; defaults 20 and 5, far above what a page sends
+	// (a ping every 25s, a pong for each of ours, a refresh now and then).
+	// A connection over it is closed with 1008.
+	FrameBurst int
+	FrameRate  int
 	// SweepInterval is how often pings, silence and close replies are
 	// checked; default 1s.
 	SweepInterval time.Duration
@@ -76,6 +83,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBadFrames <= 0 {
 		c.MaxBadFrames = 5
+	}
+	if c.FrameBurst <= 0 {
+		c.FrameBurst = 20
+	}
+	if c.FrameRate <= 0 {
+		c.FrameRate = 5
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Second
@@ -142,6 +155,9 @@ func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	}
 	return m, nil
 }
+
+// frameCost is the time, in ns, the frame budget takes to refill by one frame.
+func (m *Manager) frameCost() int64 { return int64(time.Second) / int64(m.cfg.FrameRate) }
 
 // maxBuffered bounds the bytes kept for one unit that is not complete yet.
 func (m *Manager) maxBuffered() int { return int(m.cfg.ReadLimit) + 64 }

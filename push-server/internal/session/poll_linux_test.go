@@ -131,11 +131,12 @@ type tagger struct {
 	conns map[string]*Conn
 }
 
-func (g *tagger) Receive(c *Conn, name string) {
+func (g *tagger) Receive(c *Conn, name string) bool {
 	g.mu.Lock()
 	g.conns[name] = c
 	g.mu.Unlock()
 	c.Send([]byte(`{"type":"tagged"}`))
+	return true
 }
 
 func (*tagger) Alarm(*Conn) {}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -45,6 +46,7 @@ func TestParseHeaderAndUnit(t *testing.T) {
 	frag1 := masked(opText, false, []byte(`{"type":`))
 	pong := masked(opPong, true, nil)
 	frag2 := masked(opContinuation, true, []byte(`"ping"}`))
+	hugePing := []byte{0x89, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}
 	cat := func(parts ...[]byte) []byte {
 		var b []byte
 		for _, p := range parts {
@@ -53,33 +55,37 @@ func TestParseHeaderAndUnit(t *testing.T) {
 		return b
 	}
 	tests := []struct {
-		name  string
-		b     []byte
-		limit int64
-		n     int
-		kind  unitKind
+		name   string
+		b      []byte
+		limit  int64
+		n      int
+		kind   unitKind
+		frames int
 	}{
-		{"empty", nil, 4096, 0, unitWait},
-		{"one byte", text[:1], 4096, 0, unitWait},
-		{"header only", text[:6], 4096, 0, unitWait},
-		{"whole text", text, 4096, len(text), unitGorilla},
-		{"text then partial", cat(text, text[:3]), 4096, len(text), unitGorilla},
-		{"16-bit length", big, 4096, len(big), unitGorilla},
-		{"64-bit length over limit: header only", huge[:14], 4096, 14, unitGorilla},
-		{"over limit", big, 100, 8, unitGorilla},
-		{"pong", cat(pong, text), 4096, len(pong), unitPong},
-		{"ping", masked(opPing, true, []byte("hi")), 4096, 8, unitPing},
-		{"close", masked(opClose, true, []byte{3, 232}), 4096, 8, unitGorilla},
-		{"first fragment only", frag1, 4096, 0, unitWait},
-		{"fragments with a pong between", cat(frag1, pong, frag2), 4096, len(frag1) + len(pong) + len(frag2), unitGorilla},
-		{"fragments over limit", cat(frag1, frag2), 10, len(frag1) + 6, unitGorilla},
-		{"control too long", []byte{0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4}, 4096, 8, unitGorilla},
+		{"empty", nil, 4096, 0, unitWait, 0},
+		{"one byte", text[:1], 4096, 0, unitWait, 0},
+		{"header only", text[:6], 4096, 0, unitWait, 0},
+		{"whole text", text, 4096, len(text), unitGorilla, 1},
+		{"text then partial", cat(text, text[:3]), 4096, len(text), unitGorilla, 1},
+		{"16-bit length", big, 4096, len(big), unitGorilla, 1},
+		{"64-bit length over limit: header only", huge[:14], 4096, 14, unitGorilla, 1},
+		{"over limit", big, 100, 8, unitGorilla, 1},
+		{"pong", cat(pong, text), 4096, len(pong), unitPong, 1},
+		{"ping", masked(opPing, true, []byte("hi")), 4096, 8, unitPing, 1},
+		{"close", masked(opClose, true, []byte{3, 232}), 4096, 8, unitGorilla, 1},
+		{"first fragment only", frag1, 4096, 0, unitWait, 0},
+		{"fragments with a pong between", cat(frag1, pong, frag2), 4096, len(frag1) + len(pong) + len(frag2), unitGorilla, 3},
+		{"fragments over limit", cat(frag1, frag2), 10, len(frag1) + 6, unitGorilla, 2},
+		{"control too long", []byte{0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4}, 4096, 8, unitGorilla, 1},
+		// A length near 2^63 must not wrap the offset around.
+		{"fragments with a huge control frame between", cat(frag1, hugePing, frag2), 4096, len(frag1) + 14, unitGorilla, 2},
+		{"fragments with a long control frame between", cat(frag1, []byte{0x89, 0x80 | 126, 0, 200, 1, 2, 3, 4}), 4096, len(frag1) + 8, unitGorilla, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, kind, payload := unit(tt.b, tt.limit)
-			if n != tt.n || kind != tt.kind {
-				t.Fatalf("unit = %d, %v; want %d, %v", n, kind, tt.n, tt.kind)
+			n, kind, payload, frames := unit(tt.b, tt.limit)
+			if n != tt.n || kind != tt.kind || frames != tt.frames {
+				t.Fatalf("unit = %d, %v, %d frames; want %d, %v, %d", n, kind, frames, tt.n, tt.kind, tt.frames)
 			}
 			if kind == unitPing && string(payload) != "hi" {
 				t.Fatalf("ping payload %q", payload)
@@ -89,12 +95,16 @@ func TestParseHeaderAndUnit(t *testing.T) {
 }
 
 // echo answers each request with its type, so tests see Receive calls.
-// A "hold" request first waits until the channel in held is closed.
+// A "hold" request first waits until the channel in held is closed; it
+// knows every type but "unknown".
 type echo struct{}
 
 var held atomic.Pointer[chan struct{}]
 
-func (echo) Receive(c *Conn, typ string) {
+func (echo) Receive(c *Conn, typ string) bool {
+	if typ == "unknown" {
+		return false
+	}
 	if typ == "hold" {
 		<-*held.Load()
 	}
@@ -102,6 +112,7 @@ func (echo) Receive(c *Conn, typ string) {
 		c.SetAlarm(time.Now().Add(50 * time.Millisecond))
 	}
 	c.Send([]byte(`{"type":"got-` + typ + `"}`))
+	return true
 }
 
 func (echo) Alarm(c *Conn) { c.Send([]byte(`{"type":"alarm"}`)) }
@@ -260,6 +271,12 @@ func TestBadInputCloses(t *testing.T) {
 		ws = dial(t, s)
 		ws.WriteMessage(websocket.BinaryMessage, []byte{1})
 		expectClose(t, ws, websocket.CloseUnsupportedData)
+
+		// A control frame claiming 2^63 bytes between two fragments: a
+		// protocol error, not a crash of the reader.
+		ws = dial(t, s)
+		ws.NetConn().Write([]byte{0x01, 0x80 | 2, 0, 0, 0, 0, '{', '}', 0x89, 0x80 | 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+		expectClose(t, ws, websocket.CloseProtocolError)
 
 		ws = dial(t, s)
 		ws.WriteMessage(websocket.TextMessage, []byte("nope"))
@@ -622,5 +639,161 @@ func TestArrivingUntilTheWaveSettles(t *testing.T) {
 	m.settle(now.Add(calmFor))
 	if m.Arriving() {
 		t.Fatal("still arriving after the wave settled")
+	}
+}
+
+// expectCloseReason reads until the connection closes and checks the close
+// code and reason; it returns how many messages came before.
+func expectCloseReason(t *testing.T, ws *websocket.Conn, code int, reason string) (messages int) {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		if err == nil {
+			messages++
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != code || ce.Text != reason {
+			t.Fatalf("ended with %v after %d messages, want close %d %q", err, messages, code, reason)
+		}
+		return messages
+	}
+}
+
+func TestFrameBudget(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		const burst, flood = 10, 200
+		s := newServer(t, Config{Portable: portable, FrameBurst: burst, FrameRate: 1})
+
+		// JSON pings: a pong for each until the budget is spent, then 1008.
+		ws := dial(t, s)
+		for range flood {
+			if ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)) != nil {
+				break
+			}
+		}
+		if pongs := expectCloseReason(t, ws, websocket.ClosePolicyViolation, "too many frames"); pongs >= flood {
+			t.Fatalf("%d pongs for %d pings", pongs, flood)
+		}
+
+		// WebSocket pings, which the connection answers without gorilla.
+		ws = dial(t, s)
+		pongs := 0
+		ws.SetPongHandler(func(string) error { pongs++; return nil })
+		for range flood {
+			if ws.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)) != nil {
+				break
+			}
+		}
+		expectCloseReason(t, ws, websocket.ClosePolicyViolation, "too many frames")
+		if pongs >= flood {
+			t.Fatalf("%d pongs for %d pings", pongs, flood)
+		}
+
+		// Pongs, answering nothing, count as well.
+		ws = dial(t, s)
+		for range flood {
+			if ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)) != nil {
+				break
+			}
+		}
+		expectCloseReason(t, ws, websocket.ClosePolicyViolation, "too many frames")
+
+		// A message in fragments is as many frames, pings between them
+		// included: one message of many frames spends the budget at once.
+		ws = dial(t, s)
+		nw, _ := ws.NextWriter(websocket.TextMessage)
+		for range burst {
+			nw.Write([]byte(" "))
+			ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+		}
+		nw.Write([]byte(`{"type":"frag"}`))
+		nw.Close()
+		expectCloseReason(t, ws, websocket.ClosePolicyViolation, "too many frames")
+
+		// Up to the burst, anything goes.
+		ws = dial(t, s)
+		for range burst - 1 {
+			ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+		}
+		for range burst - 1 {
+			expect(t, ws, `{"type":"pong"}`)
+		}
+		s.mu.Lock()
+		c := s.conns[len(s.conns)-1]
+		s.mu.Unlock()
+		if !c.Send([]byte(`{"type":"still-open"}`)) {
+			t.Fatal("a connection within its burst is closing")
+		}
+		expect(t, ws, `{"type":"still-open"}`)
+	})
+}
+
+// A page pings every 25 s and answers the server's pings; now and then its
+// user asks for a few new codes in a row, or the network holds its frames
+// back and delivers them at once. None of that comes near the default budget.
+func TestFrameBudgetFitsAPage(t *testing.T) {
+	m := &Manager{cfg: Config{}.withDefaults()}
+	c := &Conn{m: m}
+	now := time.Unix(1_700_000_000, 0).UnixNano()
+	for i := range 24 * 3600 / 25 { // a day
+		frames := 2 // its ping and its pong to ours
+		switch i % 100 {
+		case 0:
+			frames += 5 // five refreshes in a row
+		case 50:
+			frames += 10 // a minute of frames held back by the network, at once
+		}
+		for range frames {
+			if !c.spend(now, 1) {
+				t.Fatalf("frame refused %v into the day", time.Duration(i*25)*time.Second)
+			}
+		}
+		now += int64(25 * time.Second)
+	}
+}
+
+func TestFrameBudgetRefills(t *testing.T) {
+	m := &Manager{cfg: Config{FrameBurst: 3, FrameRate: 2}.withDefaults()}
+	c := &Conn{m: m}
+	now := time.Unix(1_700_000_000, 0).UnixNano()
+	for i := range 3 {
+		if !c.spend(now, 1) {
+			t.Fatalf("frame %d of the burst refused", i)
+		}
+	}
+	if c.spend(now, 1) {
+		t.Fatal("a frame over the burst was allowed")
+	}
+	now += int64(500 * time.Millisecond) // one frame's refill at 2 a second
+	if !c.spend(now, 1) || c.spend(now, 1) {
+		t.Fatal("half a second did not give back exactly one frame")
+	}
+	now += int64(time.Hour)
+	if c.spend(now, 4) || !c.spend(now, 3) {
+		t.Fatal("after a long pause the budget is not the whole burst")
+	}
+}
+
+// Unknown types count toward the close for bad frames.
+func TestUnknownTypesAreBadFrames(t *testing.T) {
+	s := newServer(t, Config{MaxBadFrames: 3})
+	ws := dial(t, s)
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"unknown"}`))
+	expect(t, ws, string(msgUnknown))
+	ws.WriteMessage(websocket.TextMessage, []byte(`not json`))
+	expect(t, ws, string(msgBadRequest))
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+	expect(t, ws, `{"type":"pong"}`)
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"unknown"}`))
+	expectCloseReason(t, ws, websocket.ClosePolicyViolation, "too many bad frames")
+}
+
+// An idle connection's memory is mostly this struct: keep it in the
+// allocator's 192-byte class.
+func TestConnSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) == 8 && unsafe.Sizeof(Conn{}) > 192 {
+		t.Fatalf("Conn is %d bytes, over 192", unsafe.Sizeof(Conn{}))
 	}
 }

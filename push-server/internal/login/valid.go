@@ -1,0 +1,68 @@
+package login
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+
+	"github.com/scanlogin/scanlogin/wechat"
+)
+
+// The rules for what callers name: every entry (gRPC, the HTTP/JSON API,
+// /ws) checks with these, so a value that no one could have been given
+// never reaches a key, a channel or a frame.
+
+// MaxEventName bounds the event name of a Push.
+const MaxEventName = 64
+
+// ValidSessionID reports whether id has the shape of the ids NewSessionID
+// makes: unpadded base64url of idBytes random bytes.
+func ValidSessionID(id string) bool {
+	if len(id) != base64.RawURLEncoding.EncodedLen(idBytes) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidEventName reports whether event is a Push event name: 1 to
+// MaxEventName characters from a set that needs no escaping in JSON.
+func ValidEventName(event string) bool {
+	if event == "" || len(event) > MaxEventName {
+		return false
+	}
+	for i := 0; i < len(event); i++ {
+		switch c := event[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CheckPush reports, as an ErrInvalid, what is wrong with the arguments of
+// a Push (data as it will be sent: JSON, "null" for none).
+func CheckPush(to Target, event string, data []byte) error {
+	switch {
+	case (to.SessionID == "") == (to.OpenID == ""):
+		return fmt.Errorf("%w: exactly one of session_id and openid", ErrInvalid)
+	case to.OpenID != "" && !wechat.ValidOpenID(to.OpenID):
+		return fmt.Errorf("%w: openid must be 1..%d of A-Z a-z 0-9 _ -", ErrInvalid, wechat.MaxIDLen)
+	case to.SessionID != "" && !ValidSessionID(to.SessionID):
+		return fmt.Errorf("%w: session_id is not a session id", ErrInvalid)
+	case !ValidEventName(event):
+		return fmt.Errorf("%w: event must be 1..%d of A-Z a-z 0-9 . _ : -", ErrInvalid, MaxEventName)
+	case len(data) > MaxPushData:
+		return fmt.Errorf("%w: data over %d bytes", ErrInvalid, MaxPushData)
+	case !json.Valid(data):
+		return fmt.Errorf("%w: data is not JSON", ErrInvalid)
+	}
+	return nil
+}
