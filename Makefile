@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 export GOTOOLCHAIN ?= local
 
-MODULES := proto procs rawsock wechat testkit redisurl settings push-server wechat-callback wechat-sim scripts/loadtest e2e
+MODULES := proto internal wechat push-server wechat-callback wechat-sim scripts/loadtest e2e
 BIN := $(CURDIR)/bin
 TOOLS := $(CURDIR)/.tools
 

@@ -9,12 +9,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/scanlogin/scanlogin/procs v0.0.0
 	github.com/scanlogin/scanlogin/proto v0.0.0
-	github.com/scanlogin/scanlogin/rawsock v0.0.0
-	github.com/scanlogin/scanlogin/redisurl v0.0.0-00010101000000-000000000000
-	github.com/scanlogin/scanlogin/settings v0.0.0
-	github.com/scanlogin/scanlogin/testkit v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0
 	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.48.0
@@ -49,6 +44,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/quic-go/qpack v0.6.0 // indirect
 	github.com/quic-go/quic-go v0.59.0 // indirect
+	github.com/scanlogin/scanlogin/internal v0.0.0
 	github.com/twitchyliquid64/golang-asm v0.15.1 // indirect
 	github.com/ugorji/go/codec v1.3.1 // indirect
 	go.mongodb.org/mongo-driver/v2 v2.5.0 // indirect
@@ -63,11 +59,8 @@ require (
 )
 
 replace (
-	github.com/scanlogin/scanlogin/procs => ../procs
 	github.com/scanlogin/scanlogin/proto => ../proto
-	github.com/scanlogin/scanlogin/rawsock => ../rawsock
-	github.com/scanlogin/scanlogin/redisurl => ../redisurl
-	github.com/scanlogin/scanlogin/settings => ../settings
-	github.com/scanlogin/scanlogin/testkit => ../testkit
 	github.com/scanlogin/scanlogin/wechat => ../wechat
 )
+
+replace github.com/scanlogin/scanlogin/internal => ../internal

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/scanlogin/scanlogin/internal/redisurl"
 	"github.com/scanlogin/scanlogin/push-server/internal/cluster"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
@@ -13,7 +14,6 @@ import (
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/redisstore"
-	"github.com/scanlogin/scanlogin/redisurl"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat/redistoken"
 )

@@ -20,7 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/scanlogin/scanlogin/testkit/redistest"
+	"github.com/scanlogin/scanlogin/internal/redistest"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 

@@ -24,9 +24,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/scanlogin/scanlogin/internal/redistest"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
-	"github.com/scanlogin/scanlogin/testkit/redistest"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 

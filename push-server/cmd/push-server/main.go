@@ -14,7 +14,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -22,8 +21,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/health"
 
-	"github.com/scanlogin/scanlogin/procs"
-	"github.com/scanlogin/scanlogin/procs/gcpace"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
@@ -32,7 +29,6 @@ import (
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
 	"github.com/scanlogin/scanlogin/push-server/internal/web"
-	"github.com/scanlogin/scanlogin/rawsock"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
@@ -116,7 +112,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.DebugAddr != "" {
-		runtime.MemProfileRate = 4096 // precise heap profiles, at some cost
 		dbg, err := debugServer(log, cfg.DebugAddr)
 		if err != nil {
 			return err
@@ -130,14 +125,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return nil
 	})
 	g.Go(func() error {
-		if err := gs.Serve(rawsock.Listen(grpcLn)); err != nil {
+		if err := gs.Serve(grpcLn); err != nil {
 			return fmt.Errorf("grpc: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() error { return b.run(gctx) })
-	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
-	g.Go(func() error { gcpace.Run(gctx, log, getenv, gcpace.Options{Hold: api.Arriving, Wave: 50}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)

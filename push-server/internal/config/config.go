@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scanlogin/scanlogin/internal/redisurl"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
-	"github.com/scanlogin/scanlogin/redisurl"
-	"github.com/scanlogin/scanlogin/settings"
 )
 
 // Config is the push server's configuration.

@@ -22,8 +22,8 @@ import (
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
-	"github.com/scanlogin/scanlogin/push-server/internal/session"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
+	"github.com/scanlogin/scanlogin/push-server/internal/wsconn"
 )
 
 // Verifier checks login tokens presented on /ws?token=.
@@ -47,7 +47,7 @@ type Options struct {
 	AllowedOrigins []string // exact "scheme://host[:port]"; empty: same host only
 	TrustedProxies []string // whose X-Forwarded-For names the client
 	MaxRefresh     int      // QR refreshes per connection
-	Session        session.Config
+	Session        wsconn.Config
 	// OpTimeout bounds one WeChat or store operation made for a connection.
 	OpTimeout time.Duration
 	// Page, when set, serves the login page at "/".
@@ -66,7 +66,7 @@ type Server struct {
 	conns   *limit.Conns
 	ready   func(context.Context) error
 
-	mgr      *session.Manager
+	mgr      *wsconn.Manager
 	base     context.Context // ends when the server shuts down
 	cancel   context.CancelFunc
 	draining atomic.Bool
@@ -86,7 +86,7 @@ func NewServer(log *slog.Logger, opt Options, logins *login.Service, reg Registr
 		qrLimit: qrLimit, conns: conns, ready: ready,
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
-	mgr, err := session.NewManager(opt.Session, log)
+	mgr, err := wsconn.NewManager(opt.Session, log)
 	if err != nil {
 		return nil, fmt.Errorf("websocket manager: %w", err)
 	}
@@ -127,15 +127,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 // a graceful shutdown.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Arriving reports whether a wave of new connections is under way (see
-// session.Manager.Arriving).
-func (s *Server) Arriving() bool { return s.mgr.Arriving() }
-
 // CloseAll closes every WebSocket with 1001 so browsers resume elsewhere,
 // waits for them to finish, or for ctx to end, and stops serving sockets.
 func (s *Server) CloseAll(ctx context.Context) {
 	s.draining.Store(true)
-	s.mgr.CloseAll(session.CloseGoingAway, "server shutting down")
+	s.mgr.CloseAll(wsconn.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -11,7 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
-	"github.com/scanlogin/scanlogin/push-server/internal/session"
+	"github.com/scanlogin/scanlogin/push-server/internal/wsconn"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
@@ -116,7 +116,7 @@ type client struct {
 	s      *Server
 	ip     string
 	openid string // set for authenticated connections; immutable
-	conn   *session.Conn
+	conn   *wsconn.Conn
 
 	mu        sync.Mutex
 	gone      bool   // the connection has ended; guarded by mu
@@ -129,9 +129,9 @@ type client struct {
 func (cl *client) Send(msg []byte) bool {
 	switch {
 	case login.IsLogin(msg):
-		return cl.sendAndClose(msg, session.CloseNormal, "logged in")
+		return cl.sendAndClose(msg, wsconn.CloseNormal, "logged in")
 	case login.IsSessionTaken(msg):
-		return cl.sendAndClose(msg, session.CloseSessionTaken, "session taken")
+		return cl.sendAndClose(msg, wsconn.CloseSessionTaken, "session taken")
 	}
 	return cl.conn.Send(msg)
 }
@@ -142,9 +142,9 @@ func (cl *client) sendAndClose(msg []byte, code int, reason string) bool {
 	return cl.conn.SendAndClose(msg, code, reason)
 }
 
-// Receive implements session.Handler; the connection answers, and counts,
+// Receive implements wsconn.Handler; the connection answers, and counts,
 // unknown types.
-func (cl *client) Receive(_ *session.Conn, typ string) bool {
+func (cl *client) Receive(_ *wsconn.Conn, typ string) bool {
 	if typ == "refresh" {
 		cl.refresh()
 		return true
@@ -163,8 +163,8 @@ func (cl *client) start(fresh bool) {
 	fail := func(code, msg string) {
 		frame := login.ErrorFrame(code, msg)
 		if fresh {
-			cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseTryAgainLater)).Inc()
-			cl.conn.SendAndClose(frame, session.CloseTryAgainLater, code)
+			cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(wsconn.CloseTryAgainLater)).Inc()
+			cl.conn.SendAndClose(frame, wsconn.CloseTryAgainLater, code)
 			return
 		}
 		cl.Send(frame)
@@ -231,14 +231,14 @@ func (cl *client) attach(sess *login.Session) {
 	cl.conn.SetAlarm(sess.ExpiresAt)
 }
 
-// Alarm implements session.Handler. On an authenticated connection the
+// Alarm implements wsconn.Handler. On an authenticated connection the
 // token has expired: the connection closes with 4001. Otherwise the
 // session's time is up: it tells the browser, if the session did expire
 // (it may have been confirmed).
-func (cl *client) Alarm(*session.Conn) {
+func (cl *client) Alarm(*wsconn.Conn) {
 	if cl.openid != "" {
-		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(session.CloseTokenExpired)).Inc()
-		cl.conn.Close(session.CloseTokenExpired, "token expired")
+		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(wsconn.CloseTokenExpired)).Inc()
+		cl.conn.Close(wsconn.CloseTokenExpired, "token expired")
 		return
 	}
 	cl.mu.Lock()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/scanlogin/scanlogin/testkit/redistest"
+	"github.com/scanlogin/scanlogin/internal/redistest"
 )
 
 func TestSharedAcrossInstances(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scanlogin/scanlogin/internal/redistest"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
-	"github.com/scanlogin/scanlogin/testkit/redistest"
 )
 
 // BenchmarkWaitingSessionFootprint measures what one waiting session costs

@@ -8,9 +8,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scanlogin/scanlogin/internal/redistest"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/login/storetest"
-	"github.com/scanlogin/scanlogin/testkit/redistest"
 )
 
 func TestConformance(t *testing.T) {

@@ -29,9 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
-	"github.com/scanlogin/scanlogin/procs"
-	"github.com/scanlogin/scanlogin/procs/gcpace"
-	"github.com/scanlogin/scanlogin/rawsock"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
@@ -174,16 +171,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := srv.Serve(rawsock.Listen(ln)); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
 	})
-	// One P while the load is light: with raw socket calls (rawsock) its
-	// Notify calls no longer wait behind the run queue; and a GOGC that
-	// follows the load (docs/benchmarks.md).
-	g.Go(func() error { procs.Run(gctx, log, getenv, procs.Options{}); return nil })
-	g.Go(func() error { gcpace.Run(gctx, log, getenv, gcpace.Options{}); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down")

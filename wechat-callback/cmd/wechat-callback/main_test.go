@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scanlogin/scanlogin/internal/redistest"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
-	"github.com/scanlogin/scanlogin/testkit/redistest"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient/pushtest"
 )
 

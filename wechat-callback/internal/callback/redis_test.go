@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/scanlogin/scanlogin/internal/redistest"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
-	"github.com/scanlogin/scanlogin/testkit/redistest"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 )

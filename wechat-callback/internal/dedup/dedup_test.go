@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/scanlogin/scanlogin/testkit/redistest"
+	"github.com/scanlogin/scanlogin/internal/redistest"
 )
 
 // testStore runs the behaviour every Store must have.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/scanlogin/scanlogin/redisurl"
+	"github.com/scanlogin/scanlogin/internal/redisurl"
 )
 
 // rememberScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it exists, and

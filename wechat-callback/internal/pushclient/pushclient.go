@@ -7,12 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
-	"github.com/scanlogin/scanlogin/rawsock"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -37,19 +34,6 @@ type Client struct {
 	timeout time.Duration
 }
 
-// dialRaw dials a TCP address; the connection reads and writes with raw
-// system calls (rawsock); with the HTTP listener doing the same, the
-// callback spends a seventh less CPU per scan. A custom dialer means grpc-go no longer applies HTTPS_PROXY to
-// the push server, an internal address. Unix sockets (unix: and
-// unix-abstract: targets) keep grpc-go's dialer.
-func dialRaw(ctx context.Context, addr string) (net.Conn, error) {
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	return rawsock.Wrap(c), nil
-}
-
 // New returns a Client for the push server at target (a gRPC target such as
 // "127.0.0.1:9090"). It does not connect yet. Each Notify attempt gets at most
 // timeout; authToken, when not empty, is sent as "authorization: Bearer".
@@ -68,9 +52,6 @@ func New(target, authToken string, timeout time.Duration) (*Client, error) {
 		// side per Notify. Answers are tiny; 1 MiB never limits them.
 		grpc.WithInitialWindowSize(1 << 20),
 		grpc.WithInitialConnWindowSize(1 << 20),
-	}
-	if !strings.HasPrefix(target, "unix:") && !strings.HasPrefix(target, "unix-abstract:") {
-		opts = append(opts, grpc.WithContextDialer(dialRaw))
 	}
 	if authToken != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(authToken)))

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scanlogin/scanlogin/settings"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 

@@ -1,4 +1,4 @@
-package session
+package wsconn
 
 import "encoding/binary"
 

@@ -1,4 +1,4 @@
-module github.com/scanlogin/scanlogin/redisurl
+module github.com/scanlogin/scanlogin/internal
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-// Package session runs browser WebSockets so that an idle one costs no
+// Package wsconn runs browser WebSockets so that an idle one costs no
 // goroutine, timer or buffer: a poller (epoll on Linux, where the socket
 // also leaves Go's network poller) wakes a reader only when bytes arrive,
 // and gorilla/websocket reads and checks the frames, handed to it only once
@@ -8,7 +8,7 @@
 // One sweeper sends the pings, closes connections that went silent and
 // rings the handlers' alarms. Producers never block: a connection whose
 // queue is full is closed as a slow consumer.
-package session
+package wsconn
 
 import (
 	"context"
@@ -16,10 +16,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -120,10 +118,6 @@ type Manager struct {
 	mu    sync.Mutex
 	conns []*Conn // open connections, each at its idx; guarded by mu
 
-	upgrades  atomic.Int64 // connections opened, ever
-	sinceFree atomic.Int64 // upgrades when memory was last given back; written by the sweeper
-	last      int64        // upgrades at the previous sweep; sweeper only
-	calmSince time.Time    // when upgrades last stood still; sweeper only
 }
 
 // NewManager returns a Manager; call Run to serve its connections.
@@ -201,7 +195,6 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 	c.idx = len(m.conns)
 	m.conns = append(m.conns, c)
 	m.mu.Unlock()
-	m.upgrades.Add(1)
 	return c, nil
 }
 
@@ -264,7 +257,6 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case now := <-t.C:
 			batch = m.sweep(now, tick%sweepSlices, batch[:0])
-			m.settle(now)
 		}
 	}
 }
@@ -295,45 +287,6 @@ func (m *Manager) sweep(now time.Time, slice int, batch []*Conn) []*Conn {
 		batch[i] = nil
 	}
 	return batch
-}
-
-// Memory given back after a wave of connections.
-const (
-	waveSize = 1000            // connections opened since the last release
-	calmFor  = 3 * time.Second // with none opened for this long
-)
-
-// Arriving reports whether a wave of new connections is under way: at
-// least waveSize opened since memory was last given back after one.
-func (m *Manager) Arriving() bool { return m.waveSince(m.upgrades.Load()) }
-
-// waveSince: a wave has opened by the time upgrades reached n.
-func (m *Manager) waveSince(n int64) bool { return n-m.sinceFree.Load() >= waveSize }
-
-// settle gives memory back to the operating system once a wave of new
-// connections is over. Opening a connection allocates far more, briefly,
-// than it keeps (handshake, the WeChat call, goroutine stacks), and the
-// garbage collector would otherwise hold on to those pages: an idle server
-// then shows several KiB of RSS per connection it does not use.
-func (m *Manager) settle(now time.Time) {
-	n := m.upgrades.Load()
-	switch {
-	case !m.waveSince(n):
-		m.calmSince = time.Time{}
-	case m.calmSince.IsZero():
-		m.calmSince = now
-		m.last = n
-	case n != m.last:
-		m.calmSince, m.last = now, n
-	case now.Sub(m.calmSince) >= calmFor:
-		// Twice: a collection moves what sync.Pools hold (net/http's 4 KiB
-		// buffers of the handshakes, among others) to their victim caches,
-		// the second one frees it.
-		debug.FreeOSMemory()
-		debug.FreeOSMemory()
-		m.sinceFree.Store(n)
-		m.calmSince = time.Time{}
-	}
 }
 
 // goroutines is the portable poller: one goroutine per connection, blocked

@@ -1,4 +1,4 @@
-package session
+package wsconn
 
 import (
 	"encoding/binary"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/scanlogin/scanlogin/rawsock"
+	"github.com/scanlogin/scanlogin/push-server/internal/rawsock"
 )
 
 // Handler receives the browser's requests other than ping, which the

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package session
+package wsconn
 
 // newPoller off Linux: a goroutine per connection.
 func newPoller(*Manager) (poller, error) { return &goroutines{}, nil }

@@ -1,4 +1,4 @@
-package session
+package wsconn
 
 import (
 	"bytes"
@@ -612,33 +612,6 @@ func TestServerFrameLengths(t *testing.T) {
 		if f[0] != 0x80|opText || got != n || hdr != wantHdr || len(f) != hdr+n || !bytes.Equal(f[hdr:], payload) {
 			t.Fatalf("frame of %d bytes: header %x, length %d in %d header bytes, %d in all", n, f[:hdr], got, hdr, len(f))
 		}
-	}
-}
-
-// A wave of connections counts as arriving until the memory it left was
-// given back, once no connection opened for calmFor.
-func TestArrivingUntilTheWaveSettles(t *testing.T) {
-	m, err := NewManager(Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	m.upgrades.Add(waveSize - 1)
-	if m.Arriving() {
-		t.Fatal("arriving before a whole wave opened")
-	}
-	m.upgrades.Add(1)
-	if !m.Arriving() {
-		t.Fatal("not arriving after a wave opened")
-	}
-	m.settle(now)
-	m.settle(now.Add(calmFor / 2))
-	if !m.Arriving() {
-		t.Fatal("the wave settled before calmFor passed")
-	}
-	m.settle(now.Add(calmFor))
-	if m.Arriving() {
-		t.Fatal("still arriving after the wave settled")
 	}
 }
 

@@ -1,6 +1,6 @@
 //go:build linux
 
-package session
+package wsconn
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/scanlogin/scanlogin/rawsock"
+	"github.com/scanlogin/scanlogin/push-server/internal/rawsock"
 )
 
 // epoll is the Linux poller: one epoll instance, one goroutine waiting on

@@ -1,3 +1,0 @@
-module github.com/scanlogin/scanlogin/procs
-
-go 1.26.0

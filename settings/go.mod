@@ -1,3 +1,0 @@
-module github.com/scanlogin/scanlogin/settings
-
-go 1.26.0

@@ -1,3 +1,0 @@
-module github.com/scanlogin/scanlogin/testkit
-
-go 1.26.0
