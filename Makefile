@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.1
 
 GO_TEST_FLAGS ?= -race -count=1
 
-.PHONY: all build test test-unit fuzz proto proto-check tools vet clean run-all bench
+.PHONY: all build test test-unit test-node fuzz proto proto-check tools vet clean run-all bench
 
 all: build
 
@@ -38,7 +38,11 @@ bench: build
 FUZZTIME ?= 3s
 
 ## test: every test suite, with the race detector, and a short fuzz run
-test: proto-check vet test-unit fuzz
+test: proto-check vet test-unit test-node fuzz
+
+## test-node: the shipped Mini Program page's logic, with Node's test runner
+test-node:
+	node --test miniprogram/test/*.test.js
 
 test-unit:
 	@set -e; for m in $(MODULES); do echo "== go test $$m"; (cd $$m && go test $(GO_TEST_FLAGS) ./...); done
