@@ -60,21 +60,22 @@ func eventType(m *wechat.Message) string {
 	return "other"
 }
 
-// dedupe processes msg once per duplicate key. The first copy claims the
-// key, processes the message and stores its answer; later copies, also
-// concurrent ones, wait for that answer within ctx and return it ("" when
-// the first copy does not finish in time). dup reports a later copy.
+// dedupe processes req's message once per duplicate key. The first copy
+// claims the key, processes the message and stores its answer; later copies,
+// also concurrent ones, wait for that answer within ctx and return it (""
+// when the first copy does not finish in time). dup reports a later copy.
 //
-// Nothing is processed unless checkReplay found the request's (timestamp,
-// nonce) pair new: when the replay memory could not tell, the answer is
+// Nothing is processed unless checkReplay found req's (timestamp, nonce)
+// pair new: when the replay memory could not tell, the answer is
 // REPLY_UNAVAILABLE. The duplicate check is best effort (a store failure
 // lets the copy through), as Notify is idempotent per event id.
-func (h *handler) dedupe(ctx context.Context, msg *wechat.Message) (text string, dup bool) {
-	if rc := replayCheckOf(ctx); !rc.passed {
+func (h *handler) dedupe(ctx context.Context, req *request) (text string, dup bool) {
+	if !req.replay.fresh {
 		h.metrics.rejected.WithLabelValues(reasonReplayUnavailable).Inc()
-		h.log.Warn("callback not processed", "reason", reasonReplayUnavailable, "err", rc.err)
+		h.log.Warn("callback not processed", "reason", reasonReplayUnavailable, "err", req.replay.err)
 		return h.cfg.Replies.Unavailable, false
 	}
+	msg := req.msg
 	key := "event:" + digest(eventID(msg))
 	claimed, err := h.store.Claim(ctx, key, h.cfg.Budget+leaseMargin)
 	if err != nil {

@@ -140,6 +140,7 @@ func (h *handler) checkSignature(sig, timestamp, nonce string) *rejection {
 type request struct {
 	msg       *wechat.Message // the (decrypted) message
 	encrypted bool            // compatible or safe mode: answer encrypted
+	replay    replayCheck     // checkReplay's verdict, for dedupe
 }
 
 // receive handles an event or message POSTed by WeChat.
@@ -149,14 +150,13 @@ func (h *handler) receive(c *gin.Context) {
 	// for its retry. The budget keeps us inside WeChat's 5 seconds.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), h.cfg.Budget)
 	defer cancel()
-	ctx = withReplayCheck(ctx)
 
 	req, rej := h.verify(ctx, c)
 	if rej != nil {
 		h.refuse(c, rej)
 		return
 	}
-	text, dup := h.dedupe(ctx, req.msg)
+	text, dup := h.dedupe(ctx, req)
 	h.answer(c, req, text)
 	if dup {
 		h.log.Info("duplicate answered", "type", eventType(req.msg), "dur", time.Since(start))
@@ -217,7 +217,8 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 
 	// In plaintext mode the signature does not cover the body: a captured
 	// query string must not carry a second, different body.
-	if r := h.checkReplay(ctx, timestamp, nonce, body); r != nil {
+	replay, r := h.checkReplay(ctx, timestamp, nonce, body)
+	if r != nil {
 		return nil, r
 	}
 
@@ -229,7 +230,7 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 	} else if r := h.checkMessage(msg); r != nil {
 		return nil, r
 	}
-	return &request{msg: msg, encrypted: encrypted}, nil
+	return &request{msg: msg, encrypted: encrypted, replay: replay}, nil
 }
 
 // open decrypts an Encrypt value and checks the message inside; nil means
@@ -264,48 +265,27 @@ func (h *handler) checkMessage(msg *wechat.Message) *rejection {
 	return nil
 }
 
+// replayCheck is checkReplay's verdict on a request it did not refuse. The
+// zero value fails closed: the request is not processed.
+type replayCheck struct {
+	fresh bool  // the (timestamp, nonce) pair is new: process the request
+	err   error // why the replay memory could not tell, when not fresh
+}
+
 // checkReplay remembers the (timestamp, nonce) pair with a digest of the
 // body and rejects the request if the pair came before with another body.
-// It fails closed: only a pair the replay memory finds new marks the request
-// for processing (see replayCheck); when the memory cannot tell, the request
-// goes on through the other checks and is then answered "unavailable"
-// without being processed.
-func (h *handler) checkReplay(ctx context.Context, timestamp, nonce string, body []byte) *rejection {
+// When the replay memory cannot tell, the request goes on through the other
+// checks and dedupe answers it REPLY_UNAVAILABLE without processing it.
+func (h *handler) checkReplay(ctx context.Context, timestamp, nonce string, body []byte) (replayCheck, *rejection) {
 	sum := sha256.Sum256(body)
 	ok, err := h.store.Remember(ctx, "nonce:"+digest(timestamp+"|"+nonce), hex.EncodeToString(sum[:]), h.nonceTTL())
-	rc := replayCheckOf(ctx)
 	if err != nil {
-		rc.err = err
-		return nil
+		return replayCheck{err: err}, nil
 	}
 	if !ok {
-		return reject(http.StatusForbidden, reasonReplay, "timestamp and nonce seen before with another body")
+		return replayCheck{}, reject(http.StatusForbidden, reasonReplay, "timestamp and nonce seen before with another body")
 	}
-	rc.passed = true
-	return nil
-}
-
-// replayCheck is checkReplay's verdict on one request, left in its context
-// (withReplayCheck) for dedupe, which processes only requests that passed.
-type replayCheck struct {
-	passed bool  // the pair is new
-	err    error // why the replay memory could not tell
-}
-
-type replayCheckKey struct{}
-
-// withReplayCheck returns ctx with room for checkReplay's verdict.
-func withReplayCheck(ctx context.Context) context.Context {
-	return context.WithValue(ctx, replayCheckKey{}, new(replayCheck))
-}
-
-// replayCheckOf returns the verdict held by ctx; without one, a verdict
-// that did not pass.
-func replayCheckOf(ctx context.Context) *replayCheck {
-	if rc, ok := ctx.Value(replayCheckKey{}).(*replayCheck); ok {
-		return rc
-	}
-	return &replayCheck{err: errors.New("replay not checked")}
+	return replayCheck{fresh: true}, nil
 }
 
 // nonceTTL is how long a (timestamp, nonce) pair is remembered: as long as
