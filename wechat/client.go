@@ -23,14 +23,11 @@ const (
 	// DefaultHTTPTimeout bounds one HTTP exchange of the default client.
 	DefaultHTTPTimeout = 5 * time.Second
 	// MaxIdleConnsPerHost is how many kept-alive connections NewHTTPClient
-	// holds to one host: one per QR code being created at the same moment.
-	// net/http's default of 2 meant that at more than two at once nearly
-	// every request opened a connection (against WeChat, a TLS handshake)
-	// and closed one: a fifth of push-server's CPU while browsers connected
-	// at 2,000/s. Each idle connection holds two goroutines and 8 KB of
-	// buffers (about 2.4 MB for a full pool, closed after 90 s idle); with
-	// 32, a saturated wave still churned connections (connect p99 256-268
-	// against 71-232 ms, docs/benchmarks.md).
+	// holds to one host: about one per QR code being created at the same
+	// moment. With net/http's default of 2, a wave of browsers made nearly
+	// every request open a connection (a TLS handshake) and close another.
+	// Idle connections are closed after 90 s. docs/benchmarks.md has the
+	// measurements behind the number.
 	MaxIdleConnsPerHost = 100
 )
 

@@ -51,7 +51,7 @@ const (
 
 // Crypter encrypts and decrypts WeChat messages in compatible and safe mode:
 // AES-256-CBC with IV = key[:16], 32-byte PKCS#7 padding, plaintext laid out
-// as random(16) || len(msg) (uint32 big-endian) || msg || AppID (protocol §3).
+// as random(16) || len(msg) (uint32 big-endian) || msg || AppID.
 // It also signs with the account's token (msg_signature). A Crypter is
 // immutable and safe for concurrent use.
 type Crypter struct {
@@ -185,7 +185,7 @@ func (c *Crypter) VerifyMsgSignature(sig, timestamp, nonce, encrypt string) bool
 
 // EncryptReply encrypts the plaintext reply XML (for example from
 // [TextReply]) with fresh random bytes and returns the envelope WeChat
-// expects in safe mode (protocol §3.6):
+// expects in safe mode:
 //
 //	<xml><Encrypt/><MsgSignature/><TimeStamp/><Nonce/></xml>
 //

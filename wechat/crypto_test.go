@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// Common parameters of protocol §3.7.
+// Common parameters of the test vectors (docs/wechat.md, Test vectors).
 const (
 	vecToken  = "pamtest"
 	vecAppID  = "wxb11529c136998cb6"

@@ -14,11 +14,11 @@
 //     shared cache, temporary QR codes, user info) that refreshes the token
 //     once and retries once when WeChat reports it invalid.
 //
-// The fake WeChat API server for tests lives in package wechattest.
+// Package wechattest is the fake WeChat, shared by the tests and the
+// simulator.
 //
-// The wire formats follow the project's WeChat protocol notes
-// (wechat-protocol.md); section numbers in comments refer to them, and the
-// test vectors of its §3.7 are in this package's tests.
+// docs/wechat.md describes WeChat's side as scanlogin relies on it; its
+// test vectors are checked in this package's tests.
 //
 // Nothing here logs or returns a secret: the access token travels only in
 // the access_token query parameter and is stripped from every error.

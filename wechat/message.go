@@ -127,9 +127,9 @@ func parseTokens(body []byte) (*Message, error) {
 // entities, comments, nested elements, '\r', bytes past ASCII, a number
 // that does not parse) makes ok false, and the caller uses encoding/xml, so
 // the fast path only ever decides bodies on which it reads exactly what
-// encoding/xml reads; FuzzParseMessage checks that. encoding/xml reads a
-// byte at a time through an interface, which made it 14 % of the callback's
-// CPU in a scan.
+// encoding/xml reads; FuzzParseMessage checks that. It exists because
+// encoding/xml, which reads a byte at a time through an interface, was a
+// large part of the callback's CPU per event (docs/benchmarks.md).
 func parseFlat(body []byte) (m *Message, ok bool) {
 	rest, ok := bytes.CutPrefix(body, []byte("<xml>"))
 	if !ok {
@@ -161,7 +161,7 @@ func parseFlat(body []byte) (m *Message, ok bool) {
 			return nil, false
 		}
 		rest = rest[n+1:]
-		str, num := m.field(string(name)) // name does not escape: no allocation
+		str, num := m.field(string(name)) // the conversion does not allocate: name does not escape
 		switch {
 		case str != nil:
 			*str = string(text)
@@ -341,7 +341,7 @@ func (m *Message) Marshal() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// TextReply renders a passive text reply (protocol §4). The caller swaps
+// TextReply renders a passive text reply. The caller swaps
 // the request's users: toUser is the request's FromUserName (the user's
 // OpenID), fromUser its ToUserName (the account). Strings go into CDATA with
 // any "]]>" split safely; characters XML cannot carry become U+FFFD, so the
@@ -358,8 +358,8 @@ func TextReply(toUser, fromUser string, createTime int64, content string) []byte
 	return b.Bytes()
 }
 
-// EncryptedReply is the envelope of an encrypted passive reply (protocol
-// §3.6), as produced by [Crypter.EncryptReply]. Simulators and tests parse
+// EncryptedReply is the envelope of an encrypted passive reply, as
+// produced by [Crypter.EncryptReply]. Simulators and tests parse
 // it to check our replies: verify MsgSignature with
 // [Crypter.VerifyMsgSignature](MsgSignature, TimeStamp, Nonce, Encrypt),
 // then [Crypter.Decrypt](Encrypt).

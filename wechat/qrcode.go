@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Limits of temporary QR codes (protocol §6.1).
+// Limits of temporary QR codes.
 const (
 	// MaxSceneLen is the longest scene_str WeChat accepts.
 	MaxSceneLen = 64

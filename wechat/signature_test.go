@@ -8,7 +8,7 @@ func TestSignature(t *testing.T) {
 		parts []string
 		want  string
 	}{
-		// Vector D: the official plaintext-mode example (§1.3).
+		// Vector D: the plaintext-mode example of WeChat's documentation.
 		{"D", []string{"AAAAA", "1714037059", "486452656"}, "899cf89e464efb63f54ddac96b0a0a235f53aa78"},
 		// Vector B: URL signature of the event.
 		{"B url", []string{vecToken, vecBTimestamp, vecBNonce}, vecBSig},

@@ -12,7 +12,7 @@ import (
 )
 
 // UserInfo is what /cgi-bin/user/info tells about a user of the account
-// (protocol §7). Since 2021 WeChat returns Nickname and HeadImgURL empty;
+// (docs/wechat.md). Since 2021 WeChat returns Nickname and HeadImgURL empty;
 // UnionID is set only for accounts bound to an Open Platform account; when
 // Subscribe is 0 most fields are empty. The JSON tags are WeChat's names.
 type UserInfo struct {

@@ -12,11 +12,8 @@ import (
 // BenchmarkSafeModeScan measures one signed, encrypted SCAN event through
 // the handler: verification, decryption, duplicate checks, Notify to a real
 // gRPC server (pushtest) and the encrypted reply. The inputs are made
-// before the timer starts. Per event, the in-process fake push server's
-// side included: 32 KB and 285 allocations (37 KB and 375 before the XML
-// fast path, wechat.parseFlat). Time depends on the machine: 80–92 µs on an
-// earlier one, 250–300 µs (300–330 before the fast path) on the slower one
-// of 2026-12-01's last runs.
+// before the timer starts; the allocations reported include the
+// in-process fake push server's. docs/benchmarks.md keeps past results.
 func BenchmarkSafeModeScan(b *testing.B) {
 	e := newEnv(b, safeMode)
 	type input struct {

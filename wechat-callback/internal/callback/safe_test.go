@@ -152,7 +152,7 @@ func TestSafeModeRejections(t *testing.T) {
 	}
 }
 
-// TestVectorB replays protocol §3.7 vector B byte for byte: the request a
+// TestVectorB replays test vector B byte for byte: the request a
 // real WeChat would send for that subscribe event.
 func TestVectorB(t *testing.T) {
 	e := newEnv(t, withEnv("WECHAT_TOKEN", vecToken, "WECHAT_AES_KEY", vecAESKey, "WECHAT_APPID", vecAppID,

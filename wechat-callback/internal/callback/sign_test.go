@@ -1,8 +1,8 @@
 package callback
 
-// An independent implementation of WeChat's side of the protocol, written
-// from docs/wechat-protocol.md §1.3, §3.4-3.6 without the wechat package, so
-// that the tests do not trust the code they test.
+// An independent implementation of WeChat's side (signatures, message
+// encryption, encrypted replies; docs/wechat.md), written without the wechat
+// package, so that the tests do not trust the code they test.
 
 import (
 	"bytes"
@@ -83,7 +83,7 @@ func decrypt(t testing.TB, encodingAESKey, enc string) (msg []byte, appID string
 	return pt[20 : 20+n], string(pt[20+n:]), nil
 }
 
-// Protocol §3.7 common parameters and vectors.
+// The test vectors' common parameters and vectors A-C (docs/wechat.md).
 const (
 	vecToken  = "pamtest"
 	vecAppID  = "wxb11529c136998cb6"
@@ -102,7 +102,7 @@ const (
 	vecCMsgSig  = "5f37e6ccb57a4562e73c4408b5014aadccb95fb8"
 )
 
-// TestSignerVectors checks the test-only signer against protocol §3.7, so
+// TestSignerVectors checks the test-only signer against vectors A-D, so
 // that the requests the other tests build are what WeChat would send.
 func TestSignerVectors(t *testing.T) {
 	t.Run("D plain signature", func(t *testing.T) {

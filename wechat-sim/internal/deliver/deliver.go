@@ -2,11 +2,11 @@
 // way WeChat does, and reads the reply the way WeChat does.
 //
 // A request carries signature, timestamp, nonce and openid in its query and
-// the event XML as its body (protocol notes §2). With an EncodingAESKey it
-// is a safe-mode request: the body holds only ToUserName and the encrypted
-// message, and the query adds encrypt_type=aes and msg_signature (§3). When
-// no answer comes within the retry delay (WeChat: 5 s), the identical
-// request is sent again, up to the configured number of retries (§4).
+// the event XML as its body. With an EncodingAESKey it is a safe-mode
+// request: the body holds only ToUserName and the encrypted message, and the
+// query adds encrypt_type=aes and msg_signature. When no answer comes within
+// the retry delay (WeChat: 5 s), the identical request is sent again, up to
+// the configured number of retries. docs/wechat.md describes all three.
 //
 // The reply is what the user would see in the chat: "success" or an empty
 // body show nothing; a text reply shows its content, which in safe mode must
