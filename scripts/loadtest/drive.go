@@ -326,8 +326,8 @@ type Driven struct {
 //
 // A request goes to an idle worker goroutine, or to a new one when none is
 // idle, so it never waits for another. Workers live until the end: a new
-// goroutine per request grew its stack along grpc-go's call path each time,
-// 7 % of the tool's CPU in a push run.
+// goroutine per request would grow its stack along grpc-go's call path each
+// time, a visible part of the tool's own CPU.
 func drive(ctx context.Context, o op, count int, rate float64, inflight int, pick func(i int) *Session, keepStarts bool) *Driven {
 	d := &Driven{Errors: map[string]int{}}
 	if keepStarts {

@@ -13,15 +13,15 @@ const gcHeadroom = 2 << 30
 
 var pauseGCOnce sync.Once
 
-// pauseGC turns the tool's own garbage collector off for the rest of the
-// process, once its connections are open. With 10,000 connections its
-// collections stalled the tool for 16-34 ms at a time (the lateness of a
-// 1 ms sleep), and every frame that arrived meanwhile was timed late: Push
-// p99 2.5-4.4 ms against 1.2-1.7 ms with the collector off, the same
-// server (docs/benchmarks.md). A run allocates a few hundred MB at most; a
-// memory limit of what the process uses now plus gcHeadroom lets the
-// collector run again should it need to. GOGC in the environment keeps the
-// collector as that says.
+// pauseGC turns the load tool's own garbage collector off for the rest of
+// the process, once its connections are open: with thousands of
+// connections its collections stalled the tool, and every frame that
+// arrived meanwhile was timed late, so the tool measured itself rather than
+// the server. A run allocates a few hundred MB at most; a memory limit of
+// what the process uses now plus gcHeadroom lets the collector run again
+// should it need to. GOGC in the environment keeps the collector as that
+// says. This is a measuring tool's choice for its own process; the services
+// never change runtime settings (docs/runtime.md).
 func pauseGC() {
 	pauseGCOnce.Do(func() { pauseGCUnless(os.Getenv) })
 }
