@@ -10,6 +10,11 @@
 //	<prefix>u:{<openid>}:c hash instance → connections of user openid
 //	<prefix>i:<instance>   the instance's delivery channel
 //
+// A delivery is an envelope: who it is for (a session or a user), the
+// frame's kind, the target's length as a uvarint, the target, and the
+// frame's JSON. The receiving instance acts on the kind as the sending one
+// would, without reading the JSON.
+//
 // Pub/sub delivers at most once, so nothing relies on it alone: state
 // messages are kept with the session and pushes that find no connection are
 // kept too; after Redis comes back every instance re-registers its
@@ -29,6 +34,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 	"github.com/scanlogin/scanlogin/push-server/internal/hub"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 )
@@ -50,7 +56,8 @@ type Options struct {
 	Resync func(ctx context.Context, sessions []string)
 }
 
-// Cluster is a login.Router and a connection registry shared through Redis.
+// Cluster is a login.Router and a browser connection registry shared
+// through Redis.
 type Cluster struct {
 	log  *slog.Logger
 	rdb  redis.UniversalClient
@@ -89,50 +96,50 @@ func (c *Cluster) sessionKey(id string) string  { return c.opt.Prefix + "s:{" + 
 func (c *Cluster) userKey(openid string) string { return c.opt.Prefix + "u:{" + openid + "}:c" }
 func (c *Cluster) channel(inst string) string   { return c.opt.Prefix + "i:" + inst }
 
-// Envelope kinds on the delivery channel. They differ from those of the
-// earlier newline-framed envelope, so that one from an instance still
-// running it is dropped rather than misread.
+// Who an envelope is for. These bytes differ from those of the envelopes
+// without a frame kind, and of the newline-framed ones before them, so an
+// envelope from an instance still running either is dropped, not misread.
 const (
-	kindSession = 'S'
-	kindUser    = 'U'
+	toSession = 's'
+	toUser    = 'u'
 )
 
-// envelope frames a message for another instance: kind, the target's length
-// as a uvarint, target, message. Nothing in a target can end it early.
-func envelope(kind byte, target string, msg []byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(target)+len(msg))
-	b = append(b, kind)
+// envelope frames f for another instance: to, f's kind, the target's length
+// as a uvarint, target, f's JSON. Nothing in a target can end it early.
+func envelope(to byte, target string, f browser.Frame) []byte {
+	b := make([]byte, 0, 2+binary.MaxVarintLen64+len(target)+len(f.JSON))
+	b = append(b, to, byte(f.Kind))
 	b = binary.AppendUvarint(b, uint64(len(target)))
 	b = append(b, target...)
-	return append(b, msg...)
+	return append(b, f.JSON...)
 }
 
 // parseEnvelope undoes envelope; ok is false for anything envelope cannot
 // have made.
-func parseEnvelope(p []byte) (kind byte, target string, msg []byte, ok bool) {
-	if len(p) < 2 || (p[0] != kindSession && p[0] != kindUser) {
-		return 0, "", nil, false
+func parseEnvelope(p []byte) (to byte, target string, f browser.Frame, ok bool) {
+	if len(p) < 3 || (p[0] != toSession && p[0] != toUser) || !browser.Kind(p[1]).Valid() {
+		return 0, "", browser.Frame{}, false
 	}
-	n, w := binary.Uvarint(p[1:])
-	if w <= 0 || n == 0 || n > uint64(len(p)-1-w) {
-		return 0, "", nil, false
+	n, w := binary.Uvarint(p[2:])
+	if w <= 0 || n == 0 || n > uint64(len(p)-2-w) {
+		return 0, "", browser.Frame{}, false
 	}
-	rest := p[1+w:]
-	return p[0], string(rest[:n]), rest[n:], true
+	rest := p[2+w:]
+	return p[0], string(rest[:n]), browser.Frame{Kind: browser.Kind(p[1]), JSON: rest[n:]}, true
 }
 
 // ToSession implements login.Router: local connections through the hub,
 // remote ones through their instances' channels.
-func (c *Cluster) ToSession(ctx context.Context, id string, msg []byte) (int, error) {
-	n, _ := c.hub.ToSession(ctx, id, msg)
-	m, err := c.remote(ctx, c.sessionKey(id), kindSession, id, msg)
+func (c *Cluster) ToSession(ctx context.Context, id string, f browser.Frame) (int, error) {
+	n, _ := c.hub.ToSession(ctx, id, f)
+	m, err := c.remote(ctx, c.sessionKey(id), envelope(toSession, id, f))
 	return n + m, err
 }
 
 // ToUser implements login.Router.
-func (c *Cluster) ToUser(ctx context.Context, openid string, msg []byte) (int, error) {
-	n, _ := c.hub.ToUser(ctx, openid, msg)
-	m, err := c.remote(ctx, c.userKey(openid), kindUser, openid, msg)
+func (c *Cluster) ToUser(ctx context.Context, openid string, f browser.Frame) (int, error) {
+	n, _ := c.hub.ToUser(ctx, openid, f)
+	m, err := c.remote(ctx, c.userKey(openid), envelope(toUser, openid, f))
 	return n + m, err
 }
 
@@ -169,26 +176,26 @@ end
 return n
 `)
 
-// remote publishes msg to every other instance that holds connections of
-// key, and reports how many connections those instances hold.
+// remote publishes the envelope env to every other instance that holds
+// connections of key, and reports how many connections those instances hold.
 //
 // In Redis Cluster, PUBLISH counts only the subscribers connected to the
 // node it runs on, so a count of 0 does not mean a dead instance there:
 // presence is then kept until its TTL, and a dead instance's connections
 // still count until the browsers reconnect elsewhere.
-func (c *Cluster) remote(ctx context.Context, key string, kind byte, target string, msg []byte) (int, error) {
+func (c *Cluster) remote(ctx context.Context, key string, env []byte) (int, error) {
 	exact := "0"
 	if c.exact {
 		exact = "1"
 	}
-	n, err := publishRemote.Run(ctx, c.rdb, []string{key}, c.id, c.channel(""), envelope(kind, target, msg), exact).Int()
+	n, err := publishRemote.Run(ctx, c.rdb, []string{key}, c.id, c.channel(""), env, exact).Int()
 	if err != nil {
 		return 0, fmt.Errorf("presence and publish: %w: %w", login.ErrUnavailable, err)
 	}
 	return n, nil
 }
 
-// Registry: what httpapi needs to register connections. Each method updates
+// Registry: what httpapi needs to register browser connections. Each method updates
 // the local hub, then the shared presence.
 
 // AttachSession routes session id's messages to conn, from any instance.
@@ -286,26 +293,27 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 }
 
-// deliver hands a message from another instance to local connections; a
-// push that finds none is kept for the browser's resume.
+// deliver hands a frame from another instance to local connections; a
+// push that finds none is kept for the browser's resume (state messages are
+// kept with the session already).
 func (c *Cluster) deliver(ctx context.Context, p []byte) {
-	kind, target, msg, ok := parseEnvelope(p)
+	to, target, f, ok := parseEnvelope(p)
 	if !ok {
 		c.log.Warn("bad envelope on delivery channel", "bytes", len(p))
 		return
 	}
-	switch kind {
-	case kindSession:
-		n, _ := c.hub.ToSession(ctx, target, msg)
-		if n == 0 && login.IsPush(msg) {
+	switch to {
+	case toSession:
+		n, _ := c.hub.ToSession(ctx, target, f)
+		if n == 0 && f.Kind == browser.KindMessage {
 			kctx, cancel := context.WithTimeout(ctx, c.opt.OpTimeout)
 			defer cancel()
-			if err := c.keep.AddPending(kctx, target, msg); err != nil && !errors.Is(err, login.ErrNotFound) {
+			if err := c.keep.AddPending(kctx, target, f.JSON); err != nil && !errors.Is(err, login.ErrNotFound) {
 				c.log.Warn("keep undelivered push", "err", err)
 			}
 		}
-	case kindUser:
-		c.hub.ToUser(ctx, target, msg)
+	case toUser:
+		c.hub.ToUser(ctx, target, f)
 	}
 }
 

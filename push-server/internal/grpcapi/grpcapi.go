@@ -154,21 +154,17 @@ func NewGRPCServer(svc *Server, hs *health.Server, authToken string, onAuthFail 
 		u, st := Auth(authToken, onAuthFail)
 		opts = append(opts, grpc.ChainUnaryInterceptor(u), grpc.ChainStreamInterceptor(st))
 	}
-	// A pool of stream workers instead of a new goroutine per call: 170 µs
-	// instead of 195 µs of CPU per Push in side-by-side runs. A call that
-	// finds every worker busy still gets a goroutine of its own, which grows
-	// its stack along the handler's path, copying it at each doubling. With
-	// one worker per P a fifth of the calls did (several requests come in one
-	// read); with 16 per P, stack growth went from 3.9 to 0.1 % of the CPU
-	// and Push p99 from 1.6-3.0 to 1.0-1.9 ms (docs/benchmarks.md). An idle
-	// worker is a parked goroutine. The option is marked experimental in
-	// grpc-go.
+	// A pool of stream workers rather than a goroutine per call: a call that
+	// finds every worker busy gets a fresh goroutine, which grows its stack
+	// along the handler's path, and several requests often arrive in one
+	// read, so a few workers per P are not enough. An idle worker is a
+	// parked goroutine. The option is marked experimental in grpc-go; the
+	// measurements are in docs/benchmarks.md.
 	opts = append(opts, grpc.NumStreamWorkers(uint32(streamWorkersPerP*runtime.GOMAXPROCS(0))))
 	// A fixed flow-control window turns off grpc-go's BDP estimation, which
 	// otherwise pings the client after data arrives, about once per call at
-	// a steady rate: one write and one read less per Push (5.8 → 5.3 read
-	// and write syscalls per Push, docs/benchmarks.md). Requests are small,
-	// so 1 MiB never limits them.
+	// a steady rate: a write and a read less per Push. Requests are small,
+	// so the window never limits them.
 	opts = append(opts, grpc.InitialWindowSize(1<<20), grpc.InitialConnWindowSize(1<<20))
 	gs := grpc.NewServer(opts...)
 	pushv1.RegisterPushServiceServer(gs, svc)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 	"github.com/scanlogin/scanlogin/push-server/internal/hub"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
@@ -131,7 +132,7 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // waits for them to finish, or for ctx to end, and stops serving sockets.
 func (s *Server) CloseAll(ctx context.Context) {
 	s.draining.Store(true)
-	s.mgr.CloseAll(wsconn.CloseGoingAway, "server shutting down")
+	s.mgr.CloseAll(browser.CloseGoingAway, "server shutting down")
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -10,10 +10,15 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/wsconn"
 	"github.com/scanlogin/scanlogin/wechat"
 )
+
+// resumeFailed answers a resume that cannot have its session; a new
+// session follows.
+var resumeFailed = browser.ErrorFrame(browser.CodeResumeFailed, "session not found or expired; here is a new one")
 
 // Bounds of the /ws query parameters.
 const (
@@ -21,8 +26,8 @@ const (
 	maxTokenParam = 4096
 )
 
-// serveWS upgrades GET /ws, sets the connection up, and hands it to the
-// session manager; this goroutine then returns.
+// serveWS upgrades GET /ws, sets the browser connection up, and hands it to
+// the connection manager; this goroutine then returns.
 //
 //	/ws                          a new login session and its QR code
 //	/ws?session=ID&resume=SECRET reattach to a live session
@@ -66,10 +71,10 @@ func (s *Server) serveWS(c *gin.Context) {
 		reject(http.StatusTooManyRequests, "conns_per_ip", "too many connections from this address")
 		return
 	}
-	cl := &client{s: s, ip: ip, openid: openid}
-	s.wg.Add(1) // done in cl.closed
+	b := &browserConn{s: s, ip: ip, openid: openid}
+	s.wg.Add(1) // done in b.closed
 	s.metrics.Connections.Inc()
-	conn, err := s.mgr.Upgrade(c.Writer, r, cl, cl.closed)
+	ws, err := s.mgr.Upgrade(c.Writer, r, b, b.closed)
 	if err != nil {
 		s.wg.Done()
 		s.metrics.Connections.Dec()
@@ -78,20 +83,20 @@ func (s *Server) serveWS(c *gin.Context) {
 		s.log.Debug("ws handshake failed", "err", err)
 		return
 	}
-	cl.conn = conn
+	b.ws = ws
 	switch {
 	case openid != "":
-		s.reg.AttachUser(openid, cl)
+		s.reg.AttachUser(openid, b)
 		// The connection lasts as long as its token: then Alarm closes it
 		// with 4001 and the browser reconnects with a fresh token.
-		conn.SetAlarm(until)
+		ws.SetAlarm(until)
 	case sid != "":
-		cl.resume(sid, resume)
+		b.resume(sid, resume)
 	default:
-		cl.start(true)
+		b.start(true)
 	}
 	// From here the connection runs without this goroutine.
-	conn.Start()
+	ws.Start()
 }
 
 // badQuery says what is wrong with the /ws query parameters, or "".
@@ -109,14 +114,15 @@ func badQuery(sid, resume, token string) string {
 	return ""
 }
 
-// client is the per-connection glue between a WebSocket and its login
-// session. Receive runs on the connection's reader; the expiry alarm and
-// hub deliveries run on other goroutines, hence mu.
-type client struct {
+// browserConn is a browser connection: its WebSocket and the login session
+// or user it is attached to. It is the hub's Conn and the WebSocket's
+// Handler. Receive runs on the WebSocket's reader; the expiry alarm and hub
+// deliveries run on other goroutines, hence mu.
+type browserConn struct {
 	s      *Server
 	ip     string
-	openid string // set for authenticated connections; immutable
-	conn   *wsconn.Conn
+	openid string       // set for authenticated connections; immutable
+	ws     *wsconn.Conn // set once, before anything can call the methods below
 
 	mu        sync.Mutex
 	gone      bool   // the connection has ended; guarded by mu
@@ -124,196 +130,192 @@ type client struct {
 	refreshes int    // reader goroutine only
 }
 
-// Send implements hub.Conn. A login message ends the connection with 1000,
-// a session_taken error (another connection resumed the session) with 4002.
-func (cl *client) Send(msg []byte) bool {
-	switch {
-	case login.IsLogin(msg):
-		return cl.sendAndClose(msg, wsconn.CloseNormal, "logged in")
-	case login.IsSessionTaken(msg):
-		return cl.sendAndClose(msg, wsconn.CloseSessionTaken, "session taken")
+// Send implements hub.Conn. A frame whose kind ends the connection (a login
+// with 1000, a session_taken error with 4002) is sent with its close.
+func (b *browserConn) Send(f browser.Frame) bool {
+	if code, reason := f.Kind.CloseAfter(); code != 0 {
+		return b.sendAndClose(f, code, reason)
 	}
-	return cl.conn.Send(msg)
+	return b.ws.Send(f.JSON)
 }
 
-func (cl *client) sendAndClose(msg []byte, code int, reason string) bool {
-	cl.conn.SetAlarm(time.Time{})
-	cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(code)).Inc()
-	return cl.conn.SendAndClose(msg, code, reason)
+func (b *browserConn) sendAndClose(f browser.Frame, code int, reason string) bool {
+	b.ws.SetAlarm(time.Time{})
+	b.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(code)).Inc()
+	return b.ws.SendAndClose(f.JSON, code, reason)
 }
 
-// Receive implements wsconn.Handler; the connection answers, and counts,
-// unknown types.
-func (cl *client) Receive(_ *wsconn.Conn, typ string) bool {
-	if typ == "refresh" {
-		cl.refresh()
+// Receive implements wsconn.Handler; the WebSocket answers pings itself,
+// and answers and counts unknown types.
+func (b *browserConn) Receive(_ *wsconn.Conn, typ string) bool {
+	if typ == browser.RequestRefresh {
+		b.refresh()
 		return true
 	}
 	return false
 }
 
-func (cl *client) op() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cl.s.base, cl.s.opt.OpTimeout)
+func (b *browserConn) op() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.s.base, b.s.opt.OpTimeout)
 }
 
 // start gives the connection a new session and QR code. On a fresh
 // connection a failure closes it (the browser retries with backoff); on a
 // refresh the connection stays.
-func (cl *client) start(fresh bool) {
+func (b *browserConn) start(fresh bool) {
 	fail := func(code, msg string) {
-		frame := login.ErrorFrame(code, msg)
+		frame := browser.ErrorFrame(code, msg)
 		if fresh {
-			cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(wsconn.CloseTryAgainLater)).Inc()
-			cl.conn.SendAndClose(frame, wsconn.CloseTryAgainLater, code)
+			b.sendAndClose(frame, browser.CloseTryAgainLater, code)
 			return
 		}
-		cl.Send(frame)
+		b.Send(frame)
 	}
-	ctx, cancel := cl.op()
+	ctx, cancel := b.op()
 	defer cancel()
-	if ok, err := cl.s.qrLimit.Allow(ctx, cl.ip); err != nil || !ok {
+	if ok, err := b.s.qrLimit.Allow(ctx, b.ip); err != nil || !ok {
 		if err != nil {
-			cl.s.metrics.QRCreated.WithLabelValues("error").Inc()
-			cl.s.log.Debug("qr limit unavailable", "err", err)
-			fail(login.CodeUpstreamUnavailable, "try again shortly")
+			b.s.metrics.QRCreated.WithLabelValues("error").Inc()
+			b.s.log.Debug("qr limit unavailable", "err", err)
+			fail(browser.CodeUpstreamUnavailable, "try again shortly")
 			return
 		}
-		cl.s.metrics.QRCreated.WithLabelValues("rate_limited").Inc()
-		fail(login.CodeRateLimited, "too many QR codes from this address; try again later")
+		b.s.metrics.QRCreated.WithLabelValues("rate_limited").Inc()
+		fail(browser.CodeRateLimited, "too many QR codes from this address; try again later")
 		return
 	}
-	cl.mu.Lock()
-	old := cl.sid
-	cl.mu.Unlock()
-	st, err := cl.s.logins.Refresh(ctx, old)
+	b.mu.Lock()
+	old := b.sid
+	b.mu.Unlock()
+	st, err := b.s.logins.Refresh(ctx, old)
 	if err != nil {
-		cl.s.metrics.QRCreated.WithLabelValues("error").Inc()
+		b.s.metrics.QRCreated.WithLabelValues("error").Inc()
 		if errors.Is(err, login.ErrUnavailable) {
-			cl.s.log.Debug("start login session", "err", err) // the store's monitor logs the outage once
+			b.s.log.Debug("start login session", "err", err) // the store's monitor logs the outage once
 		} else {
-			cl.s.log.Warn("start login session", "err", err)
+			b.s.log.Warn("start login session", "err", err)
 		}
-		fail(login.CodeUpstreamUnavailable, "could not get a QR code; try again shortly")
+		fail(browser.CodeUpstreamUnavailable, "could not get a QR code; try again shortly")
 		return
 	}
-	cl.s.metrics.QRCreated.WithLabelValues("ok").Inc()
-	cl.attach(st.Session)
-	cl.Send(st.Frame)
+	b.s.metrics.QRCreated.WithLabelValues("ok").Inc()
+	b.attach(st.Session)
+	b.Send(st.Frame)
 }
 
 // closed is called once when the connection has ended.
-func (cl *client) closed(err error) {
-	cl.mu.Lock()
-	cl.gone = true
-	sid := cl.sid
-	cl.mu.Unlock()
-	cl.s.reg.Remove(cl, sid, cl.openid)
-	cl.s.conns.Release(cl.ip)
-	cl.s.metrics.Connections.Dec()
+func (b *browserConn) closed(err error) {
+	b.mu.Lock()
+	b.gone = true
+	sid := b.sid
+	b.mu.Unlock()
+	b.s.reg.Remove(b, sid, b.openid)
+	b.s.conns.Release(b.ip)
+	b.s.metrics.Connections.Dec()
 	if err != nil {
-		cl.s.log.Debug("ws ended", "err", err)
+		b.s.log.Debug("ws ended", "err", err)
 	}
-	cl.s.wg.Done()
+	b.s.wg.Done()
 }
 
 // attach makes sess the connection's session and sets its expiry alarm.
-func (cl *client) attach(sess *login.Session) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if cl.gone {
+func (b *browserConn) attach(sess *login.Session) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gone {
 		return
 	}
-	if cl.sid != "" {
-		cl.s.reg.DetachSession(cl.sid, cl)
+	if b.sid != "" {
+		b.s.reg.DetachSession(b.sid, b)
 	}
-	cl.sid = sess.ID
-	cl.s.reg.AttachSession(sess.ID, cl)
-	cl.conn.SetAlarm(sess.ExpiresAt)
+	b.sid = sess.ID
+	b.s.reg.AttachSession(sess.ID, b)
+	b.ws.SetAlarm(sess.ExpiresAt)
 }
 
 // Alarm implements wsconn.Handler. On an authenticated connection the
 // token has expired: the connection closes with 4001. Otherwise the
 // session's time is up: it tells the browser, if the session did expire
 // (it may have been confirmed).
-func (cl *client) Alarm(*wsconn.Conn) {
-	if cl.openid != "" {
-		cl.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(wsconn.CloseTokenExpired)).Inc()
-		cl.conn.Close(wsconn.CloseTokenExpired, "token expired")
+func (b *browserConn) Alarm(*wsconn.Conn) {
+	if b.openid != "" {
+		b.s.metrics.ConnCloseCodes.WithLabelValues(strconv.Itoa(browser.CloseTokenExpired)).Inc()
+		b.ws.Close(browser.CloseTokenExpired, "token expired")
 		return
 	}
-	cl.mu.Lock()
-	id := cl.sid
-	cl.mu.Unlock()
+	b.mu.Lock()
+	id := b.sid
+	b.mu.Unlock()
 	if id == "" {
 		return
 	}
-	ctx, cancel := cl.op()
+	ctx, cancel := b.op()
 	defer cancel()
-	expired, err := cl.s.logins.Expired(ctx, id)
+	expired, err := b.s.logins.Expired(ctx, id)
 	if err != nil {
-		cl.s.log.Debug("expiry check", "err", err)
+		b.s.log.Debug("expiry check", "err", err)
 	}
 	if expired {
-		cl.Send(login.MsgExpired)
+		b.Send(browser.Expired)
 	}
 }
 
-func (cl *client) refresh() {
-	if cl.refreshes >= cl.s.opt.MaxRefresh {
-		cl.Send(login.ErrorFrame(login.CodeRefreshLimit, "too many refreshes on this connection; reload the page"))
+func (b *browserConn) refresh() {
+	if b.refreshes >= b.s.opt.MaxRefresh {
+		b.Send(browser.ErrorFrame(browser.CodeRefreshLimit, "too many refreshes on this connection; reload the page"))
 		return
 	}
-	if cl.openid != "" {
-		cl.Send(login.ErrorFrame(login.CodeBadRequest, "this connection has no login session"))
+	if b.openid != "" {
+		b.Send(browser.ErrorFrame(browser.CodeBadRequest, "this connection has no login session"))
 		return
 	}
-	cl.refreshes++
-	cl.start(false)
+	b.refreshes++
+	b.start(false)
 }
 
 // resume reattaches the connection to session id and sends what it
 // missed; a bad pair gets an error and a new session.
-func (cl *client) resume(id, secret string) {
-	ctx, cancel := cl.op()
+func (b *browserConn) resume(id, secret string) {
+	ctx, cancel := b.op()
 	defer cancel()
-	sess, err := cl.s.logins.Resume(ctx, id, secret)
+	sess, err := b.s.logins.Resume(ctx, id, secret)
 	if err != nil {
 		if !errors.Is(err, login.ErrNotFound) {
-			cl.s.log.Debug("resume", "err", err)
+			b.s.log.Debug("resume", "err", err)
 		}
-		cl.Send(login.ErrorFrame(login.CodeResumeFailed, "session not found or expired; here is a new one"))
-		cl.start(true)
+		b.Send(resumeFailed)
+		b.start(true)
 		return
 	}
 	// Attach first, then catch up: whatever arrives in between is either
 	// routed here or found by Catchup.
-	cl.attach(sess)
-	now, missed, err := cl.s.logins.Catchup(ctx, id)
+	b.attach(sess)
+	now, missed, err := b.s.logins.Catchup(ctx, id)
 	if err != nil {
-		cl.s.log.Debug("catch up", "err", err)
+		b.s.log.Debug("catch up", "err", err)
 	}
 	if now == nil {
 		now = sess
 	}
 	if now.State != login.StateConfirmed {
-		cl.Send(cl.s.logins.QRCodeFrame(now, secret))
+		b.Send(b.s.logins.QRCodeFrame(now, secret))
 	}
-	var final []byte
-	for _, m := range missed {
-		if login.IsLogin(m) {
-			final = m
+	var final browser.Frame // the login, sent last: the connection closes after it
+	for _, f := range missed {
+		if f.Kind == browser.KindLogin {
+			final = f
 			continue
 		}
-		cl.Send(m)
+		b.Send(f)
 	}
 	switch {
-	case final != nil:
-		cl.Send(final)
+	case final.Kind == browser.KindLogin:
+		b.Send(final)
 	case now.State == login.StateConfirmed:
 		// The login went to another resume, or reached this connection
 		// live (which is then closing, and Send fails): not ours to have.
-		if cl.Send(login.ErrorFrame(login.CodeResumeFailed, "session not found or expired; here is a new one")) {
-			cl.start(true)
+		if b.Send(resumeFailed) {
+			b.start(true)
 		}
 	}
 }

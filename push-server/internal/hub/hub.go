@@ -1,19 +1,23 @@
-// Package hub knows who is online on this instance: which connections are
-// attached to which login session and which user. It holds no sockets, only
-// the small Conn interface, so it is cheap to test and never blocks.
+// Package hub knows who is online on this instance: which browser
+// connections are attached to which login session and which user. It holds
+// no sockets, only the small Conn interface, so it is cheap to test and
+// never blocks.
 package hub
 
 import (
 	"context"
 	"slices"
 	"sync"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 )
 
-// Conn is a connection as the hub sees it.
+// Conn is a browser connection as the hub sees it.
 type Conn interface {
-	// Send queues msg without blocking; false if the connection is closed
-	// (a connection whose queue is full closes itself).
-	Send(msg []byte) bool
+	// Send queues f without blocking; false if the connection is closed
+	// (a connection whose queue is full closes itself). The connection acts
+	// on f's kind (a login closes it, say).
+	Send(f browser.Frame) bool
 }
 
 // Hub is the registry of this instance's connections. Almost every session
@@ -59,15 +63,15 @@ func (h *Hub) AttachUser(openid string, c Conn) {
 	h.mu.Unlock()
 }
 
-// ToSession hands msg to every connection of session sid and reports how
+// ToSession hands f to every connection of session sid and reports how
 // many took it.
-func (h *Hub) ToSession(_ context.Context, sid string, msg []byte) (int, error) {
-	return h.send(h.bySession, sid, msg), nil
+func (h *Hub) ToSession(_ context.Context, sid string, f browser.Frame) (int, error) {
+	return h.send(h.bySession, sid, f), nil
 }
 
-// ToUser hands msg to every connection of user openid.
-func (h *Hub) ToUser(_ context.Context, openid string, msg []byte) (int, error) {
-	return h.send(h.byUser, openid, msg), nil
+// ToUser hands f to every connection of user openid.
+func (h *Hub) ToUser(_ context.Context, openid string, f browser.Frame) (int, error) {
+	return h.send(h.byUser, openid, f), nil
 }
 
 // Attached reports whether a connection is attached to session sid.
@@ -93,13 +97,13 @@ func (h *Hub) Counts() (sessions, users map[string]int) {
 	return sessions, users
 }
 
-func (h *Hub) send(m map[string][]Conn, key string, msg []byte) int {
+func (h *Hub) send(m map[string][]Conn, key string, f browser.Frame) int {
 	h.mu.RLock()
 	conns := m[key]
 	if len(conns) == 1 { // the common case, without a copy
 		c := conns[0]
 		h.mu.RUnlock()
-		if c.Send(msg) {
+		if c.Send(f) {
 			return 1
 		}
 		return 0
@@ -108,7 +112,7 @@ func (h *Hub) send(m map[string][]Conn, key string, msg []byte) int {
 	h.mu.RUnlock()
 	n := 0
 	for _, c := range conns {
-		if c.Send(msg) {
+		if c.Send(f) {
 			n++
 		}
 	}

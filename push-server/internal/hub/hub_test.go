@@ -4,23 +4,27 @@ import (
 	"context"
 	"sync"
 	"testing"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 )
 
 type fakeConn struct {
 	mu   sync.Mutex
-	got  [][]byte
+	got  []browser.Frame
 	full bool
 }
 
-func (f *fakeConn) Send(msg []byte) bool {
+func (f *fakeConn) Send(fr browser.Frame) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.full {
 		return false
 	}
-	f.got = append(f.got, msg)
+	f.got = append(f.got, fr)
 	return true
 }
+
+func push(data string) browser.Frame { return browser.PushFrame("e", []byte(data)) }
 
 func TestRouting(t *testing.T) {
 	ctx := context.Background()
@@ -31,10 +35,10 @@ func TestRouting(t *testing.T) {
 	h.AttachUser("alice", b)
 	h.AttachUser("alice", full)
 
-	if n, _ := h.ToSession(ctx, "s1", []byte("x")); n != 1 || len(a.got) != 1 {
+	if n, _ := h.ToSession(ctx, "s1", push("1")); n != 1 || len(a.got) != 1 || a.got[0].Kind != browser.KindMessage {
 		t.Errorf("ToSession = %d", n)
 	}
-	if n, _ := h.ToUser(ctx, "alice", []byte("y")); n != 2 {
+	if n, _ := h.ToUser(ctx, "alice", push("2")); n != 2 {
 		t.Errorf("ToUser = %d, want 2 (one connection refused)", n)
 	}
 	if ok, _ := h.Attached(ctx, "s1"); !ok {
@@ -44,11 +48,11 @@ func TestRouting(t *testing.T) {
 		t.Errorf("Counts = %v %v", s, u)
 	}
 	h.DetachSession("s1", a)
-	if n, _ := h.ToSession(ctx, "s1", []byte("x")); n != 0 {
+	if n, _ := h.ToSession(ctx, "s1", push("1")); n != 0 {
 		t.Errorf("detached session still routed: %d", n)
 	}
 	h.Remove(b, "", "alice")
-	if n, _ := h.ToUser(ctx, "alice", []byte("z")); n != 1 {
+	if n, _ := h.ToUser(ctx, "alice", push("3")); n != 1 {
 		t.Errorf("after Remove ToUser = %d", n)
 	}
 	h.Remove(a, "", "alice")
@@ -72,7 +76,7 @@ func TestConcurrentSendAndDetach(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for range 200 {
-			h.ToUser(context.Background(), "u", []byte("m"))
+			h.ToUser(context.Background(), "u", push("4"))
 		}
 	}()
 	go func() {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
@@ -31,10 +32,10 @@ type Minter interface {
 }
 
 // Router reaches the browser connections of a session or a user, wherever
-// they are held. Counts are connections that were handed the message.
+// they are held. Counts are connections that were handed the frame.
 type Router interface {
-	ToSession(ctx context.Context, id string, msg []byte) (int, error)
-	ToUser(ctx context.Context, openid string, msg []byte) (int, error)
+	ToSession(ctx context.Context, id string, f browser.Frame) (int, error)
+	ToUser(ctx context.Context, openid string, f browser.Frame) (int, error)
 	// Attached reports whether any connection is attached to the session.
 	Attached(ctx context.Context, id string) (bool, error)
 }
@@ -98,8 +99,8 @@ var (
 // Started is a new session as its browser sees it.
 type Started struct {
 	Session *Session
-	Resume  string // the resume secret, only ever given to the browser
-	Frame   []byte // the qrcode message
+	Resume  string        // the resume secret, only ever given to the browser
+	Frame   browser.Frame // the qrcode message
 }
 
 // Start creates a login session with a fresh scene and QR code.
@@ -139,7 +140,7 @@ func (s *Service) Refresh(ctx context.Context, old string) (*Started, error) {
 
 // Resume returns the live session id whose resume secret is secret, and
 // tells the connections attached to it that it was taken over (they close
-// with MsgSessionTaken): a session has one browser connection. A wrong
+// with browser.SessionTaken): a session has one browser connection. A wrong
 // secret, an unknown id, an expired session, and a confirmed one whose
 // login a resume took already or whose LoginResume window has passed are
 // all ErrNotFound, so a guesser learns nothing.
@@ -153,7 +154,7 @@ func (s *Service) Resume(ctx context.Context, id, secret string) (*Session, erro
 		sess.State == StateConfirmed && !CanTakeLogin(sess, now.Add(-s.cfg.LoginResume)) {
 		return nil, fmt.Errorf("resume: %w", ErrNotFound)
 	}
-	if _, err := s.router.ToSession(ctx, id, MsgSessionTaken); err != nil {
+	if _, err := s.router.ToSession(ctx, id, browser.SessionTaken); err != nil {
 		s.log.Debug("resume: tell the displaced connection", "err", err)
 	}
 	return sess, nil
@@ -165,23 +166,24 @@ func (s *Service) Resume(ctx context.Context, id, secret string) (*Session, erro
 // handed out only within the LoginResume window and to one resume only
 // (Store.TakeLogin): a confirmed session without a login among the missed
 // messages is one this browser cannot have.
-func (s *Service) Catchup(ctx context.Context, id string) (*Session, [][]byte, error) {
+func (s *Service) Catchup(ctx context.Context, id string) (*Session, []browser.Frame, error) {
 	sess, err := s.store.Get(ctx, id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("catch up: %w", err)
 	}
-	var out [][]byte
+	var out []browser.Frame
+	last, ok := sess.LastFrame()
 	switch {
-	case IsLogin(sess.Last):
+	case ok && last.Kind == browser.KindLogin:
 		msg, err := s.store.TakeLogin(ctx, id, s.now().Add(-s.cfg.LoginResume))
 		if err != nil {
 			s.log.Warn("catch up: take login", "err", err)
 		}
 		if msg != nil {
-			out = append(out, msg)
+			out = append(out, browser.Frame{Kind: browser.KindLogin, JSON: msg})
 		}
-	case sess.Last != nil:
-		out = append(out, sess.Last)
+	case ok:
+		out = append(out, last)
 		if !sess.Delivered {
 			if err := s.store.MarkDelivered(ctx, id); err != nil {
 				s.log.Warn("mark delivered", "err", err)
@@ -192,25 +194,34 @@ func (s *Service) Catchup(ctx context.Context, id string) (*Session, [][]byte, e
 	if err != nil {
 		return sess, out, fmt.Errorf("catch up: %w", err)
 	}
-	return sess, append(out, pending...), nil
+	return sess, append(out, pushFrames(pending)...), nil
+}
+
+// pushFrames are the frames of pushes kept by the store.
+func pushFrames(kept [][]byte) []browser.Frame {
+	out := make([]browser.Frame, len(kept))
+	for i, m := range kept {
+		out[i] = browser.Frame{Kind: browser.KindMessage, JSON: m}
+	}
+	return out
 }
 
 // Redeliver hands the browsers of sessions ids what they may have missed
 // while deliveries failed (Redis was away): a state message that reached no
 // connection, and kept pushes. A session that is gone (Redis came back
-// empty) gets MsgExpired, so its browser asks for a new code.
+// empty) gets browser.Expired, so its browser asks for a new code.
 func (s *Service) Redeliver(ctx context.Context, ids []string) {
 	for _, id := range ids {
 		sess, err := s.store.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) {
-			_, _ = s.router.ToSession(ctx, id, MsgExpired)
+			_, _ = s.router.ToSession(ctx, id, browser.Expired)
 			continue
 		}
 		if err != nil {
 			continue
 		}
-		if sess.Last != nil && !sess.Delivered {
-			if n, _ := s.router.ToSession(ctx, id, sess.Last); n > 0 {
+		if last, ok := sess.LastFrame(); ok && !sess.Delivered {
+			if n, _ := s.router.ToSession(ctx, id, last); n > 0 {
 				_ = s.store.MarkDelivered(ctx, id)
 			}
 		}
@@ -218,8 +229,8 @@ func (s *Service) Redeliver(ctx context.Context, ids []string) {
 		if err != nil {
 			continue
 		}
-		for _, m := range pending {
-			_, _ = s.router.ToSession(ctx, id, m)
+		for _, f := range pushFrames(pending) {
+			_, _ = s.router.ToSession(ctx, id, f)
 		}
 	}
 }
@@ -237,10 +248,9 @@ func (s *Service) Expired(ctx context.Context, id string) (bool, error) {
 }
 
 // QRCodeFrame renders the qrcode message for sess.
-func (s *Service) QRCodeFrame(sess *Session, resume string) []byte {
+func (s *Service) QRCodeFrame(sess *Session, resume string) browser.Frame {
 	left := max(sess.ExpiresAt.Sub(s.now()), 0)
-	return Encode(QRCodeMsg{
-		Type:      "qrcode",
+	return browser.QRCode{
 		Session:   sess.ID,
 		Resume:    resume,
 		Scene:     sess.Scene,
@@ -248,7 +258,7 @@ func (s *Service) QRCodeFrame(sess *Session, resume string) []byte {
 		ScanURL:   sess.ScanURL,
 		ExpiresIn: int64((left + time.Second - 1) / time.Second),
 		ExpiresAt: sess.ExpiresAt.UnixMilli(),
-	})
+	}.Frame()
 }
 
 // Limits on Notify and Push arguments.
@@ -296,7 +306,8 @@ func (s *Service) Notify(ctx context.Context, ev Event) (Result, bool, error) {
 	}
 	s.obs.SessionState(out.Session.State)
 	res := ResultStored
-	n, err := s.router.ToSession(ctx, out.Session.ID, out.Session.Last)
+	last, _ := out.Session.LastFrame()
+	n, err := s.router.ToSession(ctx, out.Session.ID, last)
 	if err != nil {
 		s.log.Warn("notify: deliver failed; kept for resume", "err", err)
 	}
@@ -312,20 +323,23 @@ func (s *Service) Notify(ctx context.Context, ev Event) (Result, bool, error) {
 }
 
 // render returns the function that builds the browser message for an
-// accepted event of kind k.
+// accepted event of kind k, kept as Session.Last.
 func (s *Service) render(k Kind) func(*Session) ([]byte, error) {
 	return func(sess *Session) ([]byte, error) {
 		switch k {
 		case KindScanned:
-			return MsgScanned, nil
+			return browser.Scanned.JSON, nil
 		case KindCancelled:
-			return MsgCancelled, nil
+			return browser.Cancelled.JSON, nil
 		}
 		tok, err := s.tokens.Mint(sess.User.OpenID, sess.User.UnionID, sess.ID, s.now())
 		if err != nil {
 			return nil, fmt.Errorf("mint token: %w", err)
 		}
-		return Encode(LoginMsg{Type: "login", Token: tok, User: *sess.User}), nil
+		u := sess.User
+		return browser.Login{Token: tok, User: browser.User{
+			OpenID: u.OpenID, UnionID: u.UnionID, Nickname: u.Nickname, AvatarURL: u.AvatarURL,
+		}}.Frame().JSON, nil
 	}
 }
 
@@ -335,8 +349,8 @@ type Target struct {
 	OpenID    string
 }
 
-// Push sends event with JSON data to the target's connections. A message for
-// a session whose browser is away is kept and sent when it resumes.
+// Push sends event with JSON data to the target's connections. A push for a
+// session whose browser is away is kept and sent when it resumes.
 func (s *Service) Push(ctx context.Context, to Target, event string, data []byte) (int, bool, error) {
 	if len(data) == 0 {
 		data = []byte("null")
@@ -344,16 +358,16 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	if err := CheckPush(to, event, data); err != nil {
 		return 0, false, err
 	}
-	msg := pushFrame(event, data)
+	f := browser.PushFrame(event, data)
 	if to.OpenID != "" {
-		n, err := s.router.ToUser(ctx, to.OpenID, msg)
+		n, err := s.router.ToUser(ctx, to.OpenID, f)
 		if err != nil {
 			return 0, false, fmt.Errorf("push to user: %w", err)
 		}
 		s.obs.Pushed("user", n, false)
 		return n, false, nil
 	}
-	n, stored, err := s.pushSession(ctx, to.SessionID, msg)
+	n, stored, err := s.pushSession(ctx, to.SessionID, f)
 	if err != nil {
 		return 0, false, fmt.Errorf("push to session: %w", err)
 	}
@@ -361,23 +375,12 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	return n, stored, nil
 }
 
-// pushFrame renders a PushMsg without reflection: event needs no escaping
-// (ValidEventName) and data is valid JSON, written as it came.
-func pushFrame(event string, data []byte) []byte {
-	b := make([]byte, 0, len(`{"type":"message","event":"","data":}`)+len(event)+len(data))
-	b = append(b, `{"type":"message","event":"`...)
-	b = append(b, event...)
-	b = append(b, `","data":`...)
-	b = append(b, data...)
-	return append(b, '}')
-}
-
-func (s *Service) pushSession(ctx context.Context, id string, msg []byte) (int, bool, error) {
-	n, err := s.router.ToSession(ctx, id, msg)
+func (s *Service) pushSession(ctx context.Context, id string, f browser.Frame) (int, bool, error) {
+	n, err := s.router.ToSession(ctx, id, f)
 	if err != nil || n > 0 {
 		return n, false, err
 	}
-	if err := s.store.AddPending(ctx, id, msg); err != nil {
+	if err := s.store.AddPending(ctx, id, f.JSON); err != nil {
 		return 0, false, err
 	}
 	// A browser may have attached, and taken what was pending, between
@@ -390,7 +393,7 @@ func (s *Service) pushSession(ctx context.Context, id string, msg []byte) (int, 
 	if err != nil {
 		return 0, true, err
 	}
-	for _, m := range pending {
+	for _, m := range pushFrames(pending) {
 		if n, err = s.router.ToSession(ctx, id, m); err != nil {
 			return 0, false, err
 		}

@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 )
 
 type fakeQR struct{ n atomic.Int64 }
@@ -32,33 +35,39 @@ func (fakeMinter) Mint(openid, _, sid string, _ time.Time) (string, error) {
 type fakeRouter struct {
 	mu       sync.Mutex
 	attached map[string]bool
-	got      map[string][][]byte
+	got      map[string][]browser.Frame
 }
 
 func newRouter() *fakeRouter {
-	return &fakeRouter{attached: map[string]bool{}, got: map[string][][]byte{}}
+	return &fakeRouter{attached: map[string]bool{}, got: map[string][]browser.Frame{}}
 }
 
-func (r *fakeRouter) ToSession(_ context.Context, id string, msg []byte) (int, error) {
+func (r *fakeRouter) ToSession(_ context.Context, id string, f browser.Frame) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.attached[id] {
 		return 0, nil
 	}
-	r.got[id] = append(r.got[id], msg)
+	r.got[id] = append(r.got[id], f)
 	return 1, nil
 }
-func (r *fakeRouter) ToUser(context.Context, string, []byte) (int, error) { return 0, nil }
+func (r *fakeRouter) ToUser(context.Context, string, browser.Frame) (int, error) { return 0, nil }
 func (r *fakeRouter) Attached(_ context.Context, id string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.attached[id], nil
 }
 func (r *fakeRouter) attach(id string) { r.mu.Lock(); r.attached[id] = true; r.mu.Unlock() }
-func (r *fakeRouter) messages(id string) [][]byte {
+func (r *fakeRouter) messages(id string) []browser.Frame {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.got[id]
+}
+
+// is reports whether f is of kind k and its JSON says so too.
+func is(f browser.Frame, k browser.Kind) bool {
+	var m struct{ Type string }
+	return f.Kind == k && json.Unmarshal(f.JSON, &m) == nil && m.Type == k.String()
 }
 
 type nopObserver struct{}
@@ -121,7 +130,7 @@ func TestNotifyExactlyOnceUnderConcurrency(t *testing.T) {
 	if got := len(r.messages(st.Session.ID)); got != 1 {
 		t.Fatalf("browser got %d messages, want 1 login", got)
 	}
-	if !IsLogin(r.messages(st.Session.ID)[0]) {
+	if !is(r.messages(st.Session.ID)[0], browser.KindLogin) {
 		t.Fatalf("not a login message: %s", r.messages(st.Session.ID)[0])
 	}
 }
@@ -164,7 +173,7 @@ func TestNotifyStoredThenCatchup(t *testing.T) {
 	}
 	r.attach(st.Session.ID)
 	now, missed, err := svc.Catchup(ctx, st.Session.ID)
-	if err != nil || now.State != StateConfirmed || len(missed) != 1 || !IsLogin(missed[0]) {
+	if err != nil || now.State != StateConfirmed || len(missed) != 1 || !is(missed[0], browser.KindLogin) {
 		t.Fatalf("catchup = %+v %q %v", now, missed, err)
 	}
 	// The stored login was handed over: a duplicate now reports delivered.
@@ -225,7 +234,7 @@ func TestPushToSession(t *testing.T) {
 	}
 	r.attach(st.Session.ID)
 	_, missed, _ := svc.Catchup(ctx, st.Session.ID)
-	if len(missed) != 1 || string(missed[0]) != `{"type":"message","event":"hello","data":{"a":1}}` {
+	if len(missed) != 1 || missed[0].Kind != browser.KindMessage || string(missed[0].JSON) != `{"type":"message","event":"hello","data":{"a":1}}` {
 		t.Fatalf("missed = %q", missed)
 	}
 	n, stored, err = svc.Push(ctx, Target{SessionID: st.Session.ID}, "hello", nil)
@@ -273,13 +282,30 @@ func TestRefreshExpiresOldSession(t *testing.T) {
 	}
 }
 
-func TestPushFrameMatchesEncode(t *testing.T) {
-	for _, data := range []string{`{"a":1}`, `[1,2]`, `"x"`, `null`, `{"nested":{"s":"\u00e9\n"}}`} {
-		got := pushFrame("order.paid", []byte(data))
-		want := Encode(PushMsg{Type: "message", Event: "order.paid", Data: []byte(data)})
-		if string(got) != string(want) || !IsPush(got) {
-			t.Errorf("pushFrame = %s, want %s", got, want)
-		}
+// The state messages of a two-step flow reach the browser, live and on
+// catch-up, as frames of their kind.
+func TestStateFramesCarryTheirKind(t *testing.T) {
+	svc, r := newService(t)
+	ctx := context.Background()
+	st, _ := svc.Start(ctx)
+	if !is(st.Frame, browser.KindQRCode) {
+		t.Fatalf("start sent %v %s", st.Frame.Kind, st.Frame.JSON)
+	}
+	ev := scan(st, "alice", "e1")
+	ev.Kind = KindScanned
+	if res, _, _ := svc.Notify(ctx, ev); res != ResultStored {
+		t.Fatalf("scanned = %v", res)
+	}
+	if _, missed, _ := svc.Catchup(ctx, st.Session.ID); len(missed) != 1 || !is(missed[0], browser.KindScanned) {
+		t.Fatalf("catch-up after scanned = %q", missed)
+	}
+	r.attach(st.Session.ID)
+	ev.Kind, ev.EventID = KindCancelled, "e2"
+	if res, _, _ := svc.Notify(ctx, ev); res != ResultDelivered {
+		t.Fatalf("cancelled = %v", res)
+	}
+	if got := r.messages(st.Session.ID); len(got) != 1 || !is(got[0], browser.KindCancelled) {
+		t.Fatalf("browser got %q, want cancelled", got)
 	}
 }
 
@@ -308,7 +334,7 @@ func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
 		}
 		return svc, r, st
 	}
-	resume := func(svc *Service, st *Started) ([][]byte, error) {
+	resume := func(svc *Service, st *Started) ([]browser.Frame, error) {
 		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); err != nil {
 			return nil, err
 		}
@@ -320,7 +346,7 @@ func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
 		svc, _, st := setup(t)
 		clock = clock.Add(ResumeWindow(0) - time.Second)
 		missed, err := resume(svc, st)
-		if err != nil || len(missed) != 1 || !IsLogin(missed[0]) {
+		if err != nil || len(missed) != 1 || !is(missed[0], browser.KindLogin) {
 			t.Fatalf("first resume = %q, %v; want the login", missed, err)
 		}
 		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); !errors.Is(err, ErrNotFound) {
@@ -353,7 +379,7 @@ func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
 		}
 		// The browser may have dropped right after the frame: one resume
 		// within the window gets it again, and no other.
-		if missed, err := resume(svc, st); err != nil || len(missed) != 1 || !IsLogin(missed[0]) {
+		if missed, err := resume(svc, st); err != nil || len(missed) != 1 || !is(missed[0], browser.KindLogin) {
 			t.Fatalf("resume after a live login = %q, %v", missed, err)
 		}
 		if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); !errors.Is(err, ErrNotFound) {
@@ -378,7 +404,7 @@ func TestResumeDisplacesAttached(t *testing.T) {
 	if _, err := svc.Resume(ctx, st.Session.ID, st.Resume); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.messages(st.Session.ID); len(got) != 1 || !IsSessionTaken(got[0]) {
+	if got := r.messages(st.Session.ID); len(got) != 1 || !is(got[0], browser.KindSessionTaken) || string(got[0].JSON) != string(browser.SessionTaken.JSON) {
 		t.Fatalf("attached connection got %q, want session_taken", got)
 	}
 }
@@ -392,7 +418,7 @@ func TestRedeliverLostSession(t *testing.T) {
 	r.attach(st.Session.ID)
 	r.attach("lost")
 	svc.Redeliver(ctx, []string{st.Session.ID, "lost"})
-	if got := r.messages("lost"); len(got) != 1 || string(got[0]) != string(MsgExpired) {
+	if got := r.messages("lost"); len(got) != 1 || !is(got[0], browser.KindExpired) {
 		t.Fatalf("lost session's browser got %q, want expired", got)
 	}
 	if got := r.messages(st.Session.ID); len(got) != 0 {

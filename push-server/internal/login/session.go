@@ -11,6 +11,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"time"
+
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 )
 
 // State is where a login session stands.
@@ -109,8 +111,10 @@ type Session struct {
 	State      State     `json:"state"`
 	User       *User     `json:"user,omitempty"`      // who scanned, confirmed or cancelled
 	EventIDs   []string  `json:"event_ids,omitempty"` // accepted events, for idempotency
-	Last       []byte    `json:"last,omitempty"`      // the latest scanned, login or cancelled message, resent on resume
-	Delivered  bool      `json:"delivered,omitempty"` // Last reached a connection
+	// Last is the latest state message (scanned, login or cancelled),
+	// resent on resume; State says which (LastFrame).
+	Last      []byte `json:"last,omitempty"`
+	Delivered bool   `json:"delivered,omitempty"` // Last reached a connection
 	// ConfirmedAt is when the login was accepted: a resume may be handed
 	// the login only shortly after.
 	ConfirmedAt time.Time `json:"confirmed_at,omitzero"`
@@ -229,5 +233,23 @@ func NewResumeSecret() string { return randomID(resumeBytes) }
 // CanTakeLogin reports whether a resume may be handed the login of s: s is
 // confirmed, at or after since, and no resume took its login before.
 func CanTakeLogin(s *Session, since time.Time) bool {
-	return s.State == StateConfirmed && !s.Consumed && !s.ConfirmedAt.Before(since) && IsLogin(s.Last)
+	return s.State == StateConfirmed && !s.Consumed && !s.ConfirmedAt.Before(since) && len(s.Last) > 0
+}
+
+// LastFrame is Last with its kind, which the state decides: a scanned
+// session's Last is scanned, a confirmed one's the login, a cancelled one's
+// cancelled. ok is false when there is none.
+func (s *Session) LastFrame() (f browser.Frame, ok bool) {
+	if len(s.Last) == 0 {
+		return browser.Frame{}, false
+	}
+	switch s.State {
+	case StateScanned:
+		return browser.Frame{Kind: browser.KindScanned, JSON: s.Last}, true
+	case StateConfirmed:
+		return browser.Frame{Kind: browser.KindLogin, JSON: s.Last}, true
+	case StateCancelled:
+		return browser.Frame{Kind: browser.KindCancelled, JSON: s.Last}, true
+	}
+	return browser.Frame{}, false
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 	"github.com/scanlogin/scanlogin/push-server/internal/rawsock"
 )
 
@@ -28,9 +29,9 @@ type Handler interface {
 
 // Messages the connection sends by itself.
 var (
-	msgPong       = []byte(`{"type":"pong"}`)
-	msgBadRequest = []byte(`{"type":"error","code":"bad_request","message":"expected a JSON text frame like {\"type\":\"ping\"}"}`)
-	msgUnknown    = []byte(`{"type":"error","code":"bad_request","message":"unknown message type"}`)
+	msgPong       = browser.Pong.JSON
+	msgBadRequest = browser.NotJSON.JSON
+	msgUnknown    = browser.UnknownType.JSON
 )
 
 // Errors that end a connection, as OnClose sees them.
@@ -80,7 +81,7 @@ func (c *Conn) Send(msg []byte) bool {
 		return false
 	}
 	if !c.write(serverFrame(opText, msg), false) {
-		c.Close(CloseTryAgainLater, "slow consumer")
+		c.Close(browser.CloseTryAgainLater, "slow consumer")
 		return false
 	}
 	return true
@@ -102,7 +103,7 @@ func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
 	frames := make([]byte, 0, 2*frameHeaderMax+len(msg)+len(closeMsg))
 	frames = appendFrame(appendFrame(frames, opText, msg), opClose, closeMsg)
 	if !c.send(frames, false, true) {
-		c.write(closeFrame(CloseTryAgainLater, "slow consumer"), true)
+		c.write(closeFrame(browser.CloseTryAgainLater, "slow consumer"), true)
 		return false
 	}
 	return true
@@ -288,7 +289,7 @@ func (c *Conn) readable() (alive bool) {
 		}
 		if !c.closing.Load() && !c.spend(now, frames) {
 			c.m.log.Info("websocket over its frame budget: closed with 1008", "frames", frames)
-			c.Close(ClosePolicy, "too many frames")
+			c.Close(browser.ClosePolicy, "too many frames")
 			// Nothing it sends matters now, its close reply included:
 			// discard it unread until the close grace ends.
 			c.drain = true
@@ -349,7 +350,7 @@ func (c *Conn) gorilla() bool {
 		return true // draining until the close reply
 	}
 	if typ != websocket.TextMessage {
-		c.Close(CloseUnsupported, "text frames only")
+		c.Close(browser.CloseUnsupported, "text frames only")
 		return true
 	}
 	var in struct {
@@ -359,7 +360,7 @@ func (c *Conn) gorilla() bool {
 		c.badFrame(msgBadRequest)
 		return true
 	}
-	if in.Type == "ping" {
+	if in.Type == browser.RequestPing {
 		c.Send(msgPong)
 		return true
 	}
@@ -374,7 +375,7 @@ func (c *Conn) gorilla() bool {
 func (c *Conn) badFrame(answer []byte) {
 	c.bad++
 	if c.bad >= c.m.cfg.MaxBadFrames {
-		c.Close(ClosePolicy, "too many bad frames")
+		c.Close(browser.ClosePolicy, "too many bad frames")
 		return
 	}
 	c.Send(answer)

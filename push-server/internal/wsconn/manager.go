@@ -23,20 +23,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// WebSocket close codes this package sends besides gorilla's own (1002
-// protocol error, 1009 message too big).
-const (
-	CloseNormal        = websocket.CloseNormalClosure     // 1000: login delivered
-	CloseGoingAway     = websocket.CloseGoingAway         // 1001: server shutting down; resume elsewhere
-	CloseUnsupported   = websocket.CloseUnsupportedData   // 1003: binary frame
-	ClosePolicy        = websocket.ClosePolicyViolation   // 1008: too many bad frames, or frames at all
-	CloseInternal      = websocket.CloseInternalServerErr // 1011
-	CloseTryAgainLater = websocket.CloseTryAgainLater     // 1013: slow consumer, rate limited, upstream down
-	// Private codes (4000-4999) of the browser protocol.
-	CloseTokenExpired = 4001 // the token of a /ws?token= connection expired: reconnect with a fresh one
-	CloseSessionTaken = 4002 // another connection resumed the session: do not resume it again
-)
-
 // closeGrace is how long we wait for the browser's close reply.
 const closeGrace = time.Second
 

@@ -335,7 +335,7 @@ func TestCloseFlushesQueue(t *testing.T) {
 	s.mu.Lock()
 	c := s.conns[0]
 	s.mu.Unlock()
-	c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye")
+	c.SendAndClose([]byte(`{"type":"login"}`), websocket.CloseNormalClosure, "bye")
 	if c.Send([]byte("late")) {
 		t.Error("Send after Close accepted")
 	}
@@ -414,10 +414,10 @@ func TestCloseReplyIsNotEchoed(t *testing.T) {
 		s.mu.Lock()
 		c := s.conns[0]
 		s.mu.Unlock()
-		if !c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye") {
+		if !c.SendAndClose([]byte(`{"type":"login"}`), websocket.CloseNormalClosure, "bye") {
 			t.Fatal("SendAndClose refused on an open connection")
 		}
-		if c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye") {
+		if c.SendAndClose([]byte(`{"type":"login"}`), websocket.CloseNormalClosure, "bye") {
 			t.Fatal("a second SendAndClose was accepted")
 		}
 		expect(t, ws, `{"type":"login"}`)
@@ -441,7 +441,7 @@ func TestLastFramesCarryTheFIN(t *testing.T) {
 	s.mu.Lock()
 	c := s.conns[0]
 	s.mu.Unlock()
-	c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye")
+	c.SendAndClose([]byte(`{"type":"login"}`), websocket.CloseNormalClosure, "bye")
 
 	raw := ws.UnderlyingConn()
 	raw.SetReadDeadline(time.Now().Add(3 * time.Second)) // well inside WriteWait + closeGrace
@@ -449,7 +449,7 @@ func TestLastFramesCarryTheFIN(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read until EOF: %v (got %x); want the server's FIN after its close frame", err, got)
 	}
-	want := append(serverFrame(opText, []byte(`{"type":"login"}`)), closeFrame(CloseNormal, "bye")...)
+	want := append(serverFrame(opText, []byte(`{"type":"login"}`)), closeFrame(websocket.CloseNormalClosure, "bye")...)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("read %x before EOF, want the login and close frames %x", got, want)
 	}
@@ -499,7 +499,7 @@ func TestEndedConnectionReturnsItsBuffer(t *testing.T) {
 		// The server closes (as after a login); the browser answers.
 		ws := dial(t, s)
 		c := conn(0)
-		c.SendAndClose([]byte(`{"type":"login"}`), CloseNormal, "bye")
+		c.SendAndClose([]byte(`{"type":"login"}`), websocket.CloseNormalClosure, "bye")
 		expect(t, ws, `{"type":"login"}`)
 		expectClose(t, ws, websocket.CloseNormalClosure)
 		ended(c)
