@@ -35,8 +35,9 @@ type backend struct {
 	qrLimit  limit.Limiter
 	tokens   wechat.TokenCache // nil: the client's own memory
 	ready    func(context.Context) error
-	run      func(ctx context.Context) error
-	logins   *login.Service // set once the service exists; used by Redis resync
+	// run serves the backend until ctx ends. After a Redis outage it hands
+	// logins the sessions held here, to redeliver what their browsers missed.
+	run func(ctx context.Context, logins *login.Service) error
 }
 
 func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
@@ -47,7 +48,7 @@ func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
 		return &backend{
 			store: mem, router: h, registry: h, qrLimit: buckets,
 			ready: func(context.Context) error { return nil },
-			run: func(ctx context.Context) error {
+			run: func(ctx context.Context, _ *login.Service) error {
 				t := time.NewTicker(sweepInterval)
 				defer t.Stop()
 				for {
@@ -67,17 +68,16 @@ func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	store := redisstore.New(rdb, cfg.RedisPrefix, retain)
-	b := &backend{store: store, qrLimit: limit.NewShared(rdb, cfg.QRPerIP, cfg.RedisPrefix+"qr:"),
-		tokens: redistoken.New(rdb, cfg.RedisPrefix, cfg.AppID)}
-	cl := cluster.New(log, rdb, h, store, cluster.Options{
-		Prefix: cfg.RedisPrefix,
-		Resync: func(ctx context.Context, ids []string) { b.logins.Redeliver(ctx, ids) },
-	})
-	b.router, b.registry, b.ready = cl, cl, cl.Ready
-	b.run = func(ctx context.Context) error {
-		defer rdb.Close()
-		return cl.Run(ctx)
-	}
+	cl := cluster.New(log, rdb, h, store, cluster.Options{Prefix: cfg.RedisPrefix})
 	log.Info("sessions shared through redis", "redis", redisurl.Safe(cfg.RedisURL), "instance", cl.ID())
-	return b, nil
+	return &backend{
+		store: store, router: cl, registry: cl,
+		qrLimit: limit.NewShared(rdb, cfg.QRPerIP, cfg.RedisPrefix+"qr:"),
+		tokens:  redistoken.New(rdb, cfg.RedisPrefix, cfg.AppID),
+		ready:   cl.Ready,
+		run: func(ctx context.Context, logins *login.Service) error {
+			defer rdb.Close()
+			return cl.Run(ctx, logins.Redeliver)
+		},
+	}, nil
 }

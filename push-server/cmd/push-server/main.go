@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/health"
@@ -33,6 +34,11 @@ import (
 )
 
 func main() {
+	// Library-wide settings belong to the process, not to run, which tests
+	// call: gin's debug mode only prints routes; go-redis logs every failed
+	// dial, while the cluster's monitor reports outages once per change.
+	gin.SetMode(gin.ReleaseMode)
+	redis.SetLogger(quietRedis{})
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "push-server:", err)
 		os.Exit(1)
@@ -57,9 +63,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	// go-redis logs every failed dial; the cluster's monitor reports outages
-	// once per change instead.
-	redis.SetLogger(quietRedis{})
 	if *checkOnly {
 		log.Info("config ok", "config", cfg)
 		return nil
@@ -84,40 +87,58 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL, LoginResume: login.ResumeWindow(cfg.TokenTTL)}, b.store,
 		qrIssuer{wc: wc, metrics: m}, tokens, b.router, m)
-	b.logins = logins
+
+	// Listening comes before the HTTP API, whose connection manager holds
+	// system resources. Each listener is closed when run returns, also on
+	// the error paths before serving (Serve closes it too; twice is harmless).
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("PUSH_HTTP_ADDR: %w", err)
+	}
+	defer httpLn.Close()
+	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("PUSH_GRPC_ADDR: %w", err)
+	}
+	defer grpcLn.Close()
+	var dbgLn net.Listener
+	if cfg.DebugAddr != "" {
+		if dbgLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			return fmt.Errorf("PUSH_DEBUG_ADDR: %w", err)
+		}
+		defer dbgLn.Close()
+	}
 
 	api, err := httpapi.NewServer(log, httpapi.Options{
 		AllowedOrigins: cfg.AllowedOrigins,
 		TrustedProxies: cfg.TrustedProxies,
 		MaxRefresh:     cfg.MaxRefresh,
 		Page:           web.Handler(web.Options{SimulatorURL: cfg.SimulatorURL}),
-	}, logins, b.registry, tokens, m, b.qrLimit, limit.NewConns(cfg.ConnsPerIP), b.ready)
+	}, httpapi.Deps{
+		Logins:   logins,
+		Registry: b.registry,
+		Tokens:   tokens,
+		Metrics:  m,
+		QRLimit:  b.qrLimit,
+		Conns:    limit.NewConns(cfg.ConnsPerIP),
+		Ready:    b.ready,
+	})
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
 	}
 	hs := health.NewServer()
 	gs := grpcapi.NewGRPCServer(grpcapi.New(log, logins), hs, cfg.GRPCAuthToken, m.GRPCAuthFailure.Inc)
 
-	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("PUSH_HTTP_ADDR: %w", err)
-	}
-	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		httpLn.Close()
-		return fmt.Errorf("PUSH_GRPC_ADDR: %w", err)
-	}
 	hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	log.Info("listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "config", cfg)
 
 	g, gctx := errgroup.WithContext(ctx)
-	if cfg.DebugAddr != "" {
-		dbg, err := debugServer(log, cfg.DebugAddr)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { <-gctx.Done(); return dbg.Close() })
-	}
+	// The connections outlive gctx: the shutdown below closes them with
+	// 1001, then ends connsCtx, which stops what serves them.
+	connsCtx, stopConns := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConns()
+	g.Go(func() error { return api.Run(connsCtx) })
+	g.Go(func() error { return b.run(gctx, logins) })
 	g.Go(func() error {
 		if err := hsrv.Serve(httpLn); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -130,9 +151,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		return nil
 	})
-	g.Go(func() error { return b.run(gctx) })
+	if dbgLn != nil {
+		dbg := debugServer()
+		log.Info("pprof listening", "addr", dbgLn.Addr().String())
+		g.Go(func() error {
+			if err := dbg.Serve(dbgLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("debug: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { <-gctx.Done(); return dbg.Close() })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
+		defer stopConns()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
@@ -143,7 +175,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		select {
 		case <-stopped:
 		case <-sctx.Done():
-			gs.Stop()
+			gs.Stop() // ends GracefulStop too
+			<-stopped
 		}
 		if err := hsrv.Shutdown(sctx); err != nil {
 			log.Warn("http shutdown", "err", err)
@@ -155,22 +188,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return g.Wait()
 }
 
-// debugServer serves net/http/pprof on its own listener, for profiling;
-// keep it on a private address.
-func debugServer(log *slog.Logger, addr string) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("PUSH_DEBUG_ADDR: %w", err)
-	}
+// debugServer serves net/http/pprof, for profiling; keep its listener on a
+// private address.
+func debugServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("pprof listening", "addr", ln.Addr().String())
-	return srv, nil
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 
 // quietRedis drops go-redis's internal log lines.

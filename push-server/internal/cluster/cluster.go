@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +52,6 @@ type Options struct {
 	PresenceTTL time.Duration
 	// OpTimeout bounds one Redis call made on a connection's behalf.
 	OpTimeout time.Duration
-	// Resync is called, with the sessions held here, after Redis comes back,
-	// to hand browsers what they missed meanwhile.
-	Resync func(ctx context.Context, sessions []string)
 }
 
 // Cluster is a login.Router and a browser connection registry shared
@@ -256,9 +254,12 @@ func (c *Cluster) Ready(ctx context.Context) error {
 }
 
 // Run listens on this instance's channel and watches Redis's health until
-// ctx ends.
-func (c *Cluster) Run(ctx context.Context) error {
-	go c.monitor(ctx)
+// ctx ends. After Redis comes back, redeliver is called with the sessions
+// held here, to hand their browsers what they missed meanwhile.
+func (c *Cluster) Run(ctx context.Context, redeliver func(ctx context.Context, sessions []string)) error {
+	var monitor sync.WaitGroup
+	monitor.Go(func() { c.monitor(ctx) })
+	defer monitor.Wait()
 	ps := c.rdb.Subscribe(ctx, c.channel(c.id))
 	// Receive does not watch ctx while it waits on the socket: closing the
 	// subscription is what ends it.
@@ -284,7 +285,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 		switch m := m.(type) {
 		case *redis.Subscription:
 			if subscribed {
-				c.resync(ctx)
+				c.resync(ctx, redeliver)
 			}
 			subscribed = true
 		case *redis.Message:
@@ -319,7 +320,7 @@ func (c *Cluster) deliver(ctx context.Context, p []byte) {
 
 // resync re-registers this instance's connections, which a Redis restart
 // may have forgotten, and lets browsers catch up on what they missed.
-func (c *Cluster) resync(ctx context.Context) {
+func (c *Cluster) resync(ctx context.Context, redeliver func(context.Context, []string)) {
 	c.setUp(nil)
 	sessions, users := c.hub.Counts()
 	c.log.Info("re-registering connections with redis", "sessions", len(sessions), "users", len(users))
@@ -344,8 +345,8 @@ func (c *Cluster) resync(ctx context.Context) {
 	for openid, n := range users {
 		set(c.userKey(openid), n)
 	}
-	if c.opt.Resync != nil {
-		c.opt.Resync(ctx, ids)
+	if redeliver != nil {
+		redeliver(ctx, ids)
 	}
 }
 

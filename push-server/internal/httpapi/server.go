@@ -1,7 +1,7 @@
 // Package httpapi is the push server's HTTP face: the browser WebSocket at
 // /ws, health and readiness, metrics, and the JWK set of the login tokens.
-// It wires login sessions (package login) to WebSocket connections (package
-// session) through the hub.
+// It wires login sessions (package login) to browser connections (package
+// wsconn) through the registry.
 package httpapi
 
 import (
@@ -45,17 +45,30 @@ type Registry interface {
 
 // Options are the HTTP server's settings.
 type Options struct {
-	AllowedOrigins []string // exact "scheme://host[:port]"; empty: same host only
-	TrustedProxies []string // whose X-Forwarded-For names the client
-	MaxRefresh     int      // QR refreshes per connection
-	Session        wsconn.Config
+	AllowedOrigins []string      // exact "scheme://host[:port]"; empty: same host only
+	TrustedProxies []string      // whose X-Forwarded-For names the client
+	MaxRefresh     int           // QR refreshes per connection
+	Conn           wsconn.Config // per-connection timings and limits
 	// OpTimeout bounds one WeChat or store operation made for a connection.
 	OpTimeout time.Duration
 	// Page, when set, serves the login page at "/".
 	Page http.Handler
 }
 
-// Server is the HTTP API. Create it with NewServer.
+// Deps are what the HTTP API works with.
+type Deps struct {
+	Logins   *login.Service
+	Registry Registry
+	Tokens   Verifier
+	Metrics  *metrics.Metrics
+	QRLimit  limit.Limiter // QR codes per client address
+	Conns    *limit.Conns  // open connections per client address
+	// Ready reports whether the instance can serve, for /readyz.
+	Ready func(context.Context) error
+}
+
+// Server is the HTTP API. Create it with NewServer, serve its connections
+// with Run.
 type Server struct {
 	log     *slog.Logger
 	opt     Options
@@ -67,34 +80,33 @@ type Server struct {
 	conns   *limit.Conns
 	ready   func(context.Context) error
 
-	mgr      *wsconn.Manager
-	base     context.Context // ends when the server shuts down
+	mgr *wsconn.Manager
+	// base bounds the work done for connections (WeChat and store calls);
+	// it ends when the connections have been closed (CloseAll) or Run
+	// returns.
+	base     context.Context
 	cancel   context.CancelFunc
 	draining atomic.Bool
 	wg       sync.WaitGroup // running connections
 	engine   *gin.Engine
 }
 
-// NewServer builds the HTTP API. ready reports whether the instance can
-// serve (for /readyz).
-func NewServer(log *slog.Logger, opt Options, logins *login.Service, reg Registry, tokens Verifier,
-	m *metrics.Metrics, qrLimit limit.Limiter, conns *limit.Conns, ready func(context.Context) error) (*Server, error) {
+// NewServer builds the HTTP API. It starts nothing: Run serves the
+// WebSocket connections.
+func NewServer(log *slog.Logger, opt Options, d Deps) (*Server, error) {
 	if opt.OpTimeout <= 0 {
 		opt.OpTimeout = 10 * time.Second
 	}
-	s := &Server{
-		log: log, opt: opt, logins: logins, reg: reg, tokens: tokens, metrics: m,
-		qrLimit: qrLimit, conns: conns, ready: ready,
-	}
-	s.base, s.cancel = context.WithCancel(context.Background())
-	mgr, err := wsconn.NewManager(opt.Session, log)
+	mgr, err := wsconn.NewManager(opt.Conn, log)
 	if err != nil {
 		return nil, fmt.Errorf("websocket manager: %w", err)
 	}
-	s.mgr = mgr
-	go mgr.Run(s.base)
+	s := &Server{
+		log: log, opt: opt, logins: d.Logins, reg: d.Registry, tokens: d.Tokens, metrics: d.Metrics,
+		qrLimit: d.QRLimit, conns: d.Conns, ready: d.Ready, mgr: mgr,
+	}
+	s.base, s.cancel = context.WithCancel(context.Background())
 
-	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.Recovery())
 	if err := e.SetTrustedProxies(opt.TrustedProxies); err != nil {
@@ -109,16 +121,25 @@ func NewServer(log *slog.Logger, opt Options, logins *login.Service, reg Registr
 	e.GET("/ws", s.serveWS)
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", gin.WrapH(m.Handler()))
+	e.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 	e.GET("/.well-known/jwks.json", func(c *gin.Context) {
 		c.Header("Cache-Control", "public, max-age=300")
-		c.Data(http.StatusOK, "application/json", tokens.JWKS())
+		c.Data(http.StatusOK, "application/json", d.Tokens.JWKS())
 	})
 	if opt.Page != nil {
 		e.NoRoute(gin.WrapH(opt.Page))
 	}
 	s.engine = e
 	return s, nil
+}
+
+// Run serves the WebSocket connections (reads, pings, silence, alarms)
+// until ctx ends. End it only after CloseAll, so that closing connections
+// can still finish their close handshake.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.cancel()
+	s.mgr.Run(ctx)
+	return nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -129,7 +150,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // CloseAll closes every WebSocket with 1001 so browsers resume elsewhere,
-// waits for them to finish, or for ctx to end, and stops serving sockets.
+// and waits for them to finish, or for ctx to end.
 func (s *Server) CloseAll(ctx context.Context) {
 	s.draining.Store(true)
 	s.mgr.CloseAll(browser.CloseGoingAway, "server shutting down")

@@ -117,11 +117,9 @@ func (i *Issuer) Mint(openid, unionid, sid string, now time.Time) (string, error
 	// A JWT is the compact JWS of its claims (RFC 7515, 7.1): header and
 	// payload in base64url joined by ".", then the Ed25519 signature of
 	// exactly those bytes (RFC 8037). The header never changes, so it is
-	// encoded once. go-jose's signer marshalled it again for every token
-	// and copied the parts several times: 5.2 KB and 61 allocations per
-	// token against 1.1 KB and 5 (BenchmarkMint), a third of all that
-	// push-server allocated per login, and its collections are the tail of
-	// scan-to-login. Verify parses with go-jose, and so do the tests.
+	// encoded once. go-jose's signer encodes it again and copies the parts
+	// for every token, a large share of what a login allocates
+	// (docs/benchmarks.md). Verify parses with go-jose, and so do the tests.
 	enc := base64.RawURLEncoding
 	b := make([]byte, 0, len(i.header)+enc.EncodedLen(len(payload))+1+enc.EncodedLen(ed25519.SignatureSize))
 	b = append(b, i.header...)
