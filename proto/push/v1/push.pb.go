@@ -116,6 +116,9 @@ const (
 	// The session was already confirmed or cancelled by another event, or a
 	// two-step flow was started by another user.
 	Result_RESULT_ALREADY_USED Result = 6
+	// Two-step flows: the confirm secret is wrong, or the user is not the one
+	// who scanned.
+	Result_RESULT_FORBIDDEN Result = 7
 )
 
 // Enum value maps for Result.
@@ -128,6 +131,7 @@ var (
 		4: "RESULT_EXPIRED",
 		5: "RESULT_TICKET_MISMATCH",
 		6: "RESULT_ALREADY_USED",
+		7: "RESULT_FORBIDDEN",
 	}
 	Result_value = map[string]int32{
 		"RESULT_UNSPECIFIED":     0,
@@ -137,6 +141,7 @@ var (
 		"RESULT_EXPIRED":         4,
 		"RESULT_TICKET_MISMATCH": 5,
 		"RESULT_ALREADY_USED":    6,
+		"RESULT_FORBIDDEN":       7,
 	}
 )
 
@@ -254,7 +259,11 @@ type NotifyRequest struct {
 	// The caller's duplicate key for this event (for example
 	// FromUserName|CreateTime|Event|EventKey). Required: a retry of the same
 	// event must carry the same id, so that it is answered as the first was.
-	EventId       string `protobuf:"bytes,5,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	EventId string `protobuf:"bytes,5,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Two-step flows, EVENT_CONFIRMED and EVENT_CANCELLED: the one-time
+	// confirm secret that EVENT_SCANNED returned (Confirmation.secret). A
+	// wrong one is RESULT_FORBIDDEN.
+	Confirm       string `protobuf:"bytes,6,opt,name=confirm,proto3" json:"confirm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,12 +333,22 @@ func (x *NotifyRequest) GetEventId() string {
 	return ""
 }
 
+func (x *NotifyRequest) GetConfirm() string {
+	if x != nil {
+		return x.Confirm
+	}
+	return ""
+}
+
 type NotifyResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Result Result                 `protobuf:"varint,1,opt,name=result,proto3,enum=scanlogin.push.v1.Result" json:"result,omitempty"`
 	// True when this event_id had been seen before; result is then the answer
 	// the first call got.
-	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Set when EVENT_SCANNED moved (or kept) the session in the scanned state
+	// for this user: what the phone shows and the secret that confirms.
+	Confirmation  *Confirmation `protobuf:"bytes,3,opt,name=confirmation,proto3" json:"confirmation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +397,161 @@ func (x *NotifyResponse) GetDuplicate() bool {
 	return false
 }
 
+func (x *NotifyResponse) GetConfirmation() *Confirmation {
+	if x != nil {
+		return x.Confirmation
+	}
+	return nil
+}
+
+// Confirmation is what a two-step flow's phone side needs to ask the user.
+type Confirmation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One-time secret bound to the session and the scanning user; it goes
+	// back in NotifyRequest.confirm. A new scan by the same user replaces it.
+	Secret string `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// When the session ends, unix milliseconds.
+	ExpiresAtMs int64 `protobuf:"varint,2,opt,name=expires_at_ms,json=expiresAtMs,proto3" json:"expires_at_ms,omitempty"`
+	// Who asked to log in.
+	Requester *Requester `protobuf:"bytes,3,opt,name=requester,proto3" json:"requester,omitempty"`
+	// The login flow of the session: "oa" or "miniprogram".
+	Flow          string `protobuf:"bytes,4,opt,name=flow,proto3" json:"flow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Confirmation) Reset() {
+	*x = Confirmation{}
+	mi := &file_push_v1_push_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Confirmation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Confirmation) ProtoMessage() {}
+
+func (x *Confirmation) ProtoReflect() protoreflect.Message {
+	mi := &file_push_v1_push_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Confirmation.ProtoReflect.Descriptor instead.
+func (*Confirmation) Descriptor() ([]byte, []int) {
+	return file_push_v1_push_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Confirmation) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *Confirmation) GetExpiresAtMs() int64 {
+	if x != nil {
+		return x.ExpiresAtMs
+	}
+	return 0
+}
+
+func (x *Confirmation) GetRequester() *Requester {
+	if x != nil {
+		return x.Requester
+	}
+	return nil
+}
+
+func (x *Confirmation) GetFlow() string {
+	if x != nil {
+		return x.Flow
+	}
+	return ""
+}
+
+// Requester describes the browser that asked for the code, as recorded
+// when its session started.
+type Requester struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Browser name and major version, e.g. "Chrome 120"; empty when unknown.
+	Browser string `protobuf:"bytes,1,opt,name=browser,proto3" json:"browser,omitempty"`
+	// Operating system, e.g. "Windows 10"; empty when unknown.
+	Os string `protobuf:"bytes,2,opt,name=os,proto3" json:"os,omitempty"`
+	// Client IP address (per TRUSTED_PROXIES).
+	Ip string `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
+	// Session start, unix milliseconds.
+	AtMs          int64 `protobuf:"varint,4,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Requester) Reset() {
+	*x = Requester{}
+	mi := &file_push_v1_push_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Requester) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Requester) ProtoMessage() {}
+
+func (x *Requester) ProtoReflect() protoreflect.Message {
+	mi := &file_push_v1_push_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Requester.ProtoReflect.Descriptor instead.
+func (*Requester) Descriptor() ([]byte, []int) {
+	return file_push_v1_push_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Requester) GetBrowser() string {
+	if x != nil {
+		return x.Browser
+	}
+	return ""
+}
+
+func (x *Requester) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *Requester) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *Requester) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Who gets the message. Required.
@@ -399,7 +573,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_push_v1_push_proto_msgTypes[3]
+	mi := &file_push_v1_push_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +585,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_push_v1_push_proto_msgTypes[3]
+	mi := &file_push_v1_push_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +598,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_push_v1_push_proto_rawDescGZIP(), []int{3}
+	return file_push_v1_push_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PushRequest) GetTarget() isPushRequest_Target {
@@ -484,6 +658,233 @@ func (*PushRequest_SessionId) isPushRequest_Target() {}
 
 func (*PushRequest_Openid) isPushRequest_Target() {}
 
+type PushBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 1,000 pushes, each with the rules of Push.
+	Pushes        []*PushRequest `protobuf:"bytes,1,rep,name=pushes,proto3" json:"pushes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushBatchRequest) Reset() {
+	*x = PushBatchRequest{}
+	mi := &file_push_v1_push_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushBatchRequest) ProtoMessage() {}
+
+func (x *PushBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_push_v1_push_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushBatchRequest.ProtoReflect.Descriptor instead.
+func (*PushBatchRequest) Descriptor() ([]byte, []int) {
+	return file_push_v1_push_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PushBatchRequest) GetPushes() []*PushRequest {
+	if x != nil {
+		return x.Pushes
+	}
+	return nil
+}
+
+type PushBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per push, in the order of the request.
+	Results       []*PushResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushBatchResponse) Reset() {
+	*x = PushBatchResponse{}
+	mi := &file_push_v1_push_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushBatchResponse) ProtoMessage() {}
+
+func (x *PushBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_push_v1_push_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushBatchResponse.ProtoReflect.Descriptor instead.
+func (*PushBatchResponse) Descriptor() ([]byte, []int) {
+	return file_push_v1_push_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PushBatchResponse) GetResults() []*PushResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// PushResult is the outcome of one push of a batch.
+type PushResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*PushResult_Ok
+	//	*PushResult_Error
+	Outcome       isPushResult_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushResult) Reset() {
+	*x = PushResult{}
+	mi := &file_push_v1_push_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushResult) ProtoMessage() {}
+
+func (x *PushResult) ProtoReflect() protoreflect.Message {
+	mi := &file_push_v1_push_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushResult.ProtoReflect.Descriptor instead.
+func (*PushResult) Descriptor() ([]byte, []int) {
+	return file_push_v1_push_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PushResult) GetOutcome() isPushResult_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *PushResult) GetOk() *PushResponse {
+	if x != nil {
+		if x, ok := x.Outcome.(*PushResult_Ok); ok {
+			return x.Ok
+		}
+	}
+	return nil
+}
+
+func (x *PushResult) GetError() *PushError {
+	if x != nil {
+		if x, ok := x.Outcome.(*PushResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isPushResult_Outcome interface {
+	isPushResult_Outcome()
+}
+
+type PushResult_Ok struct {
+	Ok *PushResponse `protobuf:"bytes,1,opt,name=ok,proto3,oneof"`
+}
+
+type PushResult_Error struct {
+	Error *PushError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*PushResult_Ok) isPushResult_Outcome() {}
+
+func (*PushResult_Error) isPushResult_Outcome() {}
+
+// PushError is why one push of a batch failed.
+type PushError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "invalid_argument", "not_found" or "unavailable", as the HTTP/JSON API.
+	Code          string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushError) Reset() {
+	*x = PushError{}
+	mi := &file_push_v1_push_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushError) ProtoMessage() {}
+
+func (x *PushError) ProtoReflect() protoreflect.Message {
+	mi := &file_push_v1_push_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushError.ProtoReflect.Descriptor instead.
+func (*PushError) Descriptor() ([]byte, []int) {
+	return file_push_v1_push_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PushError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *PushError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type PushResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How many connections were sent the message.
@@ -497,7 +898,7 @@ type PushResponse struct {
 
 func (x *PushResponse) Reset() {
 	*x = PushResponse{}
-	mi := &file_push_v1_push_proto_msgTypes[4]
+	mi := &file_push_v1_push_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +910,7 @@ func (x *PushResponse) String() string {
 func (*PushResponse) ProtoMessage() {}
 
 func (x *PushResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_push_v1_push_proto_msgTypes[4]
+	mi := &file_push_v1_push_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +923,7 @@ func (x *PushResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushResponse.ProtoReflect.Descriptor instead.
 func (*PushResponse) Descriptor() ([]byte, []int) {
-	return file_push_v1_push_proto_rawDescGZIP(), []int{4}
+	return file_push_v1_push_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PushResponse) GetDelivered() int32 {
@@ -549,23 +950,47 @@ const file_push_v1_push_proto_rawDesc = "" +
 	"\aunionid\x18\x02 \x01(\tR\aunionid\x12\x1a\n" +
 	"\bnickname\x18\x03 \x01(\tR\bnickname\x12\x1d\n" +
 	"\n" +
-	"avatar_url\x18\x04 \x01(\tR\tavatarUrl\"\xb5\x01\n" +
+	"avatar_url\x18\x04 \x01(\tR\tavatarUrl\"\xcf\x01\n" +
 	"\rNotifyRequest\x12\x14\n" +
 	"\x05scene\x18\x01 \x01(\tR\x05scene\x12\x16\n" +
 	"\x06ticket\x18\x02 \x01(\tR\x06ticket\x12.\n" +
 	"\x05event\x18\x03 \x01(\x0e2\x18.scanlogin.push.v1.EventR\x05event\x12+\n" +
 	"\x04user\x18\x04 \x01(\v2\x17.scanlogin.push.v1.UserR\x04user\x12\x19\n" +
-	"\bevent_id\x18\x05 \x01(\tR\aeventId\"a\n" +
+	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12\x18\n" +
+	"\aconfirm\x18\x06 \x01(\tR\aconfirm\"\xa6\x01\n" +
 	"\x0eNotifyResponse\x121\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x19.scanlogin.push.v1.ResultR\x06result\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"|\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12C\n" +
+	"\fconfirmation\x18\x03 \x01(\v2\x1f.scanlogin.push.v1.ConfirmationR\fconfirmation\"\x9a\x01\n" +
+	"\fConfirmation\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\"\n" +
+	"\rexpires_at_ms\x18\x02 \x01(\x03R\vexpiresAtMs\x12:\n" +
+	"\trequester\x18\x03 \x01(\v2\x1c.scanlogin.push.v1.RequesterR\trequester\x12\x12\n" +
+	"\x04flow\x18\x04 \x01(\tR\x04flow\"Z\n" +
+	"\tRequester\x12\x18\n" +
+	"\abrowser\x18\x01 \x01(\tR\abrowser\x12\x0e\n" +
+	"\x02os\x18\x02 \x01(\tR\x02os\x12\x0e\n" +
+	"\x02ip\x18\x03 \x01(\tR\x02ip\x12\x13\n" +
+	"\x05at_ms\x18\x04 \x01(\x03R\x04atMs\"|\n" +
 	"\vPushRequest\x12\x1f\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tH\x00R\tsessionId\x12\x18\n" +
 	"\x06openid\x18\x02 \x01(\tH\x00R\x06openid\x12\x14\n" +
 	"\x05event\x18\x03 \x01(\tR\x05event\x12\x12\n" +
 	"\x04data\x18\x04 \x01(\fR\x04dataB\b\n" +
-	"\x06target\"D\n" +
+	"\x06target\"J\n" +
+	"\x10PushBatchRequest\x126\n" +
+	"\x06pushes\x18\x01 \x03(\v2\x1e.scanlogin.push.v1.PushRequestR\x06pushes\"L\n" +
+	"\x11PushBatchResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.scanlogin.push.v1.PushResultR\aresults\"\x80\x01\n" +
+	"\n" +
+	"PushResult\x121\n" +
+	"\x02ok\x18\x01 \x01(\v2\x1f.scanlogin.push.v1.PushResponseH\x00R\x02ok\x124\n" +
+	"\x05error\x18\x02 \x01(\v2\x1c.scanlogin.push.v1.PushErrorH\x00R\x05errorB\t\n" +
+	"\aoutcome\"9\n" +
+	"\tPushError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"D\n" +
 	"\fPushResponse\x12\x1c\n" +
 	"\tdelivered\x18\x01 \x01(\x05R\tdelivered\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\bR\x06stored*\x80\x01\n" +
@@ -576,7 +1001,7 @@ const file_push_v1_push_proto_rawDesc = "" +
 	"EVENT_SCAN\x10\x02\x12\x11\n" +
 	"\rEVENT_SCANNED\x10\x03\x12\x13\n" +
 	"\x0fEVENT_CONFIRMED\x10\x04\x12\x13\n" +
-	"\x0fEVENT_CANCELLED\x10\x05*\xa8\x01\n" +
+	"\x0fEVENT_CANCELLED\x10\x05*\xbe\x01\n" +
 	"\x06Result\x12\x16\n" +
 	"\x12RESULT_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10RESULT_DELIVERED\x10\x01\x12\x11\n" +
@@ -584,10 +1009,12 @@ const file_push_v1_push_proto_rawDesc = "" +
 	"\x10RESULT_NOT_FOUND\x10\x03\x12\x12\n" +
 	"\x0eRESULT_EXPIRED\x10\x04\x12\x1a\n" +
 	"\x16RESULT_TICKET_MISMATCH\x10\x05\x12\x17\n" +
-	"\x13RESULT_ALREADY_USED\x10\x062\xa5\x01\n" +
+	"\x13RESULT_ALREADY_USED\x10\x06\x12\x14\n" +
+	"\x10RESULT_FORBIDDEN\x10\a2\xfd\x01\n" +
 	"\vPushService\x12M\n" +
 	"\x06Notify\x12 .scanlogin.push.v1.NotifyRequest\x1a!.scanlogin.push.v1.NotifyResponse\x12G\n" +
-	"\x04Push\x12\x1e.scanlogin.push.v1.PushRequest\x1a\x1f.scanlogin.push.v1.PushResponseB5Z3github.com/scanlogin/scanlogin/proto/push/v1;pushv1b\x06proto3"
+	"\x04Push\x12\x1e.scanlogin.push.v1.PushRequest\x1a\x1f.scanlogin.push.v1.PushResponse\x12V\n" +
+	"\tPushBatch\x12#.scanlogin.push.v1.PushBatchRequest\x1a$.scanlogin.push.v1.PushBatchResponseB5Z3github.com/scanlogin/scanlogin/proto/push/v1;pushv1b\x06proto3"
 
 var (
 	file_push_v1_push_proto_rawDescOnce sync.Once
@@ -602,29 +1029,43 @@ func file_push_v1_push_proto_rawDescGZIP() []byte {
 }
 
 var file_push_v1_push_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_push_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_push_v1_push_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_push_v1_push_proto_goTypes = []any{
-	(Event)(0),             // 0: scanlogin.push.v1.Event
-	(Result)(0),            // 1: scanlogin.push.v1.Result
-	(*User)(nil),           // 2: scanlogin.push.v1.User
-	(*NotifyRequest)(nil),  // 3: scanlogin.push.v1.NotifyRequest
-	(*NotifyResponse)(nil), // 4: scanlogin.push.v1.NotifyResponse
-	(*PushRequest)(nil),    // 5: scanlogin.push.v1.PushRequest
-	(*PushResponse)(nil),   // 6: scanlogin.push.v1.PushResponse
+	(Event)(0),                // 0: scanlogin.push.v1.Event
+	(Result)(0),               // 1: scanlogin.push.v1.Result
+	(*User)(nil),              // 2: scanlogin.push.v1.User
+	(*NotifyRequest)(nil),     // 3: scanlogin.push.v1.NotifyRequest
+	(*NotifyResponse)(nil),    // 4: scanlogin.push.v1.NotifyResponse
+	(*Confirmation)(nil),      // 5: scanlogin.push.v1.Confirmation
+	(*Requester)(nil),         // 6: scanlogin.push.v1.Requester
+	(*PushRequest)(nil),       // 7: scanlogin.push.v1.PushRequest
+	(*PushBatchRequest)(nil),  // 8: scanlogin.push.v1.PushBatchRequest
+	(*PushBatchResponse)(nil), // 9: scanlogin.push.v1.PushBatchResponse
+	(*PushResult)(nil),        // 10: scanlogin.push.v1.PushResult
+	(*PushError)(nil),         // 11: scanlogin.push.v1.PushError
+	(*PushResponse)(nil),      // 12: scanlogin.push.v1.PushResponse
 }
 var file_push_v1_push_proto_depIdxs = []int32{
-	0, // 0: scanlogin.push.v1.NotifyRequest.event:type_name -> scanlogin.push.v1.Event
-	2, // 1: scanlogin.push.v1.NotifyRequest.user:type_name -> scanlogin.push.v1.User
-	1, // 2: scanlogin.push.v1.NotifyResponse.result:type_name -> scanlogin.push.v1.Result
-	3, // 3: scanlogin.push.v1.PushService.Notify:input_type -> scanlogin.push.v1.NotifyRequest
-	5, // 4: scanlogin.push.v1.PushService.Push:input_type -> scanlogin.push.v1.PushRequest
-	4, // 5: scanlogin.push.v1.PushService.Notify:output_type -> scanlogin.push.v1.NotifyResponse
-	6, // 6: scanlogin.push.v1.PushService.Push:output_type -> scanlogin.push.v1.PushResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: scanlogin.push.v1.NotifyRequest.event:type_name -> scanlogin.push.v1.Event
+	2,  // 1: scanlogin.push.v1.NotifyRequest.user:type_name -> scanlogin.push.v1.User
+	1,  // 2: scanlogin.push.v1.NotifyResponse.result:type_name -> scanlogin.push.v1.Result
+	5,  // 3: scanlogin.push.v1.NotifyResponse.confirmation:type_name -> scanlogin.push.v1.Confirmation
+	6,  // 4: scanlogin.push.v1.Confirmation.requester:type_name -> scanlogin.push.v1.Requester
+	7,  // 5: scanlogin.push.v1.PushBatchRequest.pushes:type_name -> scanlogin.push.v1.PushRequest
+	10, // 6: scanlogin.push.v1.PushBatchResponse.results:type_name -> scanlogin.push.v1.PushResult
+	12, // 7: scanlogin.push.v1.PushResult.ok:type_name -> scanlogin.push.v1.PushResponse
+	11, // 8: scanlogin.push.v1.PushResult.error:type_name -> scanlogin.push.v1.PushError
+	3,  // 9: scanlogin.push.v1.PushService.Notify:input_type -> scanlogin.push.v1.NotifyRequest
+	7,  // 10: scanlogin.push.v1.PushService.Push:input_type -> scanlogin.push.v1.PushRequest
+	8,  // 11: scanlogin.push.v1.PushService.PushBatch:input_type -> scanlogin.push.v1.PushBatchRequest
+	4,  // 12: scanlogin.push.v1.PushService.Notify:output_type -> scanlogin.push.v1.NotifyResponse
+	12, // 13: scanlogin.push.v1.PushService.Push:output_type -> scanlogin.push.v1.PushResponse
+	9,  // 14: scanlogin.push.v1.PushService.PushBatch:output_type -> scanlogin.push.v1.PushBatchResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_push_v1_push_proto_init() }
@@ -632,9 +1073,13 @@ func file_push_v1_push_proto_init() {
 	if File_push_v1_push_proto != nil {
 		return
 	}
-	file_push_v1_push_proto_msgTypes[3].OneofWrappers = []any{
+	file_push_v1_push_proto_msgTypes[5].OneofWrappers = []any{
 		(*PushRequest_SessionId)(nil),
 		(*PushRequest_Openid)(nil),
+	}
+	file_push_v1_push_proto_msgTypes[8].OneofWrappers = []any{
+		(*PushResult_Ok)(nil),
+		(*PushResult_Error)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -642,7 +1087,7 @@ func file_push_v1_push_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_push_v1_push_proto_rawDesc), len(file_push_v1_push_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,8 +27,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PushService_Notify_FullMethodName = "/scanlogin.push.v1.PushService/Notify"
-	PushService_Push_FullMethodName   = "/scanlogin.push.v1.PushService/Push"
+	PushService_Notify_FullMethodName    = "/scanlogin.push.v1.PushService/Notify"
+	PushService_Push_FullMethodName      = "/scanlogin.push.v1.PushService/Push"
+	PushService_PushBatch_FullMethodName = "/scanlogin.push.v1.PushService/PushBatch"
 )
 
 // PushServiceClient is the client API for PushService service.
@@ -56,6 +57,11 @@ type PushServiceClient interface {
 	// data too large), NotFound (session_id names no live session),
 	// Unauthenticated, Unavailable.
 	Push(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushResponse, error)
+	// PushBatch sends up to 1,000 pushes in one call. Each push has its own
+	// result, in order; one failing push does not fail the others. The call
+	// itself fails only for a bad batch (empty, over 1,000: InvalidArgument)
+	// or Unauthenticated.
+	PushBatch(ctx context.Context, in *PushBatchRequest, opts ...grpc.CallOption) (*PushBatchResponse, error)
 }
 
 type pushServiceClient struct {
@@ -80,6 +86,16 @@ func (c *pushServiceClient) Push(ctx context.Context, in *PushRequest, opts ...g
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PushResponse)
 	err := c.cc.Invoke(ctx, PushService_Push_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *pushServiceClient) PushBatch(ctx context.Context, in *PushBatchRequest, opts ...grpc.CallOption) (*PushBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushBatchResponse)
+	err := c.cc.Invoke(ctx, PushService_PushBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +127,11 @@ type PushServiceServer interface {
 	// data too large), NotFound (session_id names no live session),
 	// Unauthenticated, Unavailable.
 	Push(context.Context, *PushRequest) (*PushResponse, error)
+	// PushBatch sends up to 1,000 pushes in one call. Each push has its own
+	// result, in order; one failing push does not fail the others. The call
+	// itself fails only for a bad batch (empty, over 1,000: InvalidArgument)
+	// or Unauthenticated.
+	PushBatch(context.Context, *PushBatchRequest) (*PushBatchResponse, error)
 	mustEmbedUnimplementedPushServiceServer()
 }
 
@@ -126,6 +147,9 @@ func (UnimplementedPushServiceServer) Notify(context.Context, *NotifyRequest) (*
 }
 func (UnimplementedPushServiceServer) Push(context.Context, *PushRequest) (*PushResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedPushServiceServer) PushBatch(context.Context, *PushBatchRequest) (*PushBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PushBatch not implemented")
 }
 func (UnimplementedPushServiceServer) mustEmbedUnimplementedPushServiceServer() {}
 func (UnimplementedPushServiceServer) testEmbeddedByValue()                     {}
@@ -184,6 +208,24 @@ func _PushService_Push_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PushService_PushBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PushBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).PushBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_PushBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).PushBatch(ctx, req.(*PushBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PushService_ServiceDesc is the grpc.ServiceDesc for PushService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -198,6 +240,10 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Push",
 			Handler:    _PushService_Push_Handler,
+		},
+		{
+			MethodName: "PushBatch",
+			Handler:    _PushService_PushBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
