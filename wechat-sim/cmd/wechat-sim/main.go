@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wechat-sim:", err)
 		os.Exit(1)
 	}
@@ -37,7 +37,7 @@ const shutdownTimeout = 5 * time.Second
 
 // run serves until ctx ends or a signal arrives. It logs a "listening" line
 // with the bound address and the public URL.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
 	fs := flag.NewFlagSet("wechat-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(getenv)
+	cfg, err := config.Load(lookupenv)
 	if err != nil {
 		return err
 	}
