@@ -13,7 +13,9 @@ package settings
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -22,6 +24,26 @@ import (
 	"strings"
 	"time"
 )
+
+// ParseArgs reads the command line of a program whose settings all come
+// from the environment: it takes one flag, -check-config, which asks the
+// program to validate its settings, log those that are not secret and exit.
+func ParseArgs(program string, args []string, stderr io.Writer) (checkOnly bool, err error) {
+	fs := flag.NewFlagSet(program, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	check := fs.Bool("check-config", false, "validate the settings, log those that are not secret, and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s [-check-config]\nSettings come from the environment; see the README.\n", program)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return false, err
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return *check, nil
+}
 
 // Env reads a program's settings and keeps the first bad one.
 type Env struct {

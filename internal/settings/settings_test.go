@@ -2,6 +2,7 @@ package settings
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -119,6 +120,20 @@ func TestParseRate(t *testing.T) {
 		}
 		if tc.ok && got.String() != tc.in {
 			t.Errorf("String() = %q, want %q", got.String(), tc.in)
+		}
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	if check, err := ParseArgs("prog", nil, io.Discard); check || err != nil {
+		t.Errorf("no arguments: %v, %v", check, err)
+	}
+	if check, err := ParseArgs("prog", []string{"-check-config"}, io.Discard); !check || err != nil {
+		t.Errorf("-check-config: %v, %v", check, err)
+	}
+	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
+		if _, err := ParseArgs("prog", args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
 		}
 	}
 }

@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
@@ -56,25 +56,16 @@ func main() {
 // arrives, then shuts down gracefully. It returns the error of anything
 // that failed. With -check-config it only validates the settings.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
-	fs := flag.NewFlagSet("wechat-callback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wechat-callback [-check-config]\nSettings come from the environment; see README.md.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	checkOnly, err := settings.ParseArgs("wechat-callback", args, stderr)
+	if err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	cfg, err := config.Load(lookupenv)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if *checkOnly {
+	if checkOnly {
 		log.Info("config ok", "config", cfg)
 		return nil
 	}

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/phone"
@@ -38,14 +38,8 @@ const shutdownTimeout = 5 * time.Second
 // run serves until ctx ends or a signal arrives. It logs a "listening" line
 // with the bound address and the public URL.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
-	fs := flag.NewFlagSet("wechat-sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wechat-sim [-check-config]\nSettings come from the environment; see wechat-sim/README.md.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	checkOnly, err := settings.ParseArgs("wechat-sim", args, stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := config.Load(lookupenv)
@@ -53,7 +47,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if *checkOnly {
+	if checkOnly {
 		log.Info("config ok", "config", cfg)
 		return nil
 	}
