@@ -85,7 +85,7 @@ const (
 	DefaultReplyWelcome     = "Thanks for following!"
 )
 
-// Limits enforced by Validate.
+// Limits enforced by Load.
 const (
 	MinDedupTTL = 60 * time.Second // WeChat retries for about 15 s; keep keys well past that
 	MaxBudget   = 5 * time.Second  // WeChat gives up after 5 s
@@ -101,7 +101,7 @@ var (
 // maxDuration bounds the duration settings that have no tighter limit.
 const maxDuration = 30 * 24 * time.Hour
 
-// Load reads the configuration through lookup (os.LookupEnv in production)
+// Load reads the configuration through lookup (os.LookupEnv, or settings.Map)
 // and validates it. The error names the first bad variable.
 func Load(lookup func(string) (string, bool)) (*Config, error) {
 	e := settings.NewEnv(lookup)
