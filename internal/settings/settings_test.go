@@ -2,53 +2,138 @@ package settings
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strings"
 	"testing"
 	"time"
 )
 
-func TestParsers(t *testing.T) {
-	if d, err := Duration("90s", time.Second, time.Hour); err != nil || d != 90*time.Second {
-		t.Errorf("Duration = %v, %v", d, err)
+func TestGettersApplyDefaults(t *testing.T) {
+	e := NewEnv(Map(map[string]string{"BLANK": "  ", "SET": " x "}))
+	if e.String("SET", "d") != "x" || e.String("BLANK", "d") != "d" || e.String("UNSET", "d") != "d" {
+		t.Error("String does not trim or default")
 	}
-	for _, bad := range []string{"90", "2h", "0s"} {
-		if _, err := Duration(bad, time.Second, time.Hour); err == nil {
-			t.Errorf("Duration(%q) accepted", bad)
+	if e.Secret("SET") != " x " || e.Secret("UNSET") != "" {
+		t.Error("Secret is not read as set")
+	}
+	if e.Duration("UNSET", time.Minute, 0, time.Hour) != time.Minute || e.Int("BLANK", 7, 0, 9) != 7 ||
+		!e.Bool("UNSET", true) || e.LogLevel("UNSET") != slog.LevelInfo ||
+		e.Rate("UNSET", "20/m") != (Rate{N: 20, Per: time.Minute}) ||
+		e.HostPort("UNSET", "") != "" || e.URL("UNSET", "") != "" ||
+		fmt.Sprint(e.List("UNSET", " a, ,b ,")) != "[a b]" {
+		t.Error("a default is not applied")
+	}
+	if err := e.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestText: a text set to "" or "-" means no text, unlike every other
+// setting, for which blank means the default.
+func TestText(t *testing.T) {
+	e := NewEnv(Map(map[string]string{"EMPTY": "", "DASH": "-", "SET": " Hi "}))
+	for name, want := range map[string]string{"EMPTY": "", "DASH": "", "SET": " Hi ", "UNSET": "def"} {
+		if got := e.Text(name, "def"); got != want {
+			t.Errorf("Text(%s) = %q, want %q", name, got, want)
 		}
 	}
-	if n, err := Count("0"); err != nil || n != 0 {
-		t.Errorf("Count(0) = %d, %v", n, err)
+}
+
+func TestGettersParse(t *testing.T) {
+	e := NewEnv(Map(map[string]string{
+		"D": "90s", "I": "0", "B": "true", "L": "debug", "R": "5/s", "H": ":8080", "U": "https://a.example",
+	}))
+	if e.Duration("D", 0, time.Second, time.Hour) != 90*time.Second || e.Int("I", 1, 0, math.MaxInt) != 0 ||
+		!e.Bool("B", false) || e.LogLevel("L") != slog.LevelDebug || e.Rate("R", "0") != (Rate{N: 5, Per: time.Second}) ||
+		e.HostPort("H", "") != ":8080" || e.URL("U", "") != "https://a.example" {
+		t.Error("a value is misread")
 	}
-	for _, bad := range []string{"-1", "x", ""} {
-		if _, err := Count(bad); err == nil {
-			t.Errorf("Count(%q) accepted", bad)
+	if err := e.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadValuesNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		val  string
+		read func(e *Env)
+	}{
+		{"90", func(e *Env) { e.Duration("X", 0, time.Second, time.Hour) }},
+		{"2h", func(e *Env) { e.Duration("X", 0, time.Second, time.Hour) }},
+		{"0s", func(e *Env) { e.Duration("X", 0, time.Second, time.Hour) }},
+		{"-1", func(e *Env) { e.Int("X", 0, 0, math.MaxInt) }},
+		{"11", func(e *Env) { e.Int("X", 0, 0, 10) }},
+		{"x", func(e *Env) { e.Int("X", 0, 0, 10) }},
+		{"yes please", func(e *Env) { e.Bool("X", false) }},
+		{"loud", func(e *Env) { e.LogLevel("X") }},
+		{"10", func(e *Env) { e.Rate("X", "0") }},
+		{"10/d", func(e *Env) { e.Rate("X", "0") }},
+		{"0/m", func(e *Env) { e.Rate("X", "0") }},
+		{"-1/m", func(e *Env) { e.Rate("X", "0") }},
+		{"8080", func(e *Env) { e.HostPort("X", "") }},
+		{"ftp://a", func(e *Env) { e.URL("X", "") }},
+		{"/x", func(e *Env) { e.URL("X", "") }},
+		{" ", func(e *Env) { e.Required("X") }},
+	} {
+		e := NewEnv(Map(map[string]string{"X": tc.val}))
+		tc.read(e)
+		if err := e.Err(); err == nil || !strings.HasPrefix(err.Error(), "config: X: ") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: Err = %v", tc.val, err)
 		}
-	}
-	if Required("") == nil || Required("x") != nil {
-		t.Error("Required")
-	}
-	if HostPort(":8080") != nil || HostPort("8080") == nil {
-		t.Error("HostPort")
-	}
-	if HTTPURL("https://a.example") != nil || HTTPURL("ftp://a") == nil || HTTPURL("/x") == nil {
-		t.Error("HTTPURL")
-	}
-	if got := fmt.Sprint(List(" a, ,b ,")); got != "[a b]" {
-		t.Errorf("List = %s", got)
 	}
 }
 
 func TestEnvKeepsTheFirstProblem(t *testing.T) {
-	e := NewEnv(func(k string) string { return map[string]string{"A": "  x ", "B": " "}[k] })
-	if e.Get("A", "d") != "x" || e.Get("B", "d") != "d" || e.Get("C", "d") != "d" {
-		t.Fatal("Get does not trim or default")
-	}
+	e := NewEnv(Map(nil))
 	e.Check("OK", nil)
 	if e.Err() != nil {
 		t.Fatal("nil error recorded")
 	}
-	e.Check("FIRST", Required(""))
-	e.Check("SECOND", Required(""))
+	e.Required("FIRST")
+	e.Required("SECOND")
 	if e.Err() == nil || e.Err().Error() != "config: FIRST: required" {
 		t.Fatalf("Err = %v", e.Err())
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Rate
+		ok   bool
+	}{
+		{"20/m", Rate{N: 20, Per: time.Minute}, true},
+		{"5/s", Rate{N: 5, Per: time.Second}, true},
+		{"100/h", Rate{N: 100, Per: time.Hour}, true},
+		{"0", Rate{}, true},
+		{"20", Rate{}, false},
+		{"0/m", Rate{}, false},
+		{"-1/m", Rate{}, false},
+		{"5/d", Rate{}, false},
+		{"x/m", Rate{}, false},
+	} {
+		got, err := ParseRate(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParseRate(%q) = %v, %v", tc.in, got, err)
+		}
+		if tc.ok && got.String() != tc.in {
+			t.Errorf("String() = %q, want %q", got.String(), tc.in)
+		}
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	if check, err := ParseArgs("prog", nil, io.Discard); check || err != nil {
+		t.Errorf("no arguments: %v, %v", check, err)
+	}
+	if check, err := ParseArgs("prog", []string{"-check-config"}, io.Discard); !check || err != nil {
+		t.Errorf("-check-config: %v, %v", check, err)
+	}
+	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
+		if _, err := ParseArgs("prog", args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
 	}
 }

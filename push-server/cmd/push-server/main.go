@@ -39,7 +39,7 @@ func main() {
 	// dial, while the cluster's monitor reports outages once per change.
 	gin.SetMode(gin.ReleaseMode)
 	redis.SetLogger(quietRedis{})
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "push-server:", err)
 		os.Exit(1)
 	}
@@ -47,7 +47,7 @@ func main() {
 
 // run starts the servers and blocks until ctx ends or a signal arrives, then
 // shuts down gracefully. It logs a "listening" line with the bound addresses.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
 	fs := flag.NewFlagSet("push-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(getenv)
+	cfg, err := config.Load(lookupenv)
 	if err != nil {
 		return err
 	}

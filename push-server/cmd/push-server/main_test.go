@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/scanlogin/scanlogin/internal/settings"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
@@ -93,7 +94,7 @@ func startWith(t *testing.T, fake *wechattest.Server, env map[string]string) *in
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	go func() {
-		err := run(ctx, nil, func(k string) string { return vars[k] }, pw)
+		err := run(ctx, nil, settings.Map(vars), pw)
 		pw.CloseWithError(io.EOF)
 		in.done <- err
 	}()
@@ -911,7 +912,7 @@ func TestBadConfigNamesTheSetting(t *testing.T) {
 		{map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "x", "ALLOWED_ORIGINS": "example.com"}, "ALLOWED_ORIGINS"},
 		{map[string]string{"WECHAT_APPID": "a", "WECHAT_SECRET": "x", "TOKEN_KEY_FILE": "/nonexistent/key.pem"}, "TOKEN_KEY_FILE"},
 	} {
-		err := run(context.Background(), nil, func(k string) string { return tc.env[k] }, io.Discard)
+		err := run(context.Background(), nil, settings.Map(tc.env), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("env %v: err = %v, want it to name %s", tc.env, err, tc.want)
 		}

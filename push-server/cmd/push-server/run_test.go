@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"net"
 	"runtime"
 	"strings"
@@ -69,7 +70,7 @@ func TestRunFailingToStartLeavesNothingBehind(t *testing.T) {
 		"WECHAT_MP_BASE":  fake.URL(),
 	}
 	var logs strings.Builder
-	err = run(context.Background(), nil, func(k string) string { return env[k] }, &logs)
+	err = run(context.Background(), nil, settings.Map(env), &logs)
 	if err == nil || !strings.Contains(err.Error(), "PUSH_DEBUG_ADDR") {
 		t.Fatalf("run = %v, want an error naming PUSH_DEBUG_ADDR\n%s", err, logs.String())
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/scanlogin/scanlogin/internal/redisurl"
 	"github.com/scanlogin/scanlogin/internal/settings"
-	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 )
 
 // Config is the push server's configuration.
@@ -33,7 +33,7 @@ type Config struct {
 	RedisPrefix     string        // REDIS_PREFIX
 	GRPCAuthToken   string        // GRPC_AUTH_TOKEN (secret)
 	ConnsPerIP      int           // LIMIT_CONNS_PER_IP
-	QRPerIP         limit.Rate    // LIMIT_QR_PER_IP
+	QRPerIP         settings.Rate // LIMIT_QR_PER_IP
 	TrustedProxies  []string      // TRUSTED_PROXIES
 	MaxRefresh      int           // PUSH_MAX_REFRESH
 	ShutdownTimeout time.Duration // PUSH_SHUTDOWN_TIMEOUT
@@ -42,63 +42,47 @@ type Config struct {
 	LogLevel        slog.Level    // LOG_LEVEL
 }
 
-// Load reads the configuration through getenv and validates it. The error
-// names the first bad setting.
-func Load(getenv func(string) string) (*Config, error) {
-	e := settings.NewEnv(getenv)
-	env, check := e.Get, e.Check
+// Load reads the configuration through lookup (os.LookupEnv) and validates
+// it. The error names the first bad setting.
+func Load(lookup func(string) (string, bool)) (*Config, error) {
+	e := settings.NewEnv(lookup)
 	c := &Config{
-		HTTPAddr:     env("PUSH_HTTP_ADDR", ":8080"),
-		GRPCAddr:     env("PUSH_GRPC_ADDR", "127.0.0.1:9090"),
-		AppID:        env("WECHAT_APPID", ""),
-		Secret:       env("WECHAT_SECRET", ""),
-		APIBase:      env("WECHAT_API_BASE", "https://api.weixin.qq.com"),
-		MPBase:       env("WECHAT_MP_BASE", "https://mp.weixin.qq.com"),
-		TokenKeyFile: env("TOKEN_KEY_FILE", ""),
-		TokenIssuer:  env("TOKEN_ISSUER", "scanlogin"),
-		RedisURL:     env("REDIS_URL", ""),
-		RedisPrefix:  env("REDIS_PREFIX", "scanlogin:"),
+		HTTPAddr:     e.HostPort("PUSH_HTTP_ADDR", ":8080"),
+		GRPCAddr:     e.HostPort("PUSH_GRPC_ADDR", "127.0.0.1:9090"),
+		AppID:        e.Required("WECHAT_APPID"),
+		Secret:       e.Secret("WECHAT_SECRET"),
+		APIBase:      e.URL("WECHAT_API_BASE", "https://api.weixin.qq.com"),
+		MPBase:       e.URL("WECHAT_MP_BASE", "https://mp.weixin.qq.com"),
+		LoginTTL:     e.Duration("LOGIN_TTL", 120*time.Second, time.Second, 30*24*time.Hour),
+		TokenKeyFile: e.String("TOKEN_KEY_FILE", ""),
+		TokenIssuer:  e.String("TOKEN_ISSUER", "scanlogin"),
+		TokenTTL:     e.Duration("TOKEN_TTL", 5*time.Minute, time.Second, 30*24*time.Hour),
+		RedisURL:     e.String("REDIS_URL", ""),
+		RedisPrefix:  e.String("REDIS_PREFIX", "scanlogin:"),
 		// The auth token is compared byte for byte: no trimming.
-		GRPCAuthToken: getenv("GRPC_AUTH_TOKEN"),
-		SimulatorURL:  env("PUSH_SIMULATOR_URL", ""),
-		DebugAddr:     env("PUSH_DEBUG_ADDR", ""),
+		GRPCAuthToken:   e.Secret("GRPC_AUTH_TOKEN"),
+		ConnsPerIP:      e.Int("LIMIT_CONNS_PER_IP", 50, 0, math.MaxInt),
+		QRPerIP:         e.Rate("LIMIT_QR_PER_IP", "20/m"),
+		MaxRefresh:      e.Int("PUSH_MAX_REFRESH", 10, 0, math.MaxInt),
+		ShutdownTimeout: e.Duration("PUSH_SHUTDOWN_TIMEOUT", 10*time.Second, 100*time.Millisecond, 5*time.Minute),
+		SimulatorURL:    e.URL("PUSH_SIMULATOR_URL", ""),
+		DebugAddr:       e.HostPort("PUSH_DEBUG_ADDR", ""),
+		LogLevel:        e.LogLevel("LOG_LEVEL"),
+	}
+	if c.Secret == "" {
+		e.Check("WECHAT_SECRET", errors.New("required"))
+	}
+	if c.LoginTTL%time.Second != 0 {
+		e.Check("LOGIN_TTL", errors.New("must be whole seconds (it is the QR code's expire_seconds)"))
 	}
 	var err error
-	c.LoginTTL, err = settings.Duration(env("LOGIN_TTL", "120s"), time.Second, 30*24*time.Hour)
-	if err == nil && c.LoginTTL%time.Second != 0 {
-		err = errors.New("must be whole seconds (it is the QR code's expire_seconds)")
-	}
-	check("LOGIN_TTL", err)
-	c.TokenTTL, err = settings.Duration(env("TOKEN_TTL", "5m"), time.Second, 30*24*time.Hour)
-	check("TOKEN_TTL", err)
-	c.ShutdownTimeout, err = settings.Duration(env("PUSH_SHUTDOWN_TIMEOUT", "10s"), 100*time.Millisecond, 5*time.Minute)
-	check("PUSH_SHUTDOWN_TIMEOUT", err)
-	c.ConnsPerIP, err = settings.Count(env("LIMIT_CONNS_PER_IP", "50"))
-	check("LIMIT_CONNS_PER_IP", err)
-	c.MaxRefresh, err = settings.Count(env("PUSH_MAX_REFRESH", "10"))
-	check("PUSH_MAX_REFRESH", err)
-	c.QRPerIP, err = limit.ParseRate(env("LIMIT_QR_PER_IP", "20/m"))
-	check("LIMIT_QR_PER_IP", err)
-	c.AllowedOrigins, err = origins(env("ALLOWED_ORIGINS", ""))
-	check("ALLOWED_ORIGINS", err)
-	c.TrustedProxies, err = proxies(env("TRUSTED_PROXIES", ""))
-	check("TRUSTED_PROXIES", err)
-	check("LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))))
-	check("PUSH_HTTP_ADDR", settings.HostPort(c.HTTPAddr))
-	check("PUSH_GRPC_ADDR", settings.HostPort(c.GRPCAddr))
-	check("WECHAT_APPID", settings.Required(c.AppID))
-	check("WECHAT_SECRET", settings.Required(c.Secret))
-	check("WECHAT_API_BASE", settings.HTTPURL(c.APIBase))
-	check("WECHAT_MP_BASE", settings.HTTPURL(c.MPBase))
-	if c.DebugAddr != "" {
-		check("PUSH_DEBUG_ADDR", settings.HostPort(c.DebugAddr))
-	}
-	if c.SimulatorURL != "" {
-		check("PUSH_SIMULATOR_URL", settings.HTTPURL(c.SimulatorURL))
-	}
+	c.AllowedOrigins, err = origins(e.List("ALLOWED_ORIGINS", ""))
+	e.Check("ALLOWED_ORIGINS", err)
+	c.TrustedProxies, err = proxies(e.List("TRUSTED_PROXIES", ""))
+	e.Check("TRUSTED_PROXIES", err)
 	if c.RedisURL != "" {
 		_, err := redisurl.Parse(c.RedisURL)
-		check("REDIS_URL", err)
+		e.Check("REDIS_URL", err)
 	}
 	if err := e.Err(); err != nil {
 		return nil, err
@@ -128,10 +112,10 @@ func (c *Config) LogValue() slog.Value {
 	)
 }
 
-// origins parses a comma list of "scheme://host[:port]".
-func origins(s string) ([]string, error) {
+// origins checks a list of "scheme://host[:port]" and lowercases it.
+func origins(list []string) ([]string, error) {
 	var out []string
-	for _, o := range settings.List(s) {
+	for _, o := range list {
 		u, err := url.Parse(o)
 		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return nil, fmt.Errorf("%q is not an origin like https://example.com", o)
@@ -141,9 +125,8 @@ func origins(s string) ([]string, error) {
 	return out, nil
 }
 
-// proxies parses a comma list of IP addresses and CIDRs.
-func proxies(s string) ([]string, error) {
-	list := settings.List(s)
+// proxies checks a list of IP addresses and CIDRs.
+func proxies(list []string) ([]string, error) {
 	for _, p := range list {
 		if _, err := netip.ParsePrefix(p); err == nil {
 			continue

@@ -5,46 +5,17 @@ package limit
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/scanlogin/scanlogin/internal/settings"
 )
 
-// Rate is "N per Per", parsed from "N/s", "N/m" or "N/h". The zero Rate
-// means no limit.
-type Rate struct {
-	N   int
-	Per time.Duration
-}
-
-// ParseRate parses "N/s", "N/m", "N/h", or "0" for no limit.
-func ParseRate(s string) (Rate, error) {
-	if s == "0" {
-		return Rate{}, nil
-	}
-	num, unit, ok := strings.Cut(s, "/")
-	n, err := strconv.Atoi(num)
-	if !ok || err != nil || n <= 0 {
-		return Rate{}, fmt.Errorf("rate %q: want N/s, N/m, N/h with N > 0, or 0", s)
-	}
-	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour}[unit]
-	if per == 0 {
-		return Rate{}, fmt.Errorf("rate %q: unit must be s, m or h", s)
-	}
-	return Rate{N: n, Per: per}, nil
-}
-
-// String formats r as ParseRate reads it.
-func (r Rate) String() string {
-	if r.N == 0 {
-		return "0"
-	}
-	return fmt.Sprintf("%d/%s", r.N, map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h"}[r.Per])
-}
+// Rate is the LIMIT_QR_PER_IP setting: N per Per, the zero Rate meaning no
+// limit.
+type Rate = settings.Rate
 
 // Limiter decides whether one more event for key is allowed now.
 type Limiter interface {

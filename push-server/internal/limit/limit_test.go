@@ -6,32 +6,6 @@ import (
 	"time"
 )
 
-func TestParseRate(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Rate
-		ok   bool
-	}{
-		{"20/m", Rate{20, time.Minute}, true},
-		{"5/s", Rate{5, time.Second}, true},
-		{"100/h", Rate{100, time.Hour}, true},
-		{"0", Rate{}, true},
-		{"20", Rate{}, false},
-		{"0/m", Rate{}, false},
-		{"-1/m", Rate{}, false},
-		{"5/d", Rate{}, false},
-		{"x/m", Rate{}, false},
-	} {
-		got, err := ParseRate(tc.in)
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseRate(%q) = %v, %v", tc.in, got, err)
-		}
-		if tc.ok && got.String() != tc.in {
-			t.Errorf("String() = %q, want %q", got.String(), tc.in)
-		}
-	}
-}
-
 func TestBuckets(t *testing.T) {
 	now := time.Unix(0, 0)
 	b := NewBuckets(Rate{N: 2, Per: time.Minute})

@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,13 +21,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
@@ -47,47 +46,32 @@ const shutdownTimeout = 10 * time.Second
 const redisCooldown = 2 * time.Second
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], getenv, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "wechat-callback: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-// getenv is os.Getenv, except that a reply text set to the empty string
-// reads as "-", config's spelling of "no text, answer success".
-func getenv(name string) string {
-	v, ok := os.LookupEnv(name)
-	if ok && v == "" && strings.HasPrefix(name, "REPLY_") {
-		return "-"
-	}
-	return v
-}
-
 // run starts the service and blocks until ctx is done or SIGINT/SIGTERM
 // arrives, then shuts down gracefully. It returns the error of anything
-// that failed.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	fs := flag.NewFlagSet("wechat-callback", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wechat-callback (configured by environment variables; see README)")
-	}
-	if err := fs.Parse(args); err != nil {
+// that failed. With -check-config it only validates the settings.
+func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
+	checkOnly, err := settings.ParseArgs("wechat-callback", args, stderr)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-
-	cfg, err := config.Load(getenv)
+	cfg, err := config.Load(lookupenv)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if checkOnly {
+		log.Info("config ok", "config", cfg)
+		return nil
+	}
 	log.Info("starting", "config", cfg)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	redis.SetLogger(redisLogger{log})
 
 	push, err := pushclient.New(cfg.PushTarget, cfg.GRPCAuthToken, cfg.NotifyTimeout)
@@ -103,13 +87,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var store dedup.Store = dedup.NewMemory() // a single instance
 	var tokens wechat.TokenCache              // nil: the client's own memory
 	if cfg.RedisURL != "" {
-		rdb, err := dedup.OpenRedis(cfg.RedisURL, "scanlogin:callback:")
+		rdb, err := dedup.OpenRedis(cfg.RedisURL, cfg.RedisPrefix)
 		if err != nil {
 			return err
 		}
 		defer rdb.Close()
 		// The same key the push servers use: one access token per account.
-		tokens = redistoken.New(rdb.Client(), "scanlogin:", cfg.AppID)
+		tokens = redistoken.New(rdb.Client(), cfg.RedisPrefix, cfg.AppID)
 		if err := rdb.Ping(ctx); err != nil {
 			log.Warn("redis unreachable at start; callbacks are answered unavailable until it answers", "err", err)
 		}

@@ -16,9 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/scanlogin/scanlogin/internal/redistest"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
+	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient/pushtest"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
@@ -31,7 +36,7 @@ func start(t *testing.T, env map[string]string) (string, func() error) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, func(k string) string { return env[k] }, pw)
+		done <- run(ctx, nil, settings.Map(env), pw)
 		pw.Close()
 	}()
 	addr := make(chan string, 1)
@@ -86,6 +91,25 @@ func signedURL(base, token string) string {
 	nonce := strconv.FormatInt(time.Now().UnixNano()%1e9, 10)
 	q := url.Values{"signature": {sign(token, ts, nonce)}, "timestamp": {ts}, "nonce": {nonce}, "openid": {"o1"}}
 	return base + "/wechat/callback?" + q.Encode()
+}
+
+// post sends a signed plaintext event to the service at base and returns
+// the answer.
+func post(t *testing.T, base, event, key string) string {
+	t.Helper()
+	body := fmt.Sprintf("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>"+
+		"<CreateTime>%d</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[%s]]></Event>"+
+		"<EventKey><![CDATA[%s]]></EventKey><Ticket><![CDATA[T]]></Ticket></xml>", time.Now().Unix(), event, key)
+	resp, err := http.Post(signedURL(base, "tok3n"), "text/xml", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	reply, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("answer %d %s", resp.StatusCode, reply)
+	}
+	return string(reply)
 }
 
 func TestRun(t *testing.T) {
@@ -143,12 +167,112 @@ func TestRunBadConfig(t *testing.T) {
 		{map[string]string{"WECHAT_TOKEN": "tok3n", "CALLBACK_HTTP_ADDR": "256.0.0.1:99999"}, "CALLBACK_HTTP_ADDR"},
 	} {
 		var out strings.Builder
-		err := run(context.Background(), nil, func(k string) string { return tt.env[k] }, &out)
-		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+		err := run(context.Background(), nil, settings.Map(tt.env), &out)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("run(%v) = %v, want an error naming %s", tt.env, err, tt.want)
 		}
 	}
-	if err := run(context.Background(), []string{"extra"}, func(string) string { return "" }, io.Discard); err == nil {
+	if err := run(context.Background(), []string{"extra"}, settings.Map(nil), io.Discard); err == nil {
 		t.Error("run accepted an argument")
+	}
+}
+
+// TestRedisPrefix: with REDIS_PREFIX set, every key the callback writes (the
+// duplicate and replay memory, the shared WeChat access token) starts with
+// it, so that one Redis can serve several deployments.
+func TestRedisPrefix(t *testing.T) {
+	push := pushtest.Start(t)
+	push.SetResult("scene1", pushv1.Result_RESULT_DELIVERED)
+	api := wechattest.New(t, "wx0123456789abcdef", "app-secret")
+	api.AddUser(wechat.UserInfo{Subscribe: 1, OpenID: "o1", Nickname: "Ann"})
+	rs := redistest.Start(t)
+	base, stop := start(t, map[string]string{
+		"CALLBACK_HTTP_ADDR": "127.0.0.1:0",
+		"WECHAT_TOKEN":       "tok3n",
+		"WECHAT_APPID":       "wx0123456789abcdef",
+		"WECHAT_SECRET":      "app-secret",
+		"WECHAT_API_BASE":    api.URL(),
+		"FETCH_USER_INFO":    "true",
+		"USER_INFO_TIMEOUT":  "2s",
+		"CALLBACK_BUDGET":    "4s",
+		"PUSH_GRPC_TARGET":   push.Addr(),
+		"REDIS_URL":          rs.URL(),
+		"REDIS_PREFIX":       "x:",
+	})
+	post(t, base, "SCAN", "scene1")
+	if calls := push.Calls(); len(calls) != 1 || calls[0].GetUser().GetNickname() != "Ann" {
+		t.Fatalf("Notify calls %v (want one, with the user's info)", calls)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	opt, err := redis.ParseURL(rs.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	keys, err := rdb.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dedup, token bool
+	for _, k := range keys {
+		if !strings.HasPrefix(k, "x:") {
+			t.Errorf("key %q does not start with REDIS_PREFIX", k)
+		}
+		dedup = dedup || strings.HasPrefix(k, "x:callback:")
+		token = token || strings.HasPrefix(k, "x:wechat:token:")
+	}
+	if !dedup || !token {
+		t.Errorf("keys %q: want duplicate memory and the access token under x:", keys)
+	}
+}
+
+// TestEmptyReply: a REPLY_* set to the empty string answers "success" with
+// no text; main passes the environment as it is.
+func TestEmptyReply(t *testing.T) {
+	push := pushtest.Start(t)
+	base, _ := start(t, map[string]string{
+		"CALLBACK_HTTP_ADDR": "127.0.0.1:0",
+		"WECHAT_TOKEN":       "tok3n",
+		"PUSH_GRPC_TARGET":   push.Addr(),
+		"REPLY_WELCOME":      "",
+	})
+	if got := post(t, base, "subscribe", ""); got != "success" {
+		t.Fatalf("plain follow answered %q, want success", got)
+	}
+}
+
+// TestCheckConfig: -check-config validates, prints the settings that are not
+// secret and returns without serving; a bad setting is one line naming it.
+func TestCheckConfig(t *testing.T) {
+	vars := map[string]string{
+		"WECHAT_TOKEN":       "tokSECRET1",
+		"GRPC_AUTH_TOKEN":    "grpcSECRET2",
+		"PUSH_GRPC_TARGET":   "127.0.0.1:1",
+		"CALLBACK_HTTP_ADDR": "127.0.0.1:1",
+	}
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-check-config"}, settings.Map(vars), &out); err != nil {
+		t.Fatalf("-check-config: %v", err)
+	}
+	if !strings.Contains(out.String(), "config ok") || !strings.Contains(out.String(), "push_target=127.0.0.1:1") {
+		t.Errorf("output does not list the settings: %s", out.String())
+	}
+	if strings.Contains(out.String(), "listening") {
+		t.Errorf("-check-config served: %s", out.String())
+	}
+	for _, secret := range []string{"tokSECRET1", "grpcSECRET2"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("output shows a secret: %s", out.String())
+		}
+	}
+
+	vars["CALLBACK_DEDUP_TTL"] = "ten minutes"
+	err := run(context.Background(), []string{"-check-config"}, settings.Map(vars), io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "config: CALLBACK_DEDUP_TTL: ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("bad CALLBACK_DEDUP_TTL: err = %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient"
@@ -86,7 +87,7 @@ func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	for _, o := range opts {
 		o(e, vars, &d)
 	}
-	cfg, err := config.Load(func(k string) string { return vars[k] })
+	cfg, err := config.Load(settings.Map(vars))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ const storeCooldown = 100 * time.Millisecond
 // sharedStore is what main builds for REDIS_URL: Redis and the instance's
 // own memory.
 func sharedStore(t *testing.T, url string) dedup.Store {
-	r, err := dedup.OpenRedis(url, "scanlogin:callback:")
+	r, err := dedup.OpenRedis(url, "scanlogin:")
 	if err != nil {
 		t.Fatal(err)
 	}

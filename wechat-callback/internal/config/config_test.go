@@ -6,14 +6,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scanlogin/scanlogin/internal/settings"
 )
 
-func env(kv ...string) func(string) string {
+func env(kv ...string) func(string) (string, bool) {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
-	return func(k string) string { return m[k] }
+	return settings.Map(m)
 }
 
 const aesKey = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -34,6 +36,9 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.DecryptFailures != (Rate{N: 10, Per: time.Minute}) {
 		t.Errorf("DecryptFailures = %v", c.DecryptFailures)
+	}
+	if c.RedisPrefix != "scanlogin:" {
+		t.Errorf("RedisPrefix = %q", c.RedisPrefix)
 	}
 	if c.FetchUserInfo || c.LogLevel != slog.LevelInfo {
 		t.Errorf("FetchUserInfo=%v LogLevel=%v", c.FetchUserInfo, c.LogLevel)
@@ -58,6 +63,7 @@ func TestLoadAll(t *testing.T) {
 		"REPLY_EXPIRED", "old",
 		"LOG_LEVEL", "debug",
 		"REDIS_URL", "redis://127.0.0.1:6379/0",
+		"REDIS_PREFIX", "x:",
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +75,21 @@ func TestLoadAll(t *testing.T) {
 		t.Errorf("DecryptFailures = %v", c.DecryptFailures)
 	}
 	if c.Replies.Welcome != "" || c.Replies.Expired != "old" {
+		t.Errorf("replies = %+v", c.Replies)
+	}
+	if c.RedisPrefix != "x:" {
+		t.Errorf("RedisPrefix = %q", c.RedisPrefix)
+	}
+}
+
+// TestEmptyReplyMeansNoText: a REPLY_* set to the empty string (or "-")
+// means "answer success, no text", while an unset one keeps its default.
+func TestEmptyReplyMeansNoText(t *testing.T) {
+	c, err := Load(env("WECHAT_TOKEN", "tok", "REPLY_WELCOME", "", "REPLY_NOT_FOUND", "-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Replies.Welcome != "" || c.Replies.NotFound != "" || c.Replies.LoginOK != DefaultReplyLoginOK {
 		t.Errorf("replies = %+v", c.Replies)
 	}
 }
@@ -107,8 +128,8 @@ func TestLoadErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
 			_, err := Load(env(tt.env...))
-			if err == nil || !strings.HasPrefix(err.Error(), tt.want+":") {
-				t.Fatalf("Load() error = %v, want one starting with %s:", err, tt.want)
+			if err == nil || !strings.HasPrefix(err.Error(), "config: "+tt.want+": ") {
+				t.Fatalf("Load() error = %v, want one starting with config: %s:", err, tt.want)
 			}
 		})
 	}
@@ -124,7 +145,7 @@ func TestTimestampWindowZero(t *testing.T) {
 		{"WECHAT_TOKEN", "tok", "CALLBACK_TIMESTAMP_WINDOW", "0", "WECHAT_AES_KEY", aesKey, "WECHAT_APPID", "wx1", "CALLBACK_REQUIRE_ENCRYPTION", "false"},
 	} {
 		_, err := Load(env(vars...))
-		if err == nil || err.Error() != "CALLBACK_TIMESTAMP_WINDOW: 0 (no check) needs CALLBACK_REQUIRE_ENCRYPTION=true" {
+		if err == nil || err.Error() != "config: CALLBACK_TIMESTAMP_WINDOW: 0 (no check) needs CALLBACK_REQUIRE_ENCRYPTION=true" {
 			t.Errorf("%v: Load error = %v", vars, err)
 		}
 	}

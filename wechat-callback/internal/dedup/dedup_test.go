@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,7 +127,7 @@ func TestRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if len(k) < 5 || k[:5] != "test:" {
+		if !strings.HasPrefix(k, "test:callback:") {
 			t.Errorf("key %q lacks the prefix", k)
 		}
 	}
@@ -243,7 +244,7 @@ func TestFallbackRedisOutage(t *testing.T) {
 	}
 
 	remember(f, "after", "a", true, false) // Redis is back; "during" is sent to it
-	if v, err := rdb.Get(ctx, "t:during").Result(); err != nil || v != "a" {
+	if v, err := rdb.Get(ctx, "t:callback:during").Result(); err != nil || v != "a" {
 		t.Fatalf("key seen during the outage in Redis: %q, %v", v, err)
 	}
 	remember(other, "during", "b", false, false) // another body, another instance
@@ -251,7 +252,7 @@ func TestFallbackRedisOutage(t *testing.T) {
 	if ok, err := f.Claim(ctx, "e:after", time.Minute); !ok || err != nil {
 		t.Fatalf("Claim after restart = %v, %v", ok, err)
 	}
-	if n, _ := rdb.Exists(ctx, "t:e:after").Result(); n != 1 {
+	if n, _ := rdb.Exists(ctx, "t:callback:e:after").Result(); n != 1 {
 		t.Fatal("claim after restart did not reach Redis")
 	}
 }

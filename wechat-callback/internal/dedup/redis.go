@@ -26,16 +26,17 @@ return 0
 `)
 
 // Redis is a Store shared by every callback instance that uses the same
-// Redis. Keys get a prefix so that the database can be shared.
+// Redis. Its keys are <REDIS_PREFIX>callback:<key>, so that the database can
+// be shared.
 type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
 }
 
-// NewRedis returns a Store on rdb whose keys all start with prefix (for
-// example "scanlogin:callback:").
+// NewRedis returns a Store on rdb whose keys all start with prefix (the
+// REDIS_PREFIX setting, for example "scanlogin:") and "callback:".
 func NewRedis(rdb redis.UniversalClient, prefix string) *Redis {
-	return &Redis{rdb: rdb, prefix: prefix}
+	return &Redis{rdb: rdb, prefix: prefix + "callback:"}
 }
 
 // Timeouts of a Redis opened by OpenRedis. They are short because the
@@ -47,7 +48,8 @@ const (
 
 // OpenRedis connects (lazily) to the Redis that url names (a single node,
 // Sentinel or Cluster; see package redisurl) with short timeouts and no
-// retries, and returns a Store on it. Close it when done.
+// retries, and returns a Store on it whose keys start with prefix (see
+// NewRedis). Close it when done.
 func OpenRedis(url, prefix string) (*Redis, error) {
 	rdb, err := redisurl.NewClient(url, func(o *redis.UniversalOptions) {
 		o.DialTimeout = redisDialTimeout

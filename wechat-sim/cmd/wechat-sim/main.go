@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/deliver"
 	"github.com/scanlogin/scanlogin/wechat-sim/internal/phone"
@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "wechat-sim:", err)
 		os.Exit(1)
 	}
@@ -37,23 +37,17 @@ const shutdownTimeout = 5 * time.Second
 
 // run serves until ctx ends or a signal arrives. It logs a "listening" line
 // with the bound address and the public URL.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("wechat-sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: wechat-sim [-check-config]\nSettings come from the environment; see wechat-sim/README.md.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
+	checkOnly, err := settings.ParseArgs("wechat-sim", args, stderr)
+	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(getenv)
+	cfg, err := config.Load(lookupenv)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if *checkOnly {
+	if checkOnly {
 		log.Info("config ok", "config", cfg)
 		return nil
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scanlogin/scanlogin/internal/settings"
 )
 
 var listening = regexp.MustCompile(`msg=listening http=(\S+) url=(\S+)`)
@@ -33,7 +35,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func env(extra map[string]string) func(string) string {
+func env(extra map[string]string) func(string) (string, bool) {
 	vars := map[string]string{
 		"SIM_HTTP_ADDR":    "127.0.0.1:0",
 		"WECHAT_APPID":     "wx0123456789abcdef",
@@ -45,7 +47,7 @@ func env(extra map[string]string) func(string) string {
 	for k, v := range extra {
 		vars[k] = v
 	}
-	return func(k string) string { return vars[k] }
+	return settings.Map(vars)
 }
 
 func TestRun(t *testing.T) {
@@ -154,7 +156,26 @@ func TestRunConfigErrors(t *testing.T) {
 			t.Errorf("%v: error %v, want it to name %s", tc.env, err, tc.want)
 		}
 	}
-	if err := run(context.Background(), []string{"-check-config"}, env(nil), io.Discard); err != nil {
-		t.Errorf("-check-config: %v", err)
+}
+
+// TestCheckConfig: -check-config validates, prints the settings that are not
+// secret and returns without serving; a bad setting is one line naming it.
+func TestCheckConfig(t *testing.T) {
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-check-config"}, env(nil), &out); err != nil {
+		t.Fatalf("-check-config: %v", err)
+	}
+	if !strings.Contains(out.String(), "config ok") || !strings.Contains(out.String(), "wx0123456789abcdef") ||
+		strings.Contains(out.String(), "listening") {
+		t.Errorf("output: %s", out.String())
+	}
+	for _, secret := range []string{"s3cret", "tok123", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("output shows a secret: %s", out.String())
+		}
+	}
+	err := run(context.Background(), []string{"-check-config"}, env(map[string]string{"SIM_RETRIES": "11"}), io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "config: SIM_RETRIES: ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("bad SIM_RETRIES: err = %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -50,57 +49,46 @@ var (
 	originalIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 )
 
-// Load reads the configuration through getenv and validates it. The error
-// names the first bad variable.
-func Load(getenv func(string) string) (*Config, error) {
-	e := settings.NewEnv(getenv)
-	env, check := e.Get, e.Check
+// Load reads the configuration through lookup (os.LookupEnv) and validates
+// it. The error names the first bad variable.
+func Load(lookup func(string) (string, bool)) (*Config, error) {
+	e := settings.NewEnv(lookup)
 	c := &Config{
-		HTTPAddr:    env("SIM_HTTP_ADDR", DefaultHTTPAddr),
-		PublicURL:   strings.TrimRight(env("SIM_PUBLIC_URL", ""), "/"),
-		AppID:       env("WECHAT_APPID", ""),
-		Secret:      getenv("WECHAT_SECRET"),
-		Token:       getenv("WECHAT_TOKEN"),
-		AESKey:      getenv("WECHAT_AES_KEY"),
-		CallbackURL: env("SIM_CALLBACK_URL", DefaultCallbackURL),
-		OriginalID:  env("SIM_ORIGINAL_ID", DefaultOriginalID),
-		Followers:   settings.List(env("SIM_FOLLOWERS", DefaultFollowers)),
-		WxaPages:    settings.List(env("SIM_WXA_PAGES", DefaultWxaPages)),
+		HTTPAddr:    e.HostPort("SIM_HTTP_ADDR", DefaultHTTPAddr),
+		PublicURL:   strings.TrimRight(e.URL("SIM_PUBLIC_URL", ""), "/"),
+		AppID:       e.Required("WECHAT_APPID"),
+		Secret:      e.Secret("WECHAT_SECRET"),
+		Token:       e.Secret("WECHAT_TOKEN"),
+		AESKey:      e.Secret("WECHAT_AES_KEY"),
+		CallbackURL: e.URL("SIM_CALLBACK_URL", DefaultCallbackURL),
+		TokenTTL:    e.Duration("SIM_TOKEN_TTL", DefaultTokenTTL, 2*time.Second, 30*24*time.Hour),
+		OriginalID:  e.String("SIM_ORIGINAL_ID", DefaultOriginalID),
+		RetryAfter:  e.Duration("SIM_RETRY_AFTER", DefaultRetryAfter, 10*time.Millisecond, time.Minute),
+		Retries:     e.Int("SIM_RETRIES", DefaultRetries, 0, 10),
+		Followers:   e.List("SIM_FOLLOWERS", DefaultFollowers),
+		WxaPages:    e.List("SIM_WXA_PAGES", DefaultWxaPages),
+		LogLevel:    e.LogLevel("LOG_LEVEL"),
 	}
-	if strings.EqualFold(strings.TrimSpace(getenv("SIM_FOLLOWERS")), "none") {
+	if len(c.Followers) == 1 && strings.EqualFold(c.Followers[0], "none") {
 		c.Followers = nil
 	}
-	var err error
-	check("SIM_HTTP_ADDR", settings.HostPort(c.HTTPAddr))
-	if c.PublicURL != "" {
-		check("SIM_PUBLIC_URL", settings.HTTPURL(c.PublicURL))
+	if c.Secret == "" {
+		e.Check("WECHAT_SECRET", errors.New("required"))
 	}
-	check("WECHAT_APPID", settings.Required(c.AppID))
-	check("WECHAT_SECRET", settings.Required(c.Secret))
 	switch {
 	case c.Token == "":
-		check("WECHAT_TOKEN", errors.New("required"))
+		e.Check("WECHAT_TOKEN", errors.New("required"))
 	case !tokenRE.MatchString(c.Token):
-		check("WECHAT_TOKEN", errors.New("must be 3 to 32 letters or digits"))
+		e.Check("WECHAT_TOKEN", errors.New("must be 3 to 32 letters or digits"))
 	}
 	if c.AESKey != "" && c.AppID != "" && c.Token != "" {
 		if _, err := wechat.NewCrypter(c.Token, c.AESKey, c.AppID); err != nil {
-			check("WECHAT_AES_KEY", errors.New("must be 43 letters or digits (the EncodingAESKey)"))
+			e.Check("WECHAT_AES_KEY", errors.New("must be 43 letters or digits (the EncodingAESKey)"))
 		}
 	}
-	check("SIM_CALLBACK_URL", settings.HTTPURL(c.CallbackURL))
 	if !originalIDRE.MatchString(c.OriginalID) {
-		check("SIM_ORIGINAL_ID", errors.New("must be like gh_0123456789ab"))
+		e.Check("SIM_ORIGINAL_ID", errors.New("must be like gh_0123456789ab"))
 	}
-	c.TokenTTL, err = settings.Duration(env("SIM_TOKEN_TTL", DefaultTokenTTL.String()), 2*time.Second, 30*24*time.Hour)
-	check("SIM_TOKEN_TTL", err)
-	c.RetryAfter, err = settings.Duration(env("SIM_RETRY_AFTER", DefaultRetryAfter.String()), 10*time.Millisecond, time.Minute)
-	check("SIM_RETRY_AFTER", err)
-	c.Retries, err = strconv.Atoi(env("SIM_RETRIES", strconv.Itoa(DefaultRetries)))
-	if err != nil || c.Retries < 0 || c.Retries > 10 {
-		check("SIM_RETRIES", errors.New("must be a whole number 0..10"))
-	}
-	check("LOG_LEVEL", c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))))
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
@@ -120,6 +108,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Duration("retry_after", c.RetryAfter),
 		slog.Int("retries", c.Retries),
 		slog.Any("followers", c.Followers),
+		slog.Any("wxa_pages", c.WxaPages),
+		slog.String("log_level", c.LogLevel.String()),
 	)
 }
 
