@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/health"
 
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
@@ -48,14 +48,8 @@ func main() {
 // run starts the servers and blocks until ctx ends or a signal arrives, then
 // shuts down gracefully. It logs a "listening" line with the bound addresses.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
-	fs := flag.NewFlagSet("push-server", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	checkOnly := fs.Bool("check-config", false, "validate the settings and exit")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: push-server [-check-config]\nSettings come from the environment; see README.md.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	checkOnly, err := settings.ParseArgs("push-server", args, stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := config.Load(lookupenv)
@@ -63,7 +57,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if *checkOnly {
+	if checkOnly {
 		log.Info("config ok", "config", cfg)
 		return nil
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/scanlogin/scanlogin/internal/settings"
 	"net"
 	"runtime"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/scanlogin/scanlogin/internal/redistest"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
