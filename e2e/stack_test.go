@@ -1,23 +1,23 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/scanlogin/scanlogin/internal/proctest"
 )
 
 // binDir holds the three binaries, built once by TestMain.
@@ -56,13 +56,18 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
+// buildFlags are the flags of go build; under the race detector the
+// programs are built with it too (race_test.go).
+var buildFlags []string
+
 // build compiles the three programs into dir, in parallel.
 func build(dir string) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(programs))
 	for name, module := range programs {
 		wg.Go(func() {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(dir, exeName(name)), "./cmd/"+name)
+			args := append([]string{"build", "-o", filepath.Join(dir, exeName(name))}, buildFlags...)
+			cmd := exec.Command("go", append(args, "./cmd/"+name)...)
 			cmd.Dir = module
 			cmd.Env = os.Environ()
 			if os.Getenv("GOTOOLCHAIN") == "" {
@@ -88,40 +93,39 @@ const (
 	host          = "127.0.0.1"
 )
 
+// listening matches the line each program logs once it accepts
+// connections, with the addresses it bound.
+var listening = map[string]*regexp.Regexp{
+	"wechat-sim":      regexp.MustCompile(`msg=listening http=(\S+) url=(\S+)`),
+	"wechat-callback": regexp.MustCompile(`msg=listening addr=(\S+)`),
+	"push-server":     regexp.MustCompile(`msg=listening http=(\S+) grpc=(\S+)`),
+}
+
+// startProgram runs the binary of a program with the settings env (and
+// what a process needs) until it logs its listening line. It is stopped
+// when the test ends, if not before. On an error, the program (if it ran)
+// is returned with its logs.
+func startProgram(t *testing.T, name string, env []string) (*proctest.Program, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, exeName(name)))
+	// The programs read only the variables we give them.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	p, err := proctest.Exec(t, cmd, listening[name])
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, nil
+}
+
 // stack is the three programs running together.
 type stack struct {
 	t                                  *testing.T
 	simPort, cbPort, pushPort, rpcPort int
 	env                                map[string][]string // per program
-	mu                                 sync.Mutex
-	procs                              map[string]*proc
-}
 
-// proc is one running program.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	logs   *logBuffer
-	before string        // output of the runs before a restart
-	done   chan struct{} // closed when it exited
-	err    error         // its exit status, once done
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	mu     sync.Mutex
+	procs  map[string]*proctest.Program
+	before map[string]string // output of the runs before a restart
 }
 
 // freePorts returns n ports that were free a moment ago.
@@ -154,7 +158,9 @@ func startStack(t *testing.T, extra map[string][]string) *stack {
 		if err == nil {
 			return s
 		}
-		s.stopAll()
+		for _, p := range s.procs {
+			_ = p.Stop()
+		}
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
 			s.saveLogs()
 			t.Fatal(err)
@@ -165,7 +171,7 @@ func startStack(t *testing.T, extra map[string][]string) *stack {
 
 func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 	p := freePorts(t, 4)
-	s := &stack{t: t, simPort: p[0], cbPort: p[1], pushPort: p[2], rpcPort: p[3], procs: map[string]*proc{}}
+	s := &stack{t: t, simPort: p[0], cbPort: p[1], pushPort: p[2], rpcPort: p[3], procs: map[string]*proctest.Program{}, before: map[string]string{}}
 	grpcToken := randomHex(16)
 	common := []string{
 		"WECHAT_APPID=" + devAppID,
@@ -207,12 +213,14 @@ func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 			return s, err
 		}
 	}
-	t.Cleanup(s.stopAll)
+	// Cleanups run last-in first-out: the logs are saved once every
+	// program has stopped.
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.saveLogs()
 		}
 	})
+	t.Cleanup(s.stopAll)
 	return s, nil
 }
 
@@ -232,56 +240,15 @@ func (s *stack) SimURL() string { return "http://" + addr(s.simPort) }
 // PageURL is the login page.
 func (s *stack) PageURL() string { return "http://" + addr(s.pushPort) + "/" }
 
-// port returns the HTTP port of a program.
-func (s *stack) port(name string) int {
-	return map[string]int{"wechat-sim": s.simPort, "wechat-callback": s.cbPort, "push-server": s.pushPort}[name]
-}
-
-// start runs the program and waits until its /healthz answers.
+// start runs the program and waits for its listening line.
 func (s *stack) start(name string) error {
-	cmd := exec.Command(filepath.Join(binDir, exeName(name)))
-	// The programs read only the variables we give them, plus what a
-	// process needs.
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, s.env[name]...)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	p := &proc{name: name, cmd: cmd, logs: &logBuffer{}, done: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
+	p, err := startProgram(s.t, name, s.env[name])
+	if p != nil {
+		s.mu.Lock()
+		s.procs[name] = p
+		s.mu.Unlock()
 	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintf(p.logs, "%s\n", sc.Text())
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(pw, "---- %s exited: %v (%s) ----\n", name, p.err, cmd.ProcessState)
-		pw.Close()
-		close(p.done)
-	}()
-	s.mu.Lock()
-	s.procs[name] = p
-	s.mu.Unlock()
-
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited during start-up: %v\n%s", name, p.err, p.logs)
-		default:
-		}
-		if httpOK("http://" + addr(s.port(name)) + "/healthz") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: /healthz not answering after 15 s\n%s", name, p.logs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return err
 }
 
 func httpOK(url string) bool {
@@ -294,7 +261,8 @@ func httpOK(url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// stop ends the program with SIGTERM, as an operator would, and waits.
+// stop ends the program with SIGTERM, as an operator would, and waits;
+// the program must exit cleanly (with status 0).
 func (s *stack) stop(name string) {
 	s.t.Helper()
 	s.mu.Lock()
@@ -303,18 +271,8 @@ func (s *stack) stop(name string) {
 	if p == nil {
 		return
 	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		s.t.Errorf("%s did not stop on SIGTERM within 15 s", name)
+	if err := p.Stop(); err != nil {
+		s.t.Errorf("%s on SIGTERM: %v", name, err)
 	}
 }
 
@@ -322,16 +280,13 @@ func (s *stack) stop(name string) {
 // on the same ports.
 func (s *stack) restart(name string) {
 	s.t.Helper()
-	s.mu.Lock()
-	old := s.procs[name]
-	s.mu.Unlock()
 	s.stop(name)
+	s.mu.Lock()
+	s.before[name] += s.procs[name].Logs.String() + "---- restarted ----\n"
+	s.mu.Unlock()
 	if err := s.start(name); err != nil {
 		s.t.Fatalf("restart: %v", err)
 	}
-	s.mu.Lock()
-	s.procs[name].before = old.before + old.logs.String() + "---- restarted ----\n"
-	s.mu.Unlock()
 }
 
 func (s *stack) stopAll() {
@@ -347,7 +302,7 @@ func (s *stack) saveLogs() {
 	defer s.mu.Unlock()
 	for name, p := range s.procs {
 		f := filepath.Join(dir, name+".log")
-		if err := os.WriteFile(f, []byte(p.before+p.logs.String()), 0o644); err != nil {
+		if err := os.WriteFile(f, []byte(s.before[name]+p.Logs.String()), 0o644); err != nil {
 			s.t.Logf("save %s: %v", f, err)
 			continue
 		}

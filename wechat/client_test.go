@@ -1,7 +1,6 @@
 package wechat_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scanlogin/scanlogin/internal/testlog"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
@@ -24,9 +24,9 @@ const (
 )
 
 // newClient returns a client of srv whose log goes to the returned buffer.
-func newClient(t *testing.T, srv *wechattest.Server, mod ...func(*wechat.Config)) (*wechat.Client, *syncBuffer) {
+func newClient(t *testing.T, srv *wechattest.Server, mod ...func(*wechat.Config)) (*wechat.Client, *testlog.Buffer) {
 	t.Helper()
-	logs := new(syncBuffer)
+	logs := new(testlog.Buffer)
 	cfg := srv.Config()
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for _, m := range mod {
@@ -37,23 +37,6 @@ func newClient(t *testing.T, srv *wechattest.Server, mod ...func(*wechat.Config)
 		t.Fatalf("NewClient: %v", err)
 	}
 	return c, logs
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestAccessTokenCached(t *testing.T) {

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +23,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/scanlogin/scanlogin/internal/settings"
+	"github.com/scanlogin/scanlogin/internal/browsertest"
+	"github.com/scanlogin/scanlogin/internal/proctest"
+	"github.com/scanlogin/scanlogin/internal/testlog"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
@@ -44,84 +43,33 @@ type instance struct {
 	grpc   string
 	client pushv1.PushServiceClient
 	conn   *grpc.ClientConn
-	cancel context.CancelFunc
-	done   chan error
-	logs   *logBuffer
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	prog   *proctest.Program
+	logs   *testlog.Buffer
 }
 
 var listening = regexp.MustCompile(`msg=listening http=(\S+) grpc=(\S+)`)
 
 func start(t *testing.T, env map[string]string) *instance {
 	t.Helper()
-	return startWith(t, wechattest.New(t, appID, secret), env)
-}
-
-// startWith starts an instance on the given fake WeChat, so several
-// instances can share one account.
-func startWith(t *testing.T, fake *wechattest.Server, env map[string]string) *instance {
-	t.Helper()
 	vars := map[string]string{
-		"PUSH_HTTP_ADDR":  "127.0.0.1:0",
-		"PUSH_GRPC_ADDR":  "127.0.0.1:0",
-		"WECHAT_APPID":    appID,
-		"WECHAT_SECRET":   secret,
-		"WECHAT_API_BASE": fake.URL(),
-		"WECHAT_MP_BASE":  fake.URL(),
-		"LOG_LEVEL":       "debug",
+		"PUSH_HTTP_ADDR": "127.0.0.1:0",
+		"PUSH_GRPC_ADDR": "127.0.0.1:0",
+		"WECHAT_APPID":   appID,
+		"WECHAT_SECRET":  secret,
+		"LOG_LEVEL":      "debug",
 	}
+	fake := wechattest.New(t, appID, secret)
+	vars["WECHAT_API_BASE"], vars["WECHAT_MP_BASE"] = fake.URL(), fake.URL()
 	for k, v := range env {
 		vars[k] = v
 	}
-	pr, pw := io.Pipe()
-	in := &instance{t: t, wechat: fake, done: make(chan error, 1), logs: &logBuffer{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	in.cancel = cancel
-	go func() {
-		err := run(ctx, nil, settings.Map(vars), pw)
-		pw.CloseWithError(io.EOF)
-		in.done <- err
-	}()
-	addrs := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sent := false
-		for sc.Scan() {
-			in.logs.Write([]byte(sc.Text() + "\n"))
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				addrs <- m[1:]
-				sent = true
-			}
-		}
-		if !sent {
-			close(addrs)
-		}
-	}()
-	select {
-	case a, ok := <-addrs:
-		if !ok {
-			t.Fatalf("push-server exited before listening: %v\n%s", <-in.done, in.logs)
-		}
-		in.http, in.grpc = a[0], a[1]
-	case <-time.After(10 * time.Second):
-		t.Fatalf("push-server did not start:\n%s", in.logs)
+	prog, err := proctest.Run(t, func(ctx context.Context, stderr io.Writer) error {
+		return run(ctx, nil, settings.Map(vars), stderr)
+	}, listening)
+	if err != nil {
+		t.Fatalf("push-server: %v", err)
 	}
+	in := &instance{t: t, wechat: fake, http: prog.Listening[0], grpc: prog.Listening[1], prog: prog, logs: prog.Logs}
 	cc, err := grpc.NewClient(in.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +77,9 @@ func startWith(t *testing.T, fake *wechattest.Server, env map[string]string) *in
 	in.conn, in.client = cc, pushv1.NewPushServiceClient(cc)
 	t.Cleanup(func() {
 		cc.Close()
-		in.stop()
+		if err := in.stop(); err != nil {
+			t.Errorf("push-server: %v", err)
+		}
 		if t.Failed() {
 			t.Logf("push-server logs:\n%s", in.logs)
 		}
@@ -137,134 +87,31 @@ func startWith(t *testing.T, fake *wechattest.Server, env map[string]string) *in
 	return in
 }
 
-func (in *instance) stop() error {
-	in.cancel()
-	select {
-	case err := <-in.done:
-		in.done <- err
-		return err
-	case <-time.After(15 * time.Second):
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		in.t.Logf("%s", buf[:n])
-		in.t.Fatal("push-server did not stop")
-		return nil
-	}
+// stop cancels run's context and returns run's error.
+func (in *instance) stop() error { return in.prog.Stop() }
+
+func (in *instance) dial(query string, header http.Header) (*browsertest.Conn, *http.Response, error) {
+	return browsertest.Dial(in.t, in.http, query, header)
 }
 
-// browser is a WebSocket client speaking the browser protocol.
-type browser struct {
-	t  *testing.T
-	ws *websocket.Conn
-}
-
-type frame struct {
-	Type      string          `json:"type"`
-	Session   string          `json:"session"`
-	Resume    string          `json:"resume"`
-	Scene     string          `json:"scene"`
-	QRCodeURL string          `json:"qrcode_url"`
-	ScanURL   string          `json:"scan_url"`
-	ExpiresIn int64           `json:"expires_in"`
-	ExpiresAt int64           `json:"expires_at"`
-	Token     string          `json:"token"`
-	User      map[string]any  `json:"user"`
-	Event     string          `json:"event"`
-	Data      json.RawMessage `json:"data"`
-	Code      string          `json:"code"`
-	Message   string          `json:"message"`
-}
-
-func (in *instance) dial(query string, header http.Header) (*browser, *http.Response, error) {
-	u := "ws://" + in.http + "/ws"
-	if query != "" {
-		u += "?" + query
-	}
-	ws, resp, err := websocket.DefaultDialer.Dial(u, header)
-	if err != nil {
-		return nil, resp, err
-	}
-	b := &browser{t: in.t, ws: ws}
-	in.t.Cleanup(func() { ws.Close() })
-	return b, resp, nil
-}
-
-func (in *instance) mustDial(query string) *browser {
+func (in *instance) mustDial(query string) *browsertest.Conn {
 	in.t.Helper()
-	b, _, err := in.dial(query, nil)
-	if err != nil {
-		in.t.Fatalf("dial /ws?%s: %v", query, err)
-	}
-	return b
+	return browsertest.MustDial(in.t, in.http, query)
 }
 
-func (b *browser) read() frame {
-	b.t.Helper()
-	f, err := b.next()
-	if err != nil {
-		b.t.Fatalf("read: %v", err)
-	}
-	return f
-}
-
-func (b *browser) next() (frame, error) {
-	_ = b.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, data, err := b.ws.ReadMessage()
-	if err != nil {
-		return frame{}, err
-	}
-	var f frame
-	if err := json.Unmarshal(data, &f); err != nil {
-		return frame{}, fmt.Errorf("bad frame %q: %w", data, err)
-	}
-	return f, nil
-}
-
-func (b *browser) expect(typ string) frame {
-	b.t.Helper()
-	f := b.read()
-	if f.Type != typ {
-		b.t.Fatalf("got %+v, want a %q message", f, typ)
-	}
-	return f
-}
-
-// expectClose reads until the connection closes and checks the close code.
-func (b *browser) expectClose(code int) {
-	b.t.Helper()
-	for {
-		_, err := b.next()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != code {
-			b.t.Fatalf("connection ended with %v, want close code %d", err, code)
-		}
-		return
-	}
-}
-
-func (b *browser) send(v string) {
-	b.t.Helper()
-	if err := b.ws.WriteMessage(websocket.TextMessage, []byte(v)); err != nil {
-		b.t.Fatal(err)
-	}
-}
-
-func (in *instance) ticket(f frame) string {
+func (in *instance) ticket(m browsertest.Message) string {
 	in.t.Helper()
-	tk, ok := in.wechat.TicketForScene(f.Scene)
+	tk, ok := in.wechat.TicketForScene(m.Scene)
 	if !ok {
-		in.t.Fatalf("WeChat never created a QR code for scene %q", f.Scene)
+		in.t.Fatalf("WeChat never created a QR code for scene %q", m.Scene)
 	}
 	return tk
 }
 
-func (in *instance) notify(f frame, ev pushv1.Event, openid, eventID string) *pushv1.NotifyResponse {
+func (in *instance) notify(m browsertest.Message, ev pushv1.Event, openid, eventID string) *pushv1.NotifyResponse {
 	in.t.Helper()
 	resp, err := in.client.Notify(context.Background(), &pushv1.NotifyRequest{
-		Scene: f.Scene, Ticket: in.ticket(f), Event: ev,
+		Scene: m.Scene, Ticket: in.ticket(m), Event: ev,
 		User: &pushv1.User{Openid: openid, Unionid: "u-" + openid}, EventId: eventID,
 	})
 	if err != nil {
@@ -273,10 +120,16 @@ func (in *instance) notify(f frame, ev pushv1.Event, openid, eventID string) *pu
 	return resp
 }
 
+// waitConns waits until the server holds n connections.
+func (in *instance) waitConns(n int) {
+	in.t.Helper()
+	browsertest.WaitConns(in.t, in.http, n)
+}
+
 func TestLoginDeliveredOnceWithVerifiableToken(t *testing.T) {
 	in := start(t, map[string]string{"LOGIN_TTL": "90s"})
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
+	qr := b.Expect("qrcode")
 
 	if len(qr.Scene) < 22 || len(qr.Scene) > 64 || len(qr.Session) < 22 || len(qr.Resume) < 43 {
 		t.Fatalf("weak identifiers: %+v", qr)
@@ -300,8 +153,8 @@ func TestLoginDeliveredOnceWithVerifiableToken(t *testing.T) {
 	if res.Result != pushv1.Result_RESULT_DELIVERED || res.Duplicate {
 		t.Fatalf("Notify = %v", res)
 	}
-	lg := b.expect("login")
-	b.expectClose(websocket.CloseNormalClosure)
+	lg := b.Expect("login")
+	b.ExpectClose(websocket.CloseNormalClosure)
 	if lg.User["openid"] != "oAlice" || lg.User["unionid"] != "u-oAlice" {
 		t.Errorf("login user = %v", lg.User)
 	}
@@ -350,33 +203,11 @@ func TestLoginDeliveredOnceWithVerifiableToken(t *testing.T) {
 	}
 }
 
-// waitConns waits until the server holds n WebSockets, so a test knows a
-// browser it closed is gone on the server's side too.
-func (in *instance) waitConns(n int) {
-	in.t.Helper()
-	want := fmt.Sprintf("scanlogin_ws_connections %d\n", n)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + in.http + "/metrics")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), want) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			in.t.Fatalf("server never held %d connections", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestResumeReceivesWhatHappenedWhileAway(t *testing.T) {
 	in := start(t, nil)
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
-	b.ws.Close()
+	qr := b.Expect("qrcode")
+	b.WS.Close()
 	in.waitConns(0)
 
 	// While away: a push is kept, then the scan is stored.
@@ -390,15 +221,15 @@ func TestResumeReceivesWhatHappenedWhileAway(t *testing.T) {
 	}
 
 	b2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
-	m := b2.expect("message")
+	m := b2.Expect("message")
 	if m.Event != "hint" || string(m.Data) != `{"n":1}` {
 		t.Errorf("missed push = %+v", m)
 	}
-	lg := b2.expect("login")
+	lg := b2.Expect("login")
 	if lg.User["openid"] != "oBob" {
 		t.Errorf("login user = %v", lg.User)
 	}
-	b2.expectClose(websocket.CloseNormalClosure)
+	b2.ExpectClose(websocket.CloseNormalClosure)
 
 	// Now that the login reached a browser, a retry says delivered.
 	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED || !res.Duplicate {
@@ -408,10 +239,10 @@ func TestResumeReceivesWhatHappenedWhileAway(t *testing.T) {
 	// A resume took the login: the session is consumed, and another resume
 	// gets no token but an error and a new session.
 	b3 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
-	if e := b3.expect("error"); e.Code != "resume_failed" {
+	if e := b3.Expect("error"); e.Code != "resume_failed" {
 		t.Fatalf("second resume = %+v, want resume_failed", e)
 	}
-	if fresh := b3.expect("qrcode"); fresh.Session == qr.Session {
+	if fresh := b3.Expect("qrcode"); fresh.Session == qr.Session {
 		t.Fatalf("second resume reattached: %+v", fresh)
 	}
 }
@@ -421,8 +252,8 @@ func TestResumeReceivesWhatHappenedWhileAway(t *testing.T) {
 func TestResumeAfterWindowGetsNoToken(t *testing.T) {
 	in := start(t, map[string]string{"TOKEN_TTL": "2s"}) // a window of 1s
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
-	b.ws.Close()
+	qr := b.Expect("qrcode")
+	b.WS.Close()
 	in.waitConns(0)
 	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_STORED {
 		t.Fatalf("Notify while away = %v", res)
@@ -430,10 +261,10 @@ func TestResumeAfterWindowGetsNoToken(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond) // past the window
 
 	b2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
-	if e := b2.expect("error"); e.Code != "resume_failed" {
+	if e := b2.Expect("error"); e.Code != "resume_failed" {
 		t.Fatalf("resume after the window = %+v, want resume_failed", e)
 	}
-	if fresh := b2.expect("qrcode"); fresh.Session == qr.Session {
+	if fresh := b2.Expect("qrcode"); fresh.Session == qr.Session {
 		t.Fatalf("resume after the window reattached: %+v", fresh)
 	}
 }
@@ -443,21 +274,21 @@ func TestResumeAfterWindowGetsNoToken(t *testing.T) {
 func TestResumeDisplacesOtherTab(t *testing.T) {
 	in := start(t, nil)
 	tab1 := in.mustDial("")
-	qr := tab1.expect("qrcode")
+	qr := tab1.Expect("qrcode")
 	tab2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
-	if again := tab2.expect("qrcode"); again.Session != qr.Session {
+	if again := tab2.Expect("qrcode"); again.Session != qr.Session {
 		t.Fatalf("resume = %+v", again)
 	}
-	if e := tab1.expect("error"); e.Code != "session_taken" {
+	if e := tab1.Expect("error"); e.Code != "session_taken" {
 		t.Fatalf("displaced tab got %+v, want session_taken", e)
 	}
-	tab1.expectClose(4002)
+	tab1.ExpectClose(4002)
 	in.waitConns(1)
 	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
 		t.Fatalf("Notify = %v", res)
 	}
-	tab2.expect("login")
-	tab2.expectClose(websocket.CloseNormalClosure)
+	tab2.Expect("login")
+	tab2.ExpectClose(websocket.CloseNormalClosure)
 }
 
 // A connection bound with a token is closed with 4001 when the token stops
@@ -465,14 +296,14 @@ func TestResumeDisplacesOtherTab(t *testing.T) {
 func TestTokenConnectionClosedAtExpiry(t *testing.T) {
 	in := start(t, map[string]string{"TOKEN_TTL": "2s"})
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
+	qr := b.Expect("qrcode")
 	in.notify(qr, pushv1.Event_EVENT_SCAN, "oCarol", "ev-1")
-	tok := url.QueryEscape(b.expect("login").Token)
+	tok := url.QueryEscape(b.Expect("login").Token)
 
 	tab := in.mustDial("token=" + tok)
-	_ = tab.ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+	_ = tab.WS.SetReadDeadline(time.Now().Add(60 * time.Second))
 	for {
-		_, _, err := tab.ws.ReadMessage()
+		_, _, err := tab.WS.ReadMessage()
 		if err == nil {
 			continue
 		}
@@ -490,11 +321,11 @@ func TestTokenConnectionClosedAtExpiry(t *testing.T) {
 func TestResumeWaitingSessionKeepsQRCode(t *testing.T) {
 	in := start(t, nil)
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
-	b.ws.Close()
+	qr := b.Expect("qrcode")
+	b.WS.Close()
 	in.waitConns(0)
 	b2 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode())
-	again := b2.expect("qrcode")
+	again := b2.Expect("qrcode")
 	if again.Scene != qr.Scene || again.QRCodeURL != qr.QRCodeURL || again.Session != qr.Session {
 		t.Fatalf("resume gave another QR code: %+v vs %+v", again, qr)
 	}
@@ -504,14 +335,14 @@ func TestResumeWaitingSessionKeepsQRCode(t *testing.T) {
 	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oBob", "ev-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
 		t.Fatalf("Notify = %v", res)
 	}
-	b2.expect("login")
+	b2.Expect("login")
 
 	// A wrong pair gets an error and a new session.
 	b3 := in.mustDial(url.Values{"session": {qr.Session}, "resume": {"guess"}}.Encode())
-	if e := b3.expect("error"); e.Code != "resume_failed" {
+	if e := b3.Expect("error"); e.Code != "resume_failed" {
 		t.Errorf("error = %+v", e)
 	}
-	if fresh := b3.expect("qrcode"); fresh.Session == qr.Session || fresh.Scene == qr.Scene {
+	if fresh := b3.Expect("qrcode"); fresh.Session == qr.Session || fresh.Scene == qr.Scene {
 		t.Errorf("bad resume reattached: %+v", fresh)
 	}
 }
@@ -519,14 +350,14 @@ func TestResumeWaitingSessionKeepsQRCode(t *testing.T) {
 func TestPushToUserConnections(t *testing.T) {
 	in := start(t, nil)
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
+	qr := b.Expect("qrcode")
 	in.notify(qr, pushv1.Event_EVENT_SCAN, "oCarol", "ev-1")
-	tok := b.expect("login").Token
+	tok := b.Expect("login").Token
 
 	tab1 := in.mustDial("token=" + url.QueryEscape(tok))
 	tab2 := in.mustDial("token=" + url.QueryEscape(tok))
 	other := in.mustDial("")
-	other.expect("qrcode")
+	other.Expect("qrcode")
 
 	// The push may race the registration of the tabs: retry until both count.
 	deadline := time.Now().Add(5 * time.Second)
@@ -546,9 +377,9 @@ func TestPushToUserConnections(t *testing.T) {
 	if resp.Delivered != 2 {
 		t.Fatalf("Push delivered to %d connections, want 2", resp.Delivered)
 	}
-	for _, tab := range []*browser{tab1, tab2} {
+	for _, tab := range []*browsertest.Conn{tab1, tab2} {
 		for {
-			m := tab.expect("message")
+			m := tab.Expect("message")
 			if m.Event == "order.paid" && string(m.Data) == "[1,2]" {
 				break
 			}
@@ -563,56 +394,58 @@ func TestPushToUserConnections(t *testing.T) {
 func TestBadInputGetsClearAnswers(t *testing.T) {
 	in := start(t, nil)
 	bystander := in.mustDial("")
-	bystander.expect("qrcode")
+	bystander.Expect("qrcode")
 
 	t.Run("oversized frame closes 1009", func(t *testing.T) {
 		b := in.mustDial("")
-		b.expect("qrcode")
+		b.Expect("qrcode")
 		// The server may stop reading before the whole frame is sent.
-		_ = b.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 64<<10)+`"}`))
-		b.expectClose(websocket.CloseMessageTooBig)
+		_ = b.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 64<<10)+`"}`))
+		b.ExpectClose(websocket.CloseMessageTooBig)
 	})
 	t.Run("binary frame closes 1003", func(t *testing.T) {
 		b := in.mustDial("")
-		b.expect("qrcode")
-		if err := b.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2}); err != nil {
+		b.Expect("qrcode")
+		if err := b.WS.WriteMessage(websocket.BinaryMessage, []byte{1, 2}); err != nil {
 			t.Fatal(err)
 		}
-		b.expectClose(websocket.CloseUnsupportedData)
+		b.ExpectClose(websocket.CloseUnsupportedData)
 	})
 	t.Run("bad frames get errors, then 1008", func(t *testing.T) {
 		b := in.mustDial("")
-		b.expect("qrcode")
-		b.send(`{"type":"ping"}`)
-		b.expect("pong")
-		b.send(`{"type":"dance"}`) // an unknown type is a bad frame too
-		if e := b.expect("error"); e.Code != "bad_request" || e.Message != "unknown message type" {
+		b.Expect("qrcode")
+		b.Send(`{"type":"ping"}`)
+		b.Expect("pong")
+		b.Send(`{"type":"dance"}`) // an unknown type is a bad frame too
+		if e := b.Expect("error"); e.Code != "bad_request" || e.Message != "unknown message type" {
 			t.Errorf("unknown type: %+v", e)
 		}
 		for i := range 3 {
-			b.send(`not json`)
-			if e := b.expect("error"); e.Code != "bad_request" {
+			b.Send(`not json`)
+			if e := b.Expect("error"); e.Code != "bad_request" {
 				t.Errorf("bad frame %d: %+v", i, e)
 			}
 		}
-		b.send(`{`)
-		b.expectClose(websocket.ClosePolicyViolation)
+		b.Send(`{`)
+		b.ExpectClose(websocket.ClosePolicyViolation)
 	})
 	t.Run("a flood of frames closes with 1008", func(t *testing.T) {
-		for _, send := range map[string]func(*browser) error{
-			"JSON pings": func(b *browser) error { return b.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)) },
-			"WebSocket pings": func(b *browser) error {
-				return b.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+		for _, send := range map[string]func(*browsertest.Conn) error{
+			"JSON pings": func(b *browsertest.Conn) error {
+				return b.WS.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
+			},
+			"WebSocket pings": func(b *browsertest.Conn) error {
+				return b.WS.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
 			},
 		} {
 			b := in.mustDial("")
-			b.expect("qrcode")
+			b.Expect("qrcode")
 			for range 1000 {
 				if send(b) != nil {
 					break
 				}
 			}
-			b.expectClose(websocket.ClosePolicyViolation)
+			b.ExpectClose(websocket.ClosePolicyViolation)
 		}
 		if !strings.Contains(in.logs.String(), "frame budget") {
 			t.Error("no log line for a connection over its frame budget")
@@ -647,10 +480,10 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		// A well-formed pair that matches nothing is the contract's bad pair:
 		// an error, then a new session.
 		b := in.mustDial("session=" + id + "&resume=r")
-		if e := b.expect("error"); e.Code != "resume_failed" {
+		if e := b.Expect("error"); e.Code != "resume_failed" {
 			t.Errorf("unknown pair: %+v", e)
 		}
-		b.expect("qrcode")
+		b.Expect("qrcode")
 	})
 	t.Run("cross-site origin", func(t *testing.T) {
 		_, resp, err := in.dial("", http.Header{"Origin": {"https://evil.example"}})
@@ -661,7 +494,7 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("same-host origin refused: %v", err)
 		}
-		b.expect("qrcode")
+		b.Expect("qrcode")
 	})
 	t.Run("gRPC arguments", func(t *testing.T) {
 		ctx := context.Background()
@@ -711,7 +544,7 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 	})
 	t.Run("ticket mismatch leaves the session", func(t *testing.T) {
 		b := in.mustDial("")
-		qr := b.expect("qrcode")
+		qr := b.Expect("qrcode")
 		res, err := in.client.Notify(context.Background(), &pushv1.NotifyRequest{Scene: qr.Scene, Ticket: "forged",
 			Event: pushv1.Event_EVENT_SCAN, User: &pushv1.User{Openid: "oEve"}, EventId: "e1"})
 		if err != nil || res.Result != pushv1.Result_RESULT_TICKET_MISMATCH {
@@ -720,7 +553,7 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 		if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oDan", "e1"); res.Result != pushv1.Result_RESULT_DELIVERED {
 			t.Fatalf("real scan after a forged one = %v", res)
 		}
-		if lg := b.expect("login"); lg.User["openid"] != "oDan" {
+		if lg := b.Expect("login"); lg.User["openid"] != "oDan" {
 			t.Fatalf("login went to %v", lg.User)
 		}
 	})
@@ -729,13 +562,13 @@ func TestBadInputGetsClearAnswers(t *testing.T) {
 	if res := in.notify(bystanderQR(t, bystander, in), pushv1.Event_EVENT_SCAN, "oBy", "by-1"); res.Result != pushv1.Result_RESULT_DELIVERED {
 		t.Fatalf("bystander Notify = %v", res)
 	}
-	bystander.expect("login")
+	bystander.Expect("login")
 }
 
 func TestConnectionsPerIP(t *testing.T) {
 	in := start(t, map[string]string{"LIMIT_CONNS_PER_IP": "2"})
 	for range 2 {
-		in.mustDial("").expect("qrcode")
+		in.mustDial("").Expect("qrcode")
 	}
 	_, resp, err := in.dial("", nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
@@ -752,7 +585,7 @@ func TestClientIPOnlyFromXForwardedFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.expect("qrcode")
+	b.Expect("qrcode")
 	_, resp, err := in.dial("", http.Header{"X-Real-Ip": {"198.51.100.2"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("a second X-Real-IP from the proxy's address was counted as another client: %v %v", resp, err)
@@ -762,31 +595,31 @@ func TestClientIPOnlyFromXForwardedFor(t *testing.T) {
 	if err != nil {
 		t.Fatalf("X-Forwarded-For from a trusted proxy: %v", err)
 	}
-	b2.expect("qrcode")
+	b2.Expect("qrcode")
 }
 
 // bystanderQR asks the bystander's connection for a fresh code.
-func bystanderQR(t *testing.T, b *browser, in *instance) frame {
+func bystanderQR(t *testing.T, b *browsertest.Conn, in *instance) browsertest.Message {
 	t.Helper()
-	b.send(`{"type":"refresh"}`)
-	return b.expect("qrcode")
+	b.Send(`{"type":"refresh"}`)
+	return b.Expect("qrcode")
 }
 
 func TestQRRateLimitPerIP(t *testing.T) {
 	in := start(t, map[string]string{"LIMIT_QR_PER_IP": "2/h"})
 	b := in.mustDial("")
-	b.expect("qrcode")
-	b.send(`{"type":"refresh"}`)
-	b.expect("qrcode")
-	b.send(`{"type":"refresh"}`)
-	if e := b.expect("error"); e.Code != "rate_limited" {
+	b.Expect("qrcode")
+	b.Send(`{"type":"refresh"}`)
+	b.Expect("qrcode")
+	b.Send(`{"type":"refresh"}`)
+	if e := b.Expect("error"); e.Code != "rate_limited" {
 		t.Fatalf("3rd code: %+v", e)
 	}
 	b2 := in.mustDial("")
-	if e := b2.expect("error"); e.Code != "rate_limited" {
+	if e := b2.Expect("error"); e.Code != "rate_limited" {
 		t.Fatalf("new connection over the limit: %+v", e)
 	}
-	b2.expectClose(websocket.CloseTryAgainLater)
+	b2.ExpectClose(websocket.CloseTryAgainLater)
 	if n := len(in.wechat.QRCodes()); n != 2 {
 		t.Errorf("WeChat was asked for %d codes, want 2", n)
 	}
@@ -795,19 +628,19 @@ func TestQRRateLimitPerIP(t *testing.T) {
 func TestExpiryAndRefresh(t *testing.T) {
 	in := start(t, map[string]string{"LOGIN_TTL": "1s", "PUSH_MAX_REFRESH": "1"})
 	b := in.mustDial("")
-	qr := b.expect("qrcode")
-	b.expect("expired")
+	qr := b.Expect("qrcode")
+	b.Expect("expired")
 	if res := in.notify(qr, pushv1.Event_EVENT_SCAN, "oLate", "e1"); res.Result != pushv1.Result_RESULT_EXPIRED {
 		t.Errorf("late scan = %v", res)
 	}
-	b.send(`{"type":"refresh"}`)
-	qr2 := b.expect("qrcode")
+	b.Send(`{"type":"refresh"}`)
+	qr2 := b.Expect("qrcode")
 	if qr2.Scene == qr.Scene || qr2.Session == qr.Session {
 		t.Fatal("refresh reused the old session")
 	}
-	b.send(`{"type":"refresh"}`)
+	b.Send(`{"type":"refresh"}`)
 	for {
-		f := b.read()
+		f := b.Read()
 		if f.Type == "expired" {
 			continue
 		}
@@ -822,12 +655,12 @@ func TestWeChatFailureIsUpstreamUnavailable(t *testing.T) {
 	in := start(t, nil)
 	in.wechat.FailNext("/cgi-bin/qrcode/create", 45009, 1)
 	b := in.mustDial("")
-	if e := b.expect("error"); e.Code != "upstream_unavailable" {
+	if e := b.Expect("error"); e.Code != "upstream_unavailable" {
 		t.Fatalf("error = %+v", e)
 	}
-	b.expectClose(websocket.CloseTryAgainLater)
+	b.ExpectClose(websocket.CloseTryAgainLater)
 	b2 := in.mustDial("")
-	b2.expect("qrcode")
+	b2.Expect("qrcode")
 	in.waitConns(1)
 
 	resp, err := http.Get("http://" + in.http + "/metrics")
@@ -880,7 +713,7 @@ func TestGRPCAuth(t *testing.T) {
 func TestGracefulShutdownClosesWith1001(t *testing.T) {
 	in := start(t, nil)
 	b := in.mustDial("")
-	b.expect("qrcode")
+	b.Expect("qrcode")
 	for _, p := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + in.http + p)
 		if err != nil || resp.StatusCode != 200 {
@@ -890,7 +723,7 @@ func TestGracefulShutdownClosesWith1001(t *testing.T) {
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- in.stop() }()
-	b.expectClose(websocket.CloseGoingAway)
+	b.ExpectClose(websocket.CloseGoingAway)
 	select {
 	case err := <-stopped:
 		if err != nil {

@@ -90,13 +90,13 @@ func TestRunStopsWhatItStarted(t *testing.T) {
 	rs := redistest.Start(t)
 	in := start(t, map[string]string{"REDIS_URL": rs.URL(), "PUSH_DEBUG_ADDR": "127.0.0.1:0"})
 	b := in.mustDial("")
-	b.expect("qrcode")
+	b.Expect("qrcode")
 	if left := stillRunning(loops); len(left) != len(loops) {
 		t.Fatalf("while serving, only %v of %v run: the names are stale", left, loops)
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- in.stop() }()
-	b.expectClose(websocket.CloseGoingAway)
+	b.ExpectClose(websocket.CloseGoingAway)
 	if err := <-stopped; err != nil {
 		t.Fatalf("run returned %v", err)
 	}

@@ -1,11 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"github.com/redis/go-redis/v9"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/scanlogin/scanlogin/internal/proctest"
 	"github.com/scanlogin/scanlogin/internal/redistest"
 	"github.com/scanlogin/scanlogin/internal/settings"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
@@ -32,52 +31,18 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // that stops it and returns run's error.
 func start(t *testing.T, env map[string]string) (string, func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, nil, settings.Map(env), pw)
-		pw.Close()
-	}()
-	addr := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		defer io.Copy(io.Discard, pr)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			t.Log(sc.Text())
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var stopped bool
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			<-scanned // no t.Log after the test
-			return err
-		case <-time.After(15 * time.Second):
-			t.Fatal("run did not return after cancel")
-			return nil
-		}
+	prog, err := proctest.Run(t, func(ctx context.Context, stderr io.Writer) error {
+		return run(ctx, nil, settings.Map(env), stderr)
+	}, listening)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { stop() })
-	select {
-	case a := <-addr:
-		return "http://" + a, stop
-	case err := <-done:
-		t.Fatalf("run returned early: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no listening line")
-	}
-	return "", nil
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("wechat-callback logs:\n%s", prog.Logs)
+		}
+	})
+	return "http://" + prog.Listening[0], prog.Stop
 }
 
 func sign(parts ...string) string {

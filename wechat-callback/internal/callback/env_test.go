@@ -1,8 +1,8 @@
 package callback
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,13 +10,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/scanlogin/scanlogin/internal/settings"
+
+	"github.com/scanlogin/scanlogin/internal/testlog"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient"
@@ -39,7 +39,7 @@ type testEnv struct {
 	srv   *httptest.Server
 	h     http.Handler
 	reg   *prometheus.Registry
-	logs  *syncBuffer
+	logs  *testlog.Buffer
 	nonce atomic.Int64
 	now   func() time.Time
 }
@@ -81,7 +81,7 @@ func withPush(p *pushtest.Server) envOption {
 
 func newEnv(t testing.TB, opts ...envOption) *testEnv {
 	t.Helper()
-	e := &testEnv{t: t, reg: prometheus.NewRegistry(), logs: &syncBuffer{}, now: time.Now}
+	e := &testEnv{t: t, reg: prometheus.NewRegistry(), logs: &testlog.Buffer{}, now: time.Now}
 	vars := map[string]string{"WECHAT_TOKEN": testToken, "CALLBACK_BUDGET": "2s", "NOTIFY_TIMEOUT": "500ms"}
 	d := Deps{Registry: e.reg, Store: dedup.NewMemory()}
 	for _, o := range opts {
@@ -223,24 +223,6 @@ func event(from string, createTime int64, ev, eventKey, ticket string) string {
 	}
 	b.WriteString("</xml>")
 	return b.String()
-}
-
-// syncBuffer is a bytes.Buffer for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // parseText parses a plain text reply.

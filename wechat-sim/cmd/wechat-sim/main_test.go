@@ -1,39 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/scanlogin/scanlogin/internal/proctest"
+	"github.com/scanlogin/scanlogin/internal/settings"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
-
-	"github.com/scanlogin/scanlogin/internal/settings"
 )
 
 var listening = regexp.MustCompile(`msg=listening http=(\S+) url=(\S+)`)
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func env(extra map[string]string) func(string) (string, bool) {
 	vars := map[string]string{
@@ -51,34 +31,14 @@ func env(extra map[string]string) func(string) (string, bool) {
 }
 
 func TestRun(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := run(ctx, nil, env(nil), pw)
-		pw.Close()
-		done <- err
-	}()
-	logs := &syncBuffer{}
-	found := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			logs.Write([]byte(sc.Text() + "\n"))
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1:]
-			}
-		}
-	}()
-	var addr, public string
-	select {
-	case m := <-found:
-		addr, public = m[0], m[1]
-	case err := <-done:
-		t.Fatalf("run: %v\n%s", err, logs)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("not listening:\n%s", logs)
+	prog, err := proctest.Run(t, func(ctx context.Context, stderr io.Writer) error {
+		return run(ctx, nil, env(nil), stderr)
+	}, listening)
+	if err != nil {
+		t.Fatal(err)
 	}
+	logs := prog.Logs
+	addr, public := prog.Listening[0], prog.Listening[1]
 	if public != "http://"+addr {
 		t.Fatalf("public URL %q for %q", public, addr)
 	}
@@ -115,14 +75,8 @@ func TestRun(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("did not stop")
+	if err := prog.Stop(); err != nil {
+		t.Fatalf("run: %v", err)
 	}
 	for _, secret := range []string{"s3cret", "tok123", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"} {
 		if strings.Contains(logs.String(), secret) {
