@@ -46,9 +46,8 @@ func (c *Conn) compact() {
 }
 
 // discard drops what the feed holds and gives its buffer back: for a
-// connection that has ended, whose bytes nobody will read. Without it, each
-// login (the browser's close frame still in the buffer) left 2 KiB to the
-// garbage collector. Reader only.
+// connection that has ended, whose bytes (the browser's close frame, say)
+// nobody will read. Reader only.
 func (c *Conn) discard() {
 	c.feed.buf = nil
 	c.release()

@@ -12,7 +12,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/browser"
-	"github.com/scanlogin/scanlogin/push-server/internal/rawsock"
 )
 
 // Handler receives the browser's requests other than ping, which the
@@ -36,9 +35,9 @@ var (
 
 // Errors that end a connection, as OnClose sees them.
 var (
-	ErrIdle        = errors.New("session: no frame or pong within the idle timeout")
-	ErrCloseTimout = errors.New("session: no close reply")
-	ErrPeerGone    = errors.New("session: peer closed the connection")
+	ErrIdle        = errors.New("wsconn: no frame or pong within the idle timeout")
+	ErrCloseTimout = errors.New("wsconn: no close reply")
+	ErrPeerGone    = errors.New("wsconn: peer closed the connection")
 )
 
 // Conn is one browser WebSocket. It costs no goroutine while idle: reads
@@ -49,9 +48,9 @@ type Conn struct {
 	m    *Manager
 	ws   *websocket.Conn
 	feed *feed
-	idx  int         // position in Manager.conns; guarded by Manager.mu
-	sock *rawsock.FD // the socket outside Go's poller, for the epoll poller; nil in Portable mode
-	fd   int         // its number, the poller's key; immutable
+	idx  int     // position in Manager.conns; guarded by Manager.mu
+	sock *socket // the socket outside Go's poller, for the epoll poller; nil in Portable mode
+	fd   int     // its number, the poller's key; immutable
 
 	backing *[]byte // the pooled array under feed.buf, if any; reader only
 
@@ -95,10 +94,9 @@ func (c *Conn) SendAndClose(msg []byte, code int, reason string) bool {
 	if !c.startClose() {
 		return false
 	}
-	// Both frames in one allocation: a login's are the bulk of what it
-	// allocates here. They are the last bytes sent, so the FIN goes with
-	// them (send's last): one segment less per login than a FIN sent when the
-	// socket closes after the browser's reply.
+	// Both frames in one allocation. They are the last bytes sent, so the
+	// FIN goes with them (send's last) rather than in a segment of its own
+	// when the socket closes after the browser's reply.
 	closeMsg := websocket.FormatCloseMessage(code, reason)
 	frames := make([]byte, 0, 2*frameHeaderMax+len(msg)+len(closeMsg))
 	frames = appendFrame(appendFrame(frames, opText, msg), opClose, closeMsg)
@@ -178,7 +176,7 @@ func (c *Conn) write(frame []byte, force bool) bool { return c.send(frame, force
 
 // send is write; last marks the last frame the connection sends, which,
 // written at once in full, also shuts the socket's write side (see
-// rawsock.WriteLast). Queued, it leaves the FIN to the close of the socket.
+// socket.writeNow). Queued, it leaves the FIN to the close of the socket.
 func (c *Conn) send(frame []byte, force, last bool) bool {
 	c.mu.Lock()
 	if c.writing || len(c.queue) > 0 {
@@ -403,7 +401,7 @@ func (c *Conn) kill(err error) {
 		c.closing.Store(true)
 		c.dead.Store(true)
 		c.m.remove(c)
-		_ = c.ws.Close() // a raw close(2) on Linux (rawsock.FD): it wakes no sysmon
+		_ = c.ws.Close() // closes the socket, and ends a waiting writer
 		if isNormalClose(err) {
 			err = nil
 		}

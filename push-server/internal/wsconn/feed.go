@@ -23,7 +23,7 @@ type feed struct {
 // errStarved would mean gorilla asked for bytes it was not given; by
 // construction it does not happen, and if it did the connection would end
 // with this error instead of blocking.
-var errStarved = errors.New("session: read beyond the allowed bytes")
+var errStarved = errors.New("wsconn: read beyond the allowed bytes")
 
 // Read implements net.Conn for gorilla.
 func (f *feed) Read(p []byte) (int, error) {
@@ -47,7 +47,7 @@ type hijacker struct {
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := h.ResponseWriter.(http.Hijacker)
 	if !ok {
-		return nil, nil, errors.New("session: response writer cannot hijack")
+		return nil, nil, errors.New("wsconn: response writer cannot hijack")
 	}
 	nc, brw, err := hj.Hijack()
 	if err != nil {

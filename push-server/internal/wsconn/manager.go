@@ -1,13 +1,3 @@
-// Package wsconn runs browser WebSockets so that an idle one costs no
-// goroutine, timer or buffer: a poller (epoll on Linux, where the socket
-// also leaves Go's network poller) wakes a reader only when bytes arrive,
-// and gorilla/websocket reads and checks the frames, handed to it only once
-// complete. Outgoing frames (few, small, unmasked) are framed here and
-// written at once, without blocking, by whoever sends; a writer goroutine
-// runs only for what the socket does not take at once.
-// One sweeper sends the pings, closes connections that went silent and
-// rings the handlers' alarms. Producers never block: a connection whose
-// queue is full is closed as a slow consumer.
 package wsconn
 
 import (
@@ -103,7 +93,6 @@ type Manager struct {
 
 	mu    sync.Mutex
 	conns []*Conn // open connections, each at its idx; guarded by mu
-
 }
 
 // NewManager returns a Manager; call Run to serve its connections.
@@ -225,10 +214,7 @@ func (m *Manager) Len() int {
 
 // sweepSlices is how many ticks one sweep over every connection takes. The
 // pings due in one SweepInterval then leave in small groups, not in one
-// burst of system calls that holds up everything else on the P: at 19,000
-// connections a 25 s ping interval makes 760 pings a second, 15 per 20 ms
-// tick. (docs/benchmarks.md: Push p99 at 19,000 connections 10.7–14 ms with
-// one sweep a second, 2.4–6.5 ms with 10 slices, 1.7–1.8 ms with 50.)
+// burst of system calls that holds up everything else on the P.
 const sweepSlices = 50
 
 // Run serves the connections (poller and sweeper) until ctx ends.

@@ -9,10 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"os"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,51 +75,6 @@ func TestSlowHandlersHoldUpNoOne(t *testing.T) {
 	})
 }
 
-// A connection's socket is watched by the session poller's epoll alone, not
-// by Go's network poller as well (rawsock.Detach): that record, with its two
-// timers and the net package's connection, was 0.9 KiB per idle connection.
-func TestSocketsLeaveGoPoller(t *testing.T) {
-	s := newServer(t, Config{})
-	for range 3 {
-		ws := dial(t, s)
-		// Answered by the poller: the socket is in its epoll by now.
-		ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`))
-		expect(t, ws, `{"type":"pong"}`)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ours := s.m.poll.(*epoll).fd
-	for _, c := range s.conns {
-		if got := epollsWatching(t, c.fd); !slices.Equal(got, []int{ours}) {
-			t.Fatalf("socket %d is watched by the epoll instances %v, want only the session poller's %d", c.fd, got, ours)
-		}
-	}
-}
-
-// epollsWatching lists the epoll instances of this process that watch fd,
-// from /proc/self/fdinfo.
-func epollsWatching(t *testing.T, fd int) []int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var eps []int
-	for _, e := range ents {
-		if dest, _ := os.Readlink("/proc/self/fd/" + e.Name()); dest != "anon_inode:[eventpoll]" {
-			continue
-		}
-		info, _ := os.ReadFile("/proc/self/fdinfo/" + e.Name())
-		for _, line := range strings.Split(string(info), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && f[0] == "tfd:" && f[1] == strconv.Itoa(fd) {
-				ep, _ := strconv.Atoi(e.Name())
-				eps = append(eps, ep)
-			}
-		}
-	}
-	return eps
-}
-
 // tagger remembers each connection under the name it sends ({"type":NAME}),
 // so a test can address frames to it.
 type tagger struct {
@@ -144,7 +95,7 @@ func (*tagger) Alarm(*Conn) {}
 // Frames sent to connections that end while others open never reach
 // another connection, though the socket numbers of the ended ones are
 // reused at once: a frame for one browser must never carry another's login
-// (rawsock.FD closes a number only when no call is on it).
+// (a socket closes its number only when no call is on it).
 func TestFramesNeverReachAnotherConnection(t *testing.T) {
 	g := &tagger{conns: map[string]*Conn{}}
 	s := newServerWith(t, Config{}, g)

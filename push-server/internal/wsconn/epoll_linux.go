@@ -10,25 +10,22 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/scanlogin/scanlogin/push-server/internal/rawsock"
 )
 
 // epoll is the Linux poller: one epoll instance, one goroutine waiting on
 // it, and a few workers that handle the readiness events (a new goroutine
-// for an event that finds no worker free). Each socket is armed
-// one-shot and rearmed after its bytes were handled, so one connection is
-// never read by two goroutines at once.
+// for an event that finds no worker free). Each socket is armed one-shot
+// and rearmed after its bytes were handled, so one connection is never
+// read by two goroutines at once.
 //
 // The epoll descriptor is itself registered with Go's network poller (an
 // epoll descriptor is readable while it has events), and epoll_wait is only
 // ever called with a zero timeout. So the waiting goroutine parks like any
-// other network read instead of sitting in a blocking system call: a
-// blocking call would hold its P until sysmon took it back, delaying every
-// other goroutine meanwhile, and would keep sysmon waking every 20 µs.
-// None of the calls here can block, so they are raw system calls (rawsock).
+// other network read instead of holding its thread in a blocking system
+// call. None of the calls here can block, so they are raw system calls.
 type epoll struct {
 	m    *Manager
 	fd   int
@@ -42,12 +39,10 @@ type epoll struct {
 }
 
 // pollWorkers is how many goroutines wait to handle readiness events. A
-// worker keeps the stack it grew, where a new goroutine per event grows its
-// own, copying it each time it doubles, along the deep path of a close
-// reply (gorilla, the handler, the end of the connection): that was 3-7 %
-// of push-server's CPU during scans (docs/benchmarks.md). Events beyond
-// the free workers get a goroutine each, so a slow handler never holds up
-// the others.
+// worker keeps the stack it grew, where a new goroutine per event would
+// grow its own again along the deep path of a close reply (gorilla, the
+// handler, the end of the connection). Events beyond the free workers get
+// a goroutine each, so a slow handler never holds up the others.
 const pollWorkers = 8
 
 func newPoller(m *Manager) (poller, error) {
@@ -71,18 +66,15 @@ func newPoller(m *Manager) (poller, error) {
 
 const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
-// attach takes c's socket out of Go's network poller (see rawsock.FD):
-// from then on it costs its number and a lock while idle, against about
-// 0.9 KiB with the net package's connection, its two addresses, and the
-// runtime poller's record with two timers and a finalizer
-// (docs/benchmarks.md).
+// attach takes c's socket out of Go's network poller (see socket), which
+// this poller watches instead.
 func (p *epoll) attach(c *Conn) error {
-	s, err := rawsock.Detach(c.feed.Conn)
+	s, err := detach(c.feed.Conn)
 	if err != nil {
 		return err
 	}
 	c.feed.Conn, c.sock = s, s
-	return s.Control(func(fd int) error { c.fd = fd; return nil })
+	return s.control(func(fd int) error { c.fd = fd; return nil })
 }
 
 // add and remove need c attached, as every Conn of this poller is
@@ -111,10 +103,19 @@ func (p *epoll) remove(c *Conn) {
 // modifies; net.ErrClosed once the socket is closed, whose number may
 // belong to another socket by then.
 func (p *epoll) ctl(c *Conn, op int) error {
-	return c.sock.Control(func(fd int) error {
+	return c.sock.control(func(fd int) error {
 		ev := unix.EpollEvent{Events: armed, Fd: int32(fd)}
-		return rawsock.EpollCtl(p.fd, op, fd, &ev)
+		return epollCtl(p.fd, op, fd, &ev)
 	})
+}
+
+// epollCtl is unix.EpollCtl as a raw system call (it cannot block).
+func epollCtl(epfd, op, fd int, ev *unix.EpollEvent) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }
 
 func (p *epoll) forget(c *Conn) {
@@ -168,7 +169,7 @@ func (p *epoll) wait(events []unix.EpollEvent) (int, error) {
 	var n int
 	var werr error
 	err := p.rc.Read(func(fd uintptr) bool {
-		n, werr = rawsock.EpollPoll(int(fd), events)
+		n, werr = epollReady(int(fd), events)
 		// Park only when nothing is ready: the poller wakes us on the
 		// next event, also one that came after this call.
 		return n > 0 || werr != nil
@@ -177,6 +178,23 @@ func (p *epoll) wait(events []unix.EpollEvent) (int, error) {
 		return 0, err
 	}
 	return n, werr
+}
+
+// epollReady returns the events ready now on epfd, without waiting.
+func epollReady(epfd int, events []unix.EpollEvent) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
 }
 
 // worker serves the connections it is handed until ctx ends.
@@ -206,7 +224,7 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 	for len(c.feed.buf) < p.m.maxBuffered() {
 		buf := c.grow()
 		room := cap(buf) - len(buf)
-		n, err := c.sock.ReadNow(buf[len(buf):cap(buf)]) // the poller said bytes are there
+		n, err := c.sock.readNow(buf[len(buf):cap(buf)]) // the poller said bytes are there
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			return false, nil
@@ -227,7 +245,7 @@ func (p *epoll) fill(c *Conn) (bool, error) {
 // writes less, or nothing. last: b is all the socket will send (see
 // Conn.send).
 func (p *epoll) writeNow(c *Conn, b []byte, last bool) (int, error) {
-	n, err := c.sock.WriteNow(b, last) // never waits: the writer goroutine does
+	n, err := c.sock.writeNow(b, last) // never waits: the writer goroutine does
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		return 0, nil

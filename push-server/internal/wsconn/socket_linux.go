@@ -1,6 +1,6 @@
 //go:build linux
 
-package rawsock
+package wsconn
 
 import (
 	"errors"
@@ -12,26 +12,25 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// FD is a connected socket outside Go's network poller, for a server that
-// waits for its sockets' bytes itself (with an epoll of its own). Go's
-// poller keeps, for each socket it watches, a descriptor record with two
-// timers, a finalizer, and the net package's connection and its two
-// addresses: about 0.9 KiB that an idle WebSocket does not need. An FD is
-// the descriptor number, its locks and deadlines: 80 bytes.
+// socket is a connected TCP socket outside Go's network poller, which the
+// epoll poller watches instead: while idle it costs its number, its locks
+// and its deadlines, where Go's poller would keep a record with two timers,
+// a finalizer and the net package's connection.
 //
-// Every system call on the descriptor holds a lock shared, and Close holds
-// it alone, so no call ever reaches a number that was closed and given to
-// another socket meanwhile (whose peer would then get our bytes). The
-// system calls themselves never block. A Read or Write that has to wait
-// borrows a duplicate of the descriptor in Go's poller for the length of
-// the wait, which honours the deadlines and ends when Close is called.
+// Every system call on the number holds mu shared and Close holds it
+// alone, so no call ever reaches a number that was closed and given to
+// another socket meanwhile. The system calls never block. A Write (or
+// Read) that has to wait borrows a duplicate of the descriptor in Go's
+// poller for the length of the wait, which honours the deadlines and ends
+// when Close is called.
 //
-// FD implements net.Conn.
-type FD struct {
+// socket implements net.Conn, for gorilla and the writer goroutine.
+type socket struct {
 	_ [0]func() // not comparable (first: a trailing zero-size field is padded)
 
 	mu sync.RWMutex // shared for each system call on fd, exclusive to close it
@@ -42,11 +41,11 @@ type FD struct {
 	rwait, wwait atomic.Pointer[os.File] // the duplicate a waiting Read or Write uses
 }
 
-// Detach moves the socket of c out of Go's network poller: it returns an FD
-// for a duplicate of c's descriptor and closes c, which leaves the socket
-// itself open. c must be a connected, non-blocking socket (any TCP
-// connection from the net package); the caller must not use c again.
-func Detach(c net.Conn) (*FD, error) {
+// detach moves the socket of c out of Go's network poller: it returns a
+// socket for a duplicate of c's descriptor and closes c, which leaves the
+// socket itself open. c must be a connected, non-blocking socket (any TCP
+// connection of the net package); the caller must not use c again.
+func detach(c net.Conn) (*socket, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("detach: %T has no descriptor", c)
@@ -69,12 +68,12 @@ func Detach(c net.Conn) (*FD, error) {
 		unix.Close(dup)
 		return nil, fmt.Errorf("detach: close: %w", err)
 	}
-	return &FD{fd: dup}, nil
+	return &socket{fd: dup}, nil
 }
 
-// Control calls f with the descriptor, which stays open until f returns;
+// control calls f with the descriptor, which stays open until f returns;
 // net.ErrClosed after Close. f must not block.
-func (s *FD) Control(f func(fd int) error) error {
+func (s *socket) control(f func(fd int) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
@@ -83,60 +82,89 @@ func (s *FD) Control(f func(fd int) error) error {
 	return f(s.fd)
 }
 
-// ReadNow reads what the socket holds into p without waiting: 0 and EAGAIN
+// readNow reads what the socket holds into p without waiting: 0 and EAGAIN
 // when nothing is there (or while a Read is under way), 0 and nil at the
 // end of the stream, net.ErrClosed after Close.
-func (s *FD) ReadNow(p []byte) (int, error) {
+func (s *socket) readNow(p []byte) (int, error) {
 	if !s.rmu.TryLock() {
 		return 0, unix.EAGAIN
 	}
 	defer s.rmu.Unlock()
-	return s.readNow(p)
+	return s.readOnce(p)
 }
 
-func (s *FD) readNow(p []byte) (int, error) {
+func (s *socket) readOnce(p []byte) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
 		return 0, net.ErrClosed
 	}
-	return Read(s.fd, p)
+	return sysReadWrite(unix.SYS_READ, s.fd, p, 0)
 }
 
-// WriteNow writes what the socket takes of p without waiting: a full socket
+// writeNow writes what the socket takes of p without waiting: a full socket
 // buffer writes less, or fails with EAGAIN, and so does a Write under way
 // (which may have written part of its bytes), so that the bytes of two
-// writes never interleave. last: p is the last the socket sends (see
-// WriteLast).
-func (s *FD) WriteNow(p []byte, last bool) (int, error) {
+// writes never interleave. last: p is the last the socket sends, and once
+// all of p is taken the write side is shut down, so that the FIN leaves in
+// the segment that carries p; the read side stays open.
+func (s *socket) writeNow(p []byte, last bool) (int, error) {
 	if !s.wmu.TryLock() {
 		return 0, unix.EAGAIN
 	}
 	defer s.wmu.Unlock()
-	return s.writeNow(p, last)
+	return s.writeOnce(p, last)
 }
 
-func (s *FD) writeNow(p []byte, last bool) (int, error) {
+func (s *socket) writeOnce(p []byte, last bool) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
 		return 0, net.ErrClosed
 	}
-	if last {
-		return WriteLast(s.fd, p)
+	if !last {
+		return sysReadWrite(unix.SYS_WRITE, s.fd, p, 0)
 	}
-	return Write(s.fd, p)
+	// MSG_MORE holds the bytes back until the FIN joins them. A short
+	// write leaves the socket open for the rest, which a later Write sends.
+	n, err := sysReadWrite(unix.SYS_SENDTO, s.fd, p, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+	if err != nil || n < len(p) {
+		return n, err
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SHUTDOWN, uintptr(s.fd), unix.SHUT_WR, 0); e != 0 {
+		return n, e
+	}
+	return n, nil
+}
+
+// sysReadWrite is read(2), write(2) or send(2) of p on the non-blocking fd
+// (flags are send's), retried on EINTR. It is a raw system call: it cannot
+// block, so the scheduler need not hand the P over for it.
+func sysReadWrite(trap uintptr, fd int, p []byte, flags uintptr) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(n), nil
+	}
 }
 
 // Read implements net.Conn: it reads what is there, or waits for bytes
 // until the read deadline.
-func (s *FD) Read(p []byte) (int, error) {
+func (s *socket) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	n, err := s.readNow(p)
+	n, err := s.readOnce(p)
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		n, err = s.wait(&s.rwait, &s.rdl, func(f *os.File) (int, error) { return f.Read(p) })
@@ -144,17 +172,17 @@ func (s *FD) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if err != nil {
-		return n, s.opError("read", err)
+		return n, opError("read", err)
 	}
 	return n, nil
 }
 
 // Write implements net.Conn: it writes all of p, waiting for room in the
 // socket's buffer until the write deadline.
-func (s *FD) Write(p []byte) (int, error) {
+func (s *socket) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	n, err := s.writeNow(p, false)
+	n, err := s.writeOnce(p, false)
 	if errors.Is(err, unix.EAGAIN) {
 		n, err = 0, nil
 	}
@@ -164,7 +192,7 @@ func (s *FD) Write(p []byte) (int, error) {
 		n += m
 	}
 	if err != nil {
-		return n, s.opError("write", err)
+		return n, opError("write", err)
 	}
 	return n, nil
 }
@@ -172,7 +200,7 @@ func (s *FD) Write(p []byte) (int, error) {
 // wait runs op on a duplicate of the descriptor registered with Go's
 // poller, under the deadline dl; Close and a new deadline reach it through
 // slot.
-func (s *FD) wait(slot *atomic.Pointer[os.File], dl *atomic.Int64, op func(*os.File) (int, error)) (int, error) {
+func (s *socket) wait(slot *atomic.Pointer[os.File], dl *atomic.Int64, op func(*os.File) (int, error)) (int, error) {
 	f, err := s.borrow(slot)
 	if err != nil {
 		return 0, err
@@ -195,7 +223,7 @@ func (s *FD) wait(slot *atomic.Pointer[os.File], dl *atomic.Int64, op func(*os.F
 }
 
 // borrow puts a duplicate of the descriptor, in Go's poller, into slot.
-func (s *FD) borrow(slot *atomic.Pointer[os.File]) (*os.File, error) {
+func (s *socket) borrow(slot *atomic.Pointer[os.File]) (*os.File, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.fd < 0 {
@@ -214,7 +242,7 @@ func (s *FD) borrow(slot *atomic.Pointer[os.File]) (*os.File, error) {
 
 // Close implements net.Conn: it closes the descriptor once no call is on
 // it, and ends a waiting Read or Write.
-func (s *FD) Close() error {
+func (s *socket) Close() error {
 	s.mu.Lock()
 	fd := s.fd
 	s.fd = -1
@@ -227,8 +255,7 @@ func (s *FD) Close() error {
 			f.Close()
 		}
 	}
-	// A raw call: closing a socket does not block (no SO_LINGER here), and
-	// an ordinary system call would wake the runtime's sysmon.
+	// A raw call: closing a socket without SO_LINGER does not block.
 	if _, _, e := unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0); e != 0 {
 		return os.NewSyscallError("close", e)
 	}
@@ -236,16 +263,16 @@ func (s *FD) Close() error {
 }
 
 // SetDeadline implements net.Conn.
-func (s *FD) SetDeadline(t time.Time) error {
+func (s *socket) SetDeadline(t time.Time) error {
 	s.SetReadDeadline(t)
 	return s.SetWriteDeadline(t)
 }
 
 // SetReadDeadline implements net.Conn.
-func (s *FD) SetReadDeadline(t time.Time) error { return setDeadline(&s.rdl, &s.rwait, t) }
+func (s *socket) SetReadDeadline(t time.Time) error { return setDeadline(&s.rdl, &s.rwait, t) }
 
 // SetWriteDeadline implements net.Conn.
-func (s *FD) SetWriteDeadline(t time.Time) error { return setDeadline(&s.wdl, &s.wwait, t) }
+func (s *socket) SetWriteDeadline(t time.Time) error { return setDeadline(&s.wdl, &s.wwait, t) }
 
 func setDeadline(dl *atomic.Int64, slot *atomic.Pointer[os.File], t time.Time) error {
 	var ns int64
@@ -268,15 +295,15 @@ func unixTime(ns int64) time.Time {
 
 // LocalAddr implements net.Conn; it asks the kernel each time (nil once
 // closed).
-func (s *FD) LocalAddr() net.Addr { return s.addr(unix.Getsockname) }
+func (s *socket) LocalAddr() net.Addr { return s.addr(unix.Getsockname) }
 
 // RemoteAddr implements net.Conn; it asks the kernel each time (nil once
 // closed).
-func (s *FD) RemoteAddr() net.Addr { return s.addr(unix.Getpeername) }
+func (s *socket) RemoteAddr() net.Addr { return s.addr(unix.Getpeername) }
 
-func (s *FD) addr(get func(int) (unix.Sockaddr, error)) net.Addr {
+func (s *socket) addr(get func(int) (unix.Sockaddr, error)) net.Addr {
 	var sa unix.Sockaddr
-	if s.Control(func(fd int) (err error) { sa, err = get(fd); return err }) != nil {
+	if s.control(func(fd int) (err error) { sa, err = get(fd); return err }) != nil {
 		return nil
 	}
 	switch sa := sa.(type) {
@@ -294,7 +321,9 @@ func (s *FD) addr(get func(int) (unix.Sockaddr, error)) net.Addr {
 	return nil
 }
 
-func (s *FD) opError(op string, err error) error {
+// opError wraps err as the net package would, so that callers looking for
+// net.ErrClosed or a timeout find it.
+func opError(op string, err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) || err == io.EOF {
 		return err
