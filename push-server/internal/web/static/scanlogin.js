@@ -120,8 +120,9 @@
     var current = { state: "connecting" };
     var history = [];
     // The flow of the sessions this connection asks for: the one asked for,
-    // else that of the saved session (a reload stays in it), else empty
-    // (the server's first) until a qrcode message names it.
+    // else the one last used in this tab (a reload, even after a login,
+    // stays in it), else empty (the server's first) until a qrcode message
+    // names it.
     var flow = o.flow || savedFlow();
 
     function emit(state, fields) {
@@ -148,9 +149,17 @@
       }
     }
     function savedFlow() {
-      var v = load();
-      var f = v && typeof v.flow === "string" ? v.flow : "";
+      var f = "";
+      try {
+        f = (storage && storage.getItem(o.storageKey + ".flow")) || "";
+      } catch (e) { /* blocked storage: no preference */ }
       return f && (!o.flows || o.flows.indexOf(f) >= 0) ? f : "";
+    }
+    function saveFlow() {
+      if (!storage || !flow) return;
+      try {
+        storage.setItem(o.storageKey + ".flow", flow);
+      } catch (e) { /* storage full or blocked */ }
     }
     function save(v) {
       if (!storage) return;
@@ -259,6 +268,7 @@
           attempt = 0;
           clearTimeout(refreshTimer);
           if (m.flow) flow = m.flow;
+          saveFlow();
           save({ session: m.session, resume: m.resume, flow: flow });
           var left = typeof m.expires_in === "number" ? m.expires_in * 1000 : m.expires_at - Date.now();
           emit("waiting", {
@@ -393,6 +403,7 @@
       setFlow: function (f) {
         if (!f || f === flow) return;
         flow = f;
+        saveFlow();
         restart();
       },
       /** close ends the connection for good. */
