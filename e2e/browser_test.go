@@ -246,8 +246,19 @@ func (p *page) session() string {
 	return eval[string](p.t, p.ctx, `JSON.parse(sessionStorage.getItem("scanlogin") || "{}").session || ""`)
 }
 
-// decodeQR downloads a QR image and returns its content.
+// decodeQR downloads an official-account QR image (a PNG) and returns
+// its content.
 func decodeQR(t *testing.T, url string) string {
+	t.Helper()
+	text, format := readQR(t, url)
+	if format != "png" {
+		t.Errorf("QR image is %s, want png", format)
+	}
+	return text
+}
+
+// readQR downloads a QR image and returns its content and format.
+func readQR(t *testing.T, url string) (text, format string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -262,9 +273,6 @@ func decodeQR(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatalf("QR image (%s): %v", resp.Header.Get("Content-Type"), err)
 	}
-	if format != "png" {
-		t.Errorf("QR image is %s, want png", format)
-	}
 	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +281,7 @@ func decodeQR(t *testing.T, url string) string {
 	if err != nil {
 		t.Fatalf("decode QR image: %v", err)
 	}
-	return res.GetText()
+	return res.GetText(), format
 }
 
 // scanInBrowser opens the scan URL in a tab of the phone, scans as a new
@@ -444,4 +452,146 @@ func TestBrowserReconnect(t *testing.T) {
 		openid, _ := scanInBrowser(t, phone, decodeQR(t, src2))
 		p.waitLoggedIn(openid)
 	})
+}
+
+// waitFlowQR waits for a loaded code of flow that differs from not, and
+// returns its image URL.
+func (p *page) waitFlowQR(flow, not string, timeout time.Duration) string {
+	p.t.Helper()
+	waitFor(p.t, p.ctx, "the "+flow+" flow", `document.querySelector("#scanlogin").dataset.flow === "`+flow+`"`, timeout)
+	return p.waitQR(not, timeout)
+}
+
+// miniCode checks the page's Mini Program code: an image on push-server
+// (WeChat's bytes, a JPEG from the simulator) whose QR content is the
+// simulator's page for that code, also reached by the page's dev link.
+// It returns that page's URL.
+func miniCode(t *testing.T, p *page, s *stack, src string) string {
+	t.Helper()
+	if !strings.HasPrefix(src, s.PushURL()+"/") || strings.HasPrefix(src, s.SimURL()) {
+		t.Fatalf("Mini Program code image %q is not served by push-server", src)
+	}
+	mpURL, format := readQR(t, src)
+	if format != "jpeg" && format != "png" {
+		t.Fatalf("Mini Program code is %s", format)
+	}
+	if !strings.HasPrefix(mpURL, s.SimURL()+"/mp/") {
+		t.Fatalf("Mini Program code holds %q, not the simulator's Mini Program page", mpURL)
+	}
+	link := eval[string](t, p.ctx, `document.querySelector("#sim-link").getAttribute("href")`)
+	scene := eval[string](t, p.ctx, `window.__scanlogin.state.scene`)
+	if link != s.SimURL()+"/mp?scene="+scene {
+		t.Fatalf("dev link %q for scene %q", link, scene)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := s.SimURL() + resp.Header.Get("Location"); got != mpURL {
+		t.Fatalf("the dev link leads to %q, the code holds %q", got, mpURL)
+	}
+	return mpURL
+}
+
+// openMini opens a Mini Program code on the phone as the user picked by
+// the radio button who, and waits for the shipped page to ask for a
+// confirmation. It returns the user's Mini Program OpenID.
+func openMini(t *testing.T, phone context.Context, mpURL, who string) string {
+	t.Helper()
+	run(t, phone, "open the Mini Program code", chromedp.Navigate(mpURL))
+	run(t, phone, "pick the user and open the page",
+		chromedp.WaitVisible(chromedp.CSS("#mp-open")),
+		chromedp.Click(chromedp.CSS(who)),
+		chromedp.Click(chromedp.CSS("#mp-open")),
+	)
+	waitFor(t, phone, "the confirmation on the phone", `document.querySelector("#mp-root")?.dataset.state === "confirm"`, 15*time.Second)
+	title := eval[string](t, phone, `document.querySelector("#mp-title").textContent`)
+	if !strings.Contains(title, devSiteName) {
+		t.Fatalf("the phone asks %q, without the site name %q", title, devSiteName)
+	}
+	// The requester is the page's browser: headless Chromium on this machine.
+	if b := eval[string](t, phone, `document.querySelector("#mp-browser").textContent`); !strings.Contains(b, "Chrom") {
+		t.Fatalf("the phone shows browser %q", b)
+	}
+	if ip := eval[string](t, phone, `document.querySelector("#mp-ip").textContent`); ip != host {
+		t.Fatalf("the phone shows IP %q", ip)
+	}
+	openid := eval[string](t, phone, `document.querySelector("#mp-root").dataset.miniOpenid`)
+	if openid == "" {
+		t.Fatal("no Mini Program OpenID from wx.login")
+	}
+	return openid
+}
+
+// tap taps a button of the Mini Program page and waits for the state.
+func tap(t *testing.T, phone context.Context, button, state string) {
+	t.Helper()
+	run(t, phone, "tap "+button, chromedp.Click(chromedp.CSS(button)))
+	waitFor(t, phone, "the phone's "+state+" state", `document.querySelector("#mp-root").dataset.state === "`+state+`"`, 15*time.Second)
+}
+
+// TestBrowserMiniProgram is the Mini Program flow end to end: the page
+// offers both flows; switched to Mini Program it shows a code whose image
+// push-server serves; the phone opens it and runs the shipped page (its
+// wx.login, /miniprogram/scan): the page shows "scanned"; Confirm logs the
+// browser in with the Mini Program OpenID.
+func TestBrowserMiniProgram(t *testing.T) {
+	b, s := setup(t, nil)
+	p := openPage(t, b, s.PageURL())
+	oa := p.waitFlowQR("oa", "", 15*time.Second) // LOGIN_FLOWS' first
+	waitFor(t, p.ctx, "the flow switch", `document.querySelector("#flow-miniprogram") && document.querySelector("#flow-oa").checked`, 5*time.Second)
+	run(t, p.ctx, "switch to the Mini Program", chromedp.Click(chromedp.CSS("#flow-miniprogram")))
+	src := p.waitFlowQR("miniprogram", oa, 15*time.Second)
+	if !eval[bool](t, p.ctx, `document.querySelector("#flow-miniprogram").checked`) {
+		t.Fatal("the switch does not show the Mini Program")
+	}
+	// A reload resumes the same session, in the same flow.
+	sess := p.session()
+	run(t, p.ctx, "reload the page", chromedp.Reload())
+	if got := p.waitFlowQR("miniprogram", "", 15*time.Second); got != src || p.session() != sess {
+		t.Fatalf("after a reload: code %q session %q, was %q %q", got, p.session(), src, sess)
+	}
+	mpURL := miniCode(t, p, s, src)
+
+	phone := b.tab("phone")
+	openid := openMini(t, phone, mpURL, "#who-new")
+	waitFor(t, p.ctx, "the scanned state", `document.querySelector("#state").dataset.state === "scanned"`, 15*time.Second)
+	if d := eval[string](t, p.ctx, `document.querySelector("#detail").textContent`); !strings.Contains(d, "Confirm") {
+		t.Fatalf("scanned: the page says %q", d)
+	}
+	tap(t, phone, "#mp-confirm", "confirmed")
+	p.waitLoggedIn(openid)
+	if got := eval[string](t, p.ctx, `document.querySelector("#user-fields td[data-key=openid]").textContent`); got != openid {
+		t.Fatalf("user.openid %q, want the Mini Program OpenID %q", got, openid)
+	}
+}
+
+// TestBrowserMiniProgramCancel: Cancel on the phone shows "cancelled" on
+// the page, whose button gets a new code in the same flow, which works.
+func TestBrowserMiniProgramCancel(t *testing.T) {
+	b, s := setup(t, nil)
+	p := openPage(t, b, s.PageURL())
+	oa := p.waitFlowQR("oa", "", 15*time.Second)
+	run(t, p.ctx, "switch to the Mini Program", chromedp.Click(chromedp.CSS("#flow-miniprogram")))
+	src := p.waitFlowQR("miniprogram", oa, 15*time.Second)
+	phone := b.tab("phone")
+	openMini(t, phone, miniCode(t, p, s, src), "#who-follower-0")
+	waitFor(t, p.ctx, "the scanned state", `document.querySelector("#state").dataset.state === "scanned"`, 15*time.Second)
+	tap(t, phone, "#mp-cancel", "cancelled")
+
+	waitFor(t, p.ctx, "the cancelled state", `document.querySelector("#state").dataset.state === "cancelled"`, 15*time.Second)
+	if btn := eval[string](t, p.ctx, `(b => b.hidden ? "" : b.textContent)(document.querySelector("#refresh"))`); btn != "Get a new code" {
+		t.Fatalf("cancelled: button %q", btn)
+	}
+	if got := eval[string](t, p.ctx, `document.querySelector("#conn").dataset.conn`); got != "open" {
+		t.Fatalf("the connection is %q after cancelled, want open", got)
+	}
+	run(t, p.ctx, "ask for a new code", chromedp.Click(chromedp.CSS("#refresh")))
+	src2 := p.waitFlowQR("miniprogram", src, 15*time.Second)
+	mp2 := miniCode(t, p, s, src2)
+	openid := openMini(t, phone, mp2, "#who-new")
+	tap(t, phone, "#mp-confirm", "confirmed")
+	p.waitLoggedIn(openid)
 }

@@ -1,7 +1,11 @@
 // Package e2e holds scanlogin's tests across real processes. TestMain
 // builds the WeChat simulator, wechat-callback and push-server once (with
 // the race detector when the tests run with it); internal/proctest starts
-// each binary on free ports and waits for its listening line.
+// each binary on free ports, with the development settings of
+// scripts/run-all.sh, and waits for its listening line. The tests drive a
+// headless Chromium through logins (in the official-account and the Mini
+// Program flow, confirmed and cancelled), expiry and reconnects, and run
+// push-server instances over Redis and wechat-callback in front of them.
 //
 //   - browser_test.go: the three programs with the development settings of
 //     scripts/run-all.sh, and a headless Chromium through a login, a QR

@@ -91,6 +91,10 @@ const (
 	devAESKey     = "ScanLoginDevEncodingAESKey0123456789abcdefg"
 	devOriginalID = "gh_5ca11091d0e5"
 	host          = "127.0.0.1"
+	// The simulated Mini Program shares the account's AppID and secret.
+	devMiniAppID  = devAppID
+	devMiniSecret = devSecret
+	devSiteName   = "scanlogin dev"
 )
 
 // listening matches the line each program logs once it accepts
@@ -182,12 +186,19 @@ func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 		"LOG_LEVEL=debug",
 	}
 	sim := s.SimURL()
+	miniDir, err := filepath.Abs("../miniprogram")
+	if err != nil {
+		return s, err
+	}
+	// Both flows: oa first (the default), and the Mini Program's.
+	mini := []string{"MINIPROGRAM_APPID=" + devMiniAppID, "MINIPROGRAM_SECRET=" + devMiniSecret, "SITE_NAME=" + devSiteName}
 	s.env = map[string][]string{
 		"wechat-sim": append(slicesClone(common),
 			"SIM_HTTP_ADDR="+addr(s.simPort),
 			"SIM_CALLBACK_URL=http://"+addr(s.cbPort)+"/wechat/callback",
 			"SIM_ORIGINAL_ID="+devOriginalID,
 			"SIM_TOKEN_TTL=60s",
+			"SIM_MINIPROGRAM_DIR="+miniDir,
 		),
 		"push-server": append(slicesClone(common),
 			"PUSH_HTTP_ADDR="+addr(s.pushPort),
@@ -205,6 +216,8 @@ func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 			"PUSH_GRPC_TARGET="+addr(s.rpcPort),
 		),
 	}
+	s.env["push-server"] = append(s.env["push-server"], mini...)
+	s.env["wechat-callback"] = append(s.env["wechat-callback"], mini...)
 	for name, vars := range extra {
 		s.env[name] = append(s.env[name], vars...)
 	}
@@ -239,6 +252,9 @@ func (s *stack) SimURL() string { return "http://" + addr(s.simPort) }
 
 // PageURL is the login page.
 func (s *stack) PageURL() string { return "http://" + addr(s.pushPort) + "/" }
+
+// PushURL is push-server's base URL.
+func (s *stack) PushURL() string { return "http://" + addr(s.pushPort) }
 
 // start runs the program and waits for its listening line.
 func (s *stack) start(name string) error {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-all.sh: start the WeChat simulator, wechat-callback and push-server on
 # this machine with matching development settings, so that a login can be
-# tried in a browser without a WeChat account. `make run-all` builds the
+# tried in a browser without a WeChat account, in both flows (official
+# account QR code and Mini Program code). `make run-all` builds the
 # binaries into bin/ and calls this script.
 #
 # Ctrl-C stops all three; so does any one of them exiting.
@@ -44,6 +45,11 @@ DEV_SECRET=dev-secret-not-for-production
 DEV_TOKEN=scanlogindev
 DEV_AES_KEY=ScanLoginDevEncodingAESKey0123456789abcdefg
 DEV_ORIGINAL_ID=gh_5ca11091d0e5
+# The simulated Mini Program shares the simulated account's AppID and
+# secret (the simulator serves one app).
+DEV_MINI_APPID=$DEV_APPID
+DEV_MINI_SECRET=$DEV_SECRET
+DEV_SITE_NAME="scanlogin dev"
 # A fresh gRPC token per run: the callback must present it to push-server.
 GRPC_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 
@@ -173,16 +179,25 @@ common=(
 	"GRPC_AUTH_TOKEN=$GRPC_TOKEN"
 	"LOG_LEVEL=${LOG_LEVEL:-info}"
 )
+# Both flows, oa first (the page's default; it offers a switch).
+mini=(
+	"MINIPROGRAM_APPID=$DEV_MINI_APPID"
+	"MINIPROGRAM_SECRET=$DEV_MINI_SECRET"
+	"LOGIN_FLOWS=oa,miniprogram"
+	"SITE_NAME=$DEV_SITE_NAME"
+)
 
 start wechat-sim 35 "${common[@]}" \
 	"SIM_HTTP_ADDR=$HOST:$SIM_PORT" \
 	"SIM_PUBLIC_URL=$SIM_URL" \
 	"SIM_CALLBACK_URL=http://$HOST:$CALLBACK_PORT/wechat/callback" \
 	"SIM_ORIGINAL_ID=$DEV_ORIGINAL_ID" \
-	"SIM_TOKEN_TTL=${SIM_TOKEN_TTL:-300s}"
+	"SIM_TOKEN_TTL=${SIM_TOKEN_TTL:-300s}" \
+	"SIM_MINIPROGRAM_DIR=$PWD/miniprogram" \
+	"SIM_MINIPROGRAM_API_BASE=http://$HOST:$CALLBACK_PORT"
 wait_healthy wechat-sim "$SIM_PORT"
 
-start push-server 36 "${common[@]}" \
+start push-server 36 "${common[@]}" "${mini[@]}" \
 	"PUSH_HTTP_ADDR=$HOST:$PUSH_PORT" \
 	"PUSH_GRPC_ADDR=$HOST:$PUSH_GRPC_PORT" \
 	"WECHAT_API_BASE=http://$HOST:$SIM_PORT" \
@@ -191,7 +206,7 @@ start push-server 36 "${common[@]}" \
 	"LOGIN_TTL=${LOGIN_TTL:-120s}"
 wait_healthy push-server "$PUSH_PORT"
 
-start wechat-callback 33 "${common[@]}" \
+start wechat-callback 33 "${common[@]}" "${mini[@]}" \
 	"CALLBACK_HTTP_ADDR=$HOST:$CALLBACK_PORT" \
 	"WECHAT_API_BASE=http://$HOST:$SIM_PORT" \
 	"WECHAT_ORIGINAL_ID=$DEV_ORIGINAL_ID" \
@@ -212,7 +227,9 @@ cat >&2 <<EOF
 
  On the page, click "Open the simulator's phone page", keep "A new user" (or
  pick the follower Alice) and press Scan: the page shows you logged in.
- Ctrl-C stops all three.
+ Mini Program: pick "Mini Program code" on the page, open the phone page,
+ "Open the Mini Program" (the shipped miniprogram/ page runs there) and
+ tap Confirm login. Ctrl-C stops all three.
 
 EOF
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,11 @@ type Options struct {
 	// SimulatorURL, when set (dev mode), is linked from the page so a
 	// developer can open the WeChat simulator's phone page.
 	SimulatorURL string
+	// Flows are the enabled login flows ("oa", "miniprogram"), the
+	// default first, as LOGIN_FLOWS gives them. With two or more the page
+	// offers a switch between them; empty: the page asks for no flow and
+	// gets the server's default.
+	Flows []string
 }
 
 // asset is one file as served.
@@ -100,7 +106,7 @@ func mustRead(name string) []byte {
 
 // renderPage fills the page template once.
 func renderPage(opt Options) ([]byte, error) {
-	t, err := template.ParseFS(static, "static/index.html")
+	t, err := template.New("index.html").Funcs(template.FuncMap{"join": strings.Join}).ParseFS(static, "static/index.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: parse page: %w", err)
 	}

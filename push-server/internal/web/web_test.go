@@ -101,3 +101,21 @@ func TestSimulatorLink(t *testing.T) {
 		t.Fatal("the URL is not escaped")
 	}
 }
+
+// TestFlows: the page tells the widget the enabled flows, which then offers
+// a switch; without flows it asks for none.
+func TestFlows(t *testing.T) {
+	b := body(t, get(t, Handler(Options{Flows: []string{"miniprogram", "oa"}}), "GET", "/", nil))
+	if !strings.Contains(b, `data-flows="miniprogram,oa"`) {
+		t.Fatalf("page lacks the flows:\n%s", b)
+	}
+	if b := body(t, get(t, Handler(Options{}), "GET", "/", nil)); strings.Contains(b, "data-flows") {
+		t.Fatal("data-flows without flows")
+	}
+	js := body(t, get(t, Handler(Options{}), "GET", "/scanlogin.js", nil))
+	for _, want := range []string{`data-flows`, `setFlow`, `"flow=" + encodeURIComponent(flow)`, `case "cancelled":`} {
+		if !strings.Contains(js, want) {
+			t.Fatalf("scanlogin.js lacks %q", want)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -89,10 +90,17 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 // newHandler wires the account (WeChat's API, from the same fake the tests
 // use), the event sender and the pages.
 func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
+	mini, err := loadMini(log, cfg)
+	if err != nil {
+		return nil, err
+	}
 	acct := wechattest.NewAccount(cfg.AppID, cfg.Secret,
 		wechattest.WithTokenLifetime(cfg.TokenTTL),
 		wechattest.WithScanURL(func(id string) string { return cfg.PublicURL + "/scan/" + id }),
-		wechattest.WithMiniURL(func(id string) string { return cfg.PublicURL + "/mp/" + id }),
+		wechattest.WithMiniURL(func(id string) string {
+			mini.Codes.Add(id)
+			return cfg.PublicURL + "/mp/" + id
+		}),
 		wechattest.WithWxaPages(cfg.WxaPages...),
 		wechattest.WithLogger(log),
 	)
@@ -122,12 +130,37 @@ func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
 	phone.New(log, acct, sender, phone.Info{
 		AppID: cfg.AppID, OriginalID: cfg.OriginalID, CallbackURL: cfg.CallbackURL,
 		SafeMode: sender.SafeMode(), TokenTTL: cfg.TokenTTL, RetryAfter: cfg.RetryAfter, Retries: cfg.Retries,
-	}).Register(mux)
+	}, mini).Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	return logRequests(log, mux), nil
+}
+
+// loadMini reads the shipped Mini Program page's logic for the phone's
+// stand-in of that page: from SIM_MINIPROGRAM_DIR (an error if it is not
+// there), else from the default folder if it is there (a warning if not:
+// the simulator then serves the official-account flow and a bare wx.login).
+func loadMini(log *slog.Logger, cfg *config.Config) (phone.Mini, error) {
+	mini := phone.Mini{APIBase: cfg.MiniAPIBase, Codes: &phone.MiniCodes{}}
+	dir := cfg.MiniProgramDir
+	if dir == "" {
+		dir = config.DefaultMiniProgramDir
+	}
+	mini.LogicPath = filepath.Join(dir, filepath.FromSlash(phone.LogicFile))
+	logic, err := phone.ReadLogic(dir)
+	switch {
+	case err == nil:
+		mini.Logic = logic
+		log.Info("mini program page", "logic", mini.LogicPath, "api_base", mini.APIBase)
+	case cfg.MiniProgramDir != "":
+		return mini, fmt.Errorf("SIM_MINIPROGRAM_DIR: %w", err)
+	default:
+		log.Warn("the shipped Mini Program page was not found: Mini Program codes open a bare wx.login; set SIM_MINIPROGRAM_DIR to the repository's miniprogram folder",
+			"path", mini.LogicPath)
+	}
+	return mini, nil
 }
 
 // logRequests logs each request at debug level.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -29,7 +30,14 @@ type Config struct {
 	Retries     int           // SIM_RETRIES
 	Followers   []string      // SIM_FOLLOWERS: nicknames of users who follow from the start
 	WxaPages    []string      // SIM_WXA_PAGES: published Mini Program pages
-	LogLevel    slog.Level    // LOG_LEVEL
+	// MiniProgramDir is SIM_MINIPROGRAM_DIR, the folder of the shipped
+	// Mini Program page; empty: DefaultMiniProgramDir if it is there.
+	MiniProgramDir string
+	// MiniAPIBase is SIM_MINIPROGRAM_API_BASE: where the Mini Program
+	// page's wx.request calls go (the wechat-callback origin); default the
+	// origin of CallbackURL.
+	MiniAPIBase string
+	LogLevel    slog.Level // LOG_LEVEL
 }
 
 // Defaults of the settings that have one.
@@ -41,7 +49,10 @@ const (
 	DefaultRetryAfter  = 5 * time.Second
 	DefaultRetries     = 3
 	DefaultFollowers   = "Alice"
-	DefaultWxaPages    = "pages/index/index"
+	DefaultWxaPages    = "pages/index/index,pages/login/login"
+	// DefaultMiniProgramDir is the shipped Mini Program folder relative to
+	// the working directory: the repository root, where make run-all runs.
+	DefaultMiniProgramDir = "miniprogram"
 )
 
 var (
@@ -54,20 +65,27 @@ var (
 func Load(lookup func(string) (string, bool)) (*Config, error) {
 	e := settings.NewEnv(lookup)
 	c := &Config{
-		HTTPAddr:    e.HostPort("SIM_HTTP_ADDR", DefaultHTTPAddr),
-		PublicURL:   strings.TrimRight(e.URL("SIM_PUBLIC_URL", ""), "/"),
-		AppID:       e.Required("WECHAT_APPID"),
-		Secret:      e.Secret("WECHAT_SECRET"),
-		Token:       e.Secret("WECHAT_TOKEN"),
-		AESKey:      e.Secret("WECHAT_AES_KEY"),
-		CallbackURL: e.URL("SIM_CALLBACK_URL", DefaultCallbackURL),
-		TokenTTL:    e.Duration("SIM_TOKEN_TTL", DefaultTokenTTL, 2*time.Second, 30*24*time.Hour),
-		OriginalID:  e.String("SIM_ORIGINAL_ID", DefaultOriginalID),
-		RetryAfter:  e.Duration("SIM_RETRY_AFTER", DefaultRetryAfter, 10*time.Millisecond, time.Minute),
-		Retries:     e.Int("SIM_RETRIES", DefaultRetries, 0, 10),
-		Followers:   e.List("SIM_FOLLOWERS", DefaultFollowers),
-		WxaPages:    e.List("SIM_WXA_PAGES", DefaultWxaPages),
-		LogLevel:    e.LogLevel("LOG_LEVEL"),
+		HTTPAddr:       e.HostPort("SIM_HTTP_ADDR", DefaultHTTPAddr),
+		PublicURL:      strings.TrimRight(e.URL("SIM_PUBLIC_URL", ""), "/"),
+		AppID:          e.Required("WECHAT_APPID"),
+		Secret:         e.Secret("WECHAT_SECRET"),
+		Token:          e.Secret("WECHAT_TOKEN"),
+		AESKey:         e.Secret("WECHAT_AES_KEY"),
+		CallbackURL:    e.URL("SIM_CALLBACK_URL", DefaultCallbackURL),
+		TokenTTL:       e.Duration("SIM_TOKEN_TTL", DefaultTokenTTL, 2*time.Second, 30*24*time.Hour),
+		OriginalID:     e.String("SIM_ORIGINAL_ID", DefaultOriginalID),
+		RetryAfter:     e.Duration("SIM_RETRY_AFTER", DefaultRetryAfter, 10*time.Millisecond, time.Minute),
+		Retries:        e.Int("SIM_RETRIES", DefaultRetries, 0, 10),
+		Followers:      e.List("SIM_FOLLOWERS", DefaultFollowers),
+		WxaPages:       e.List("SIM_WXA_PAGES", DefaultWxaPages),
+		MiniProgramDir: e.String("SIM_MINIPROGRAM_DIR", ""),
+		MiniAPIBase:    strings.TrimRight(e.URL("SIM_MINIPROGRAM_API_BASE", ""), "/"),
+		LogLevel:       e.LogLevel("LOG_LEVEL"),
+	}
+	if c.MiniAPIBase == "" && c.CallbackURL != "" {
+		if u, err := url.Parse(c.CallbackURL); err == nil {
+			c.MiniAPIBase = u.Scheme + "://" + u.Host
+		}
 	}
 	if len(c.Followers) == 1 && strings.EqualFold(c.Followers[0], "none") {
 		c.Followers = nil
@@ -109,6 +127,8 @@ func (c *Config) LogValue() slog.Value {
 		slog.Int("retries", c.Retries),
 		slog.Any("followers", c.Followers),
 		slog.Any("wxa_pages", c.WxaPages),
+		slog.String("miniprogram_dir", c.MiniProgramDir),
+		slog.String("miniprogram_api_base", c.MiniAPIBase),
 		slog.String("log_level", c.LogLevel.String()),
 	)
 }

@@ -24,17 +24,19 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.HTTPAddr != DefaultHTTPAddr || c.CallbackURL != DefaultCallbackURL || c.TokenTTL != DefaultTokenTTL ||
 		c.RetryAfter != DefaultRetryAfter || c.Retries != DefaultRetries || fmt.Sprint(c.Followers) != "[Alice]" ||
-		fmt.Sprint(c.WxaPages) != "["+DefaultWxaPages+"]" || c.PublicURL != "" {
+		strings.Join(c.WxaPages, ",") != DefaultWxaPages || c.PublicURL != "" ||
+		c.MiniProgramDir != "" || c.MiniAPIBase != "http://127.0.0.1:8081" {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
 
 func TestParse(t *testing.T) {
-	c, err := load(map[string]string{"SIM_FOLLOWERS": " None ", "SIM_PUBLIC_URL": "http://sim.example/", "SIM_RETRY_AFTER": "50ms"})
+	c, err := load(map[string]string{"SIM_FOLLOWERS": " None ", "SIM_PUBLIC_URL": "http://sim.example/", "SIM_RETRY_AFTER": "50ms",
+		"SIM_CALLBACK_URL": "https://cb.example:8443/wechat/callback"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Followers != nil || c.PublicURL != "http://sim.example" || c.RetryAfter != 50*time.Millisecond {
+	if c.Followers != nil || c.PublicURL != "http://sim.example" || c.RetryAfter != 50*time.Millisecond || c.MiniAPIBase != "https://cb.example:8443" {
 		t.Fatalf("parsed = %+v", c)
 	}
 }
@@ -50,6 +52,7 @@ func TestErrorsNameTheSetting(t *testing.T) {
 		{"SIM_RETRIES", "11"},
 		{"SIM_TOKEN_TTL", "1s"},
 		{"SIM_ORIGINAL_ID", "gh 1"},
+		{"SIM_MINIPROGRAM_API_BASE", "cb:8081"},
 		{"LOG_LEVEL", "loud"},
 	} {
 		_, err := load(map[string]string{tc.key: tc.val})

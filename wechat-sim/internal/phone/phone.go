@@ -7,8 +7,13 @@
 //	GET  /              home: settings, live QR codes, followers, latest scans
 //	GET  /scan/{id}     the phone page of a QR code (the scan URL)
 //	POST /scan/{id}     scan it; form or JSON in, HTML or JSON out
-//	GET  /mp/{id}       a Mini Program page opened from a Mini Program code
+//	GET  /mp?scene=     the newest Mini Program code made for that scene
+//	GET  /mp/{id}       what a Mini Program code opens: pick the user, then
+//	                    the shipped login page runs with a simulated wx
 //	POST /mp/{id}       wx.login() there: a js_code for /sns/jscode2session
+//	POST /sim/miniprogram/{scan,confirm}  the page's wx.request, relayed
+//	                    to the backend (Mini.APIBase)
+//	GET  /sim/mini/logic.js, /sim/mini/app.js  the page's logic, its wx
 //	POST /sim/jscode    a js_code without a Mini Program code (JSON)
 //	POST /sim/expire-tokens  expire every access token now
 //
@@ -38,6 +43,9 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
+//go:embed static
+var staticFS embed.FS
+
 var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"left": func(t, now time.Time) string {
 		d := t.Sub(now).Round(time.Second)
@@ -51,7 +59,7 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 
 // Info is what the pages tell about the simulator's settings.
 type Info struct {
-	AppID       string
+	AppID       string // of the account and of its Mini Program
 	OriginalID  string
 	CallbackURL string
 	SafeMode    bool
@@ -66,14 +74,17 @@ type Phone struct {
 	acct   *wechattest.Account
 	sender *deliver.Sender
 	info   Info
+	mini   Mini
+	client *http.Client // relays the Mini Program page's requests
 
 	mu      sync.Mutex // guards history
 	history []*ScanResult
 }
 
-// New returns the phone of acct, delivering through sender.
-func New(log *slog.Logger, acct *wechattest.Account, sender *deliver.Sender, info Info) *Phone {
-	return &Phone{log: log, acct: acct, sender: sender, info: info}
+// New returns the phone of acct, delivering through sender; mini sets up
+// the Mini Program stand-in.
+func New(log *slog.Logger, acct *wechattest.Account, sender *deliver.Sender, info Info, mini Mini) *Phone {
+	return &Phone{log: log, acct: acct, sender: sender, info: info, mini: mini, client: &http.Client{}}
 }
 
 // Register adds the pages to mux.
@@ -81,8 +92,12 @@ func (p *Phone) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", p.home)
 	mux.HandleFunc("GET /scan/{id}", p.scanPage)
 	mux.HandleFunc("POST /scan/{id}", p.scan)
+	mux.HandleFunc("GET /mp", p.miniByScene)
 	mux.HandleFunc("GET /mp/{id}", p.miniPage)
 	mux.HandleFunc("POST /mp/{id}", p.miniLogin)
+	mux.HandleFunc("POST /sim/miniprogram/{op}", p.miniRequest)
+	mux.HandleFunc("GET /sim/mini/logic.js", p.serveLogic)
+	mux.HandleFunc("GET /sim/mini/app.js", p.serveApp)
 	mux.HandleFunc("POST /sim/jscode", p.jsCode)
 	mux.HandleFunc("POST /sim/expire-tokens", p.expireTokens)
 }
@@ -119,15 +134,17 @@ func wantsJSON(r *http.Request) bool {
 
 type homeData struct {
 	Info      Info
+	Mini      Mini
 	Now       time.Time
 	QRs       []wechattest.QR
+	MiniCodes []wechattest.WxaCode
 	Followers []wechattest.User
 	History   []*ScanResult
 }
 
 func (p *Phone) home(w http.ResponseWriter, r *http.Request) {
 	p.render(w, http.StatusOK, "home.html", homeData{
-		Info: p.info, Now: p.acct.Now(), QRs: p.acct.ActiveQRs(),
+		Info: p.info, Mini: p.mini, Now: p.acct.Now(), QRs: p.acct.ActiveQRs(), MiniCodes: p.mini.Codes.recent(p.acct, 20),
 		Followers: p.acct.Followers(), History: p.History(),
 	})
 }
@@ -295,19 +312,11 @@ func (p *Phone) scan(w http.ResponseWriter, r *http.Request) {
 
 type miniData struct {
 	Info      Info
+	Mini      Mini
 	Code      wechattest.WxaCode
 	Followers []wechattest.User
 	JSCode    string
 	User      wechattest.User
-}
-
-func (p *Phone) miniPage(w http.ResponseWriter, r *http.Request) {
-	c, ok := p.acct.WxaCodeByID(r.PathValue("id"))
-	if !ok {
-		p.render(w, http.StatusNotFound, "problem.html", problemData{Title: "Unknown Mini Program code", Message: ErrUnknownCode.Error()})
-		return
-	}
-	p.render(w, http.StatusOK, "mini.html", miniData{Info: p.info, Code: c, Followers: p.acct.Followers()})
 }
 
 // jsCodeJSON is the JSON answer of a wx.login() stand-in.
@@ -350,7 +359,7 @@ func (p *Phone) miniLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, jsCodeJSON{Code: code, OpenID: u.OpenID, MiniOpenID: u.MiniOpenID, UnionID: u.UnionID, Scene: c.Scene, Page: c.Page})
 		return
 	}
-	p.render(w, http.StatusOK, "mini.html", miniData{Info: p.info, Code: c, Followers: p.acct.Followers(), JSCode: code, User: u})
+	p.render(w, http.StatusOK, "mini.html", miniData{Info: p.info, Mini: p.mini, Code: c, Followers: p.acct.Followers(), JSCode: code, User: u})
 }
 
 func (p *Phone) jsCode(w http.ResponseWriter, r *http.Request) {

@@ -2,13 +2,19 @@
  * scanlogin.js: the browser side of "scan the WeChat QR code to log in".
  * No dependencies, no build step; copy it to your site.
  *
- * Protocol (see the project's README): open ws(s)://<host>/ws; the server
- * sends {"type":"qrcode", session, resume, qrcode_url, scan_url,
- * expires_in, expires_at}, then "scanned", "login" {token, user} (and
- * closes with 1000), or "expired" (send {"type":"refresh"} for a new code),
- * "error" {code, message}, "message" {event, data}, "pong".
+ * Protocol (see the project's README): open ws(s)://<host>/ws?flow=<flow>
+ * (flow "oa": an official-account QR code; "miniprogram": a Mini Program
+ * code; none: the server's first flow); the server sends {"type":"qrcode",
+ * flow, session, resume, qrcode_url, scan_url, expires_in, expires_at},
+ * then "scanned" (confirm on the phone), "login" {token, user} (and closes
+ * with 1000), "cancelled" (declined on the phone) or "expired" (send
+ * {"type":"refresh"} for a new code, in the same flow), "error" {code,
+ * message}, "message" {event, data}, "pong". qrcode_url may be a path on
+ * the login server (Mini Program codes): it is resolved against the
+ * WebSocket's host.
  * After a drop, /ws?session=..&resume=.. reattaches to the same session and
- * replays what was missed. A session has one connection: a tab whose
+ * replays what was missed; the flow is kept across drops, refreshes and
+ * page reloads. A session has one connection: a tab whose
  * session another tab resumed gets "error" session_taken and close 4002,
  * and stops (state "error", code "session_taken"); it does not resume again.
  *
@@ -17,17 +23,21 @@
  *   // 1. Just the protocol; draw it yourself.
  *   var login = ScanLogin.connect({
  *     url: "wss://login.example.com/ws",          // default: this host's /ws
+ *     flow: "miniprogram",                        // default: the server's first flow
  *     onState: function (s) { ... },              // s.state: connecting, waiting,
- *                                                 // scanned, loggedin, expired, error
+ *                                                 // scanned, loggedin, cancelled,
+ *                                                 // expired, error; s.flow
  *     onMessage: function (event, data) { ... },  // Push messages
  *   });
- *   login.refresh(); login.close();
+ *   login.refresh(); login.setFlow("oa"); login.close();
  *
  *   // 2. A ready-made widget in an element:
- *   ScanLogin.mount(document.getElementById("login"), { simulator: true });
+ *   ScanLogin.mount(document.getElementById("login"), { flows: ["oa", "miniprogram"] });
+ *   // flows: the server's enabled flows (LOGIN_FLOWS), first the default;
+ *   // with two, the widget offers a switch between them.
  *
  *   // or without any script of your own:
- *   <div data-scanlogin data-ws-url="wss://login.example.com/ws"></div>
+ *   <div data-scanlogin data-ws-url="wss://login.example.com/ws" data-flows="oa,miniprogram"></div>
  *
  *   // 3. After the login, Push messages for the user (/ws?token=..):
  *   var inbox = ScanLogin.listen({
@@ -46,6 +56,8 @@
 
   var defaults = {
     url: null,              // WebSocket URL; default ws(s)://<this host>/ws
+    flow: "",               // "oa" or "miniprogram"; empty: the saved one, else the server's first
+    flows: null,            // the server's flows, if known: a saved flow not among them is ignored
     storageKey: "scanlogin",
     storage: undefined,     // default window.sessionStorage; null: do not keep the session
     backoffBase: 500,       // ms, first reconnect delay (before jitter)
@@ -107,9 +119,14 @@
     var autoRefreshes = 0;
     var current = { state: "connecting" };
     var history = [];
+    // The flow of the sessions this connection asks for: the one asked for,
+    // else the one last used in this tab (a reload, even after a login,
+    // stays in it), else empty (the server's first) until a qrcode message
+    // names it.
+    var flow = o.flow || savedFlow();
 
     function emit(state, fields) {
-      current = { state: state };
+      current = { state: state, flow: flow };
       for (var f in fields || {}) current[f] = fields[f];
       history.push(state);
       if (history.length > 100) history.shift();
@@ -130,6 +147,19 @@
       } catch (e) {
         return null;
       }
+    }
+    function savedFlow() {
+      var f = "";
+      try {
+        f = (storage && storage.getItem(o.storageKey + ".flow")) || "";
+      } catch (e) { /* blocked storage: no preference */ }
+      return f && (!o.flows || o.flows.indexOf(f) >= 0) ? f : "";
+    }
+    function saveFlow() {
+      if (!storage || !flow) return;
+      try {
+        storage.setItem(o.storageKey + ".flow", flow);
+      } catch (e) { /* storage full or blocked */ }
     }
     function save(v) {
       if (!storage) return;
@@ -159,11 +189,19 @@
       clearTimers();
       if (stopped || done || displaced) return;
       var saved = load();
-      var u = url;
-      if (saved) {
-        u += (u.indexOf("?") < 0 ? "?" : "&") + "session=" + encodeURIComponent(saved.session) +
-          "&resume=" + encodeURIComponent(saved.resume);
+      if (saved && flow && saved.flow && saved.flow !== flow) {
+        save(null); // a session of the other flow: start one in this flow
+        saved = null;
       }
+      var query = [];
+      // The flow goes along with a resume too: if the session is gone,
+      // the new one the server makes is in the same flow.
+      if (flow) query.push("flow=" + encodeURIComponent(flow));
+      if (saved) {
+        query.push("session=" + encodeURIComponent(saved.session), "resume=" + encodeURIComponent(saved.resume));
+      }
+      var u = url;
+      if (query.length) u += (u.indexOf("?") < 0 ? "?" : "&") + query.join("&");
       var sock;
       try {
         sock = new WebSocket(u);
@@ -229,19 +267,21 @@
         case "qrcode":
           attempt = 0;
           clearTimeout(refreshTimer);
-          save({ session: m.session, resume: m.resume });
+          if (m.flow) flow = m.flow;
+          saveFlow();
+          save({ session: m.session, resume: m.resume, flow: flow });
           var left = typeof m.expires_in === "number" ? m.expires_in * 1000 : m.expires_at - Date.now();
           emit("waiting", {
             session: m.session,
             scene: m.scene,
-            qrcodeURL: m.qrcode_url,
+            qrcodeURL: absoluteURL(m.qrcode_url),
             scanURL: m.scan_url,
             // A local deadline: immune to a wrong clock on this computer.
             expiresAt: Date.now() + left,
           });
           break;
         case "scanned":
-          emit("scanned", { qrcodeURL: current.qrcodeURL, scanURL: current.scanURL, expiresAt: current.expiresAt });
+          emit("scanned", { scene: current.scene, qrcodeURL: current.qrcodeURL, scanURL: current.scanURL, expiresAt: current.expiresAt });
           break;
         case "login":
           done = true;
@@ -258,7 +298,9 @@
           }
           break;
         case "cancelled":
-          emit("error", { code: "cancelled", message: "Login was declined on the phone." });
+          // The connection stays open: refresh gives a new code.
+          clearTimeout(refreshTimer);
+          emit("cancelled", { qrcodeURL: current.qrcodeURL });
           break;
         case "error":
           if (m.code === "resume_failed") {
@@ -275,6 +317,17 @@
           break;
         case "pong":
           break;
+      }
+    }
+
+    // absoluteURL resolves a path against the login server's host (the
+    // WebSocket's), not the page's: the widget may be on another site.
+    function absoluteURL(u) {
+      if (typeof u !== "string" || u.charAt(0) !== "/" || u.charAt(1) === "/") return u;
+      try {
+        return new URL(u, url.replace(/^ws(s?):/i, "http$1:")).href;
+      } catch (e) {
+        return u;
       }
     }
 
@@ -305,6 +358,21 @@
       if (!done && !stopped) retry(4000);
     }
 
+    // restart forgets the session and starts over with a new code.
+    function restart() {
+      save(null);
+      done = false;
+      stopped = false;
+      displaced = false;
+      autoRefreshes = 0;
+      attempt = 0;
+      var old = ws;
+      ws = null;
+      if (old) old.close(1000, "restart");
+      emit("connecting", {});
+      open();
+    }
+
     // reconnect connects now, resuming the session if there is one.
     function reconnect() {
       if (done || stopped || displaced || ws) return;
@@ -325,22 +393,18 @@
       get state() { return current; },
       /** Names of the states so far, oldest first (the last 100). */
       get history() { return history.slice(); },
+      /** The flow asked for, or the server's answer; empty before the first code. */
+      get flow() { return flow; },
       refresh: refresh,
       reconnect: reconnect,
       dropSocket: drop,
-      /** restart forgets the session and starts over with a new code. */
-      restart: function () {
-        save(null);
-        done = false;
-        stopped = false;
-        displaced = false;
-        autoRefreshes = 0;
-        attempt = 0;
-        var old = ws;
-        ws = null;
-        if (old) old.close(1000, "restart");
-        emit("connecting", {});
-        open();
+      restart: restart,
+      /** setFlow starts over with a new code in flow f (no-op if it is the current one). */
+      setFlow: function (f) {
+        if (!f || f === flow) return;
+        flow = f;
+        saveFlow();
+        restart();
       },
       /** close ends the connection for good. */
       close: function () {
@@ -495,9 +559,28 @@
     waiting: "Scan with WeChat to log in",
     scanned: "Scanned: confirm on your phone",
     loggedin: "Logged in",
+    cancelled: "Cancelled on the phone",
     expired: "QR code expired",
     error: "Something went wrong",
   };
+
+  // What the flow switch calls each flow.
+  var flowNames = {
+    oa: "WeChat QR code",
+    miniprogram: "Mini Program code",
+  };
+
+  // How to scan, per flow (the default for a flow not named here).
+  var waitingText = {
+    "": "Open WeChat, tap + then Scan, and point it at the code.",
+    miniprogram: "Scan the code with WeChat. A Mini Program opens on your phone: tap Confirm login there.",
+  };
+  var scannedText = {
+    "": "Waiting for you to confirm on the phone.",
+    miniprogram: "Tap Confirm login in WeChat on your phone, or Cancel if it was not you.",
+  };
+
+  var widgets = 0; // mounted so far: names radio groups apart
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -531,13 +614,35 @@
   }
 
   // mount draws a login widget inside root and connects it. Options are
-  // those of connect, plus simulator: true to link each code's scan_url
-  // (the WeChat simulator's phone page, in development), and onLogin:
+  // those of connect, plus flows: the server's flows (with two or more, a
+  // switch between them), simulator: true to link each code's scan_url, or
+  // the simulator's URL to also link a Mini Program code's page there (the
+  // WeChat simulator's phone page, in development), and onLogin:
   // function (token, user, claims). It returns the connection.
   function mount(root, options) {
     options = options || {};
     root.classList.add("scanlogin");
     root.textContent = "";
+    var flows = (options.flows || []).filter(function (f) { return !!f; });
+    var switcher = null;
+    var radios = {};
+    if (flows.length > 1) {
+      // A native radio group: arrow keys move between the flows.
+      var group = "sl-flow-" + (++widgets);
+      switcher = el("fieldset", { id: "flows", class: "sl-flows" });
+      switcher.appendChild(el("legend", { class: "sl-flows-legend" }, "Log in with"));
+      flows.forEach(function (f) {
+        var label = el("label", { class: "sl-flow" });
+        var input = el("input", { type: "radio", name: group, value: f, id: "flow-" + f });
+        input.addEventListener("change", function () {
+          if (input.checked) c.setFlow(f);
+        });
+        radios[f] = input;
+        label.appendChild(input);
+        label.appendChild(el("span", null, flowNames[f] || f));
+        switcher.appendChild(label);
+      });
+    }
     var state = el("div", { id: "state", class: "sl-state", "data-state": "connecting", role: "status", "aria-live": "polite" }, labels.connecting);
     var qr = el("div", { id: "qr", class: "sl-qr" });
     var img = el("img", { alt: "WeChat login QR code", width: "220", height: "220", referrerpolicy: "no-referrer" });
@@ -550,7 +655,7 @@
     var sim = el("a", { id: "sim-link", class: "sl-sim", target: "_blank", rel: "noopener", hidden: "" }, "Open the simulator's phone page");
     var result = el("div", { id: "result", class: "sl-result", hidden: "" });
     var conn = el("div", { id: "conn", class: "sl-conn", "data-conn": "connecting", "data-opens": "0" });
-    [state, qr, countdown, detail, sim, result, button, conn].forEach(function (e) { root.appendChild(e); });
+    [switcher, state, qr, countdown, detail, sim, result, button, conn].forEach(function (e) { if (e) root.appendChild(e); });
 
     var s = { state: "connecting" };
     var tick = null;
@@ -572,24 +677,44 @@
       }
     }
 
+    // simulatorLink is the simulator's page for the code shown, in
+    // development: the scan URL of an official-account code, the Mini
+    // Program page of a Mini Program code (found there by its scene).
+    function simulatorLink(st) {
+      if (!options.simulator) return "";
+      if (st.flow === "miniprogram") {
+        if (typeof options.simulator !== "string" || !st.scene) return "";
+        return options.simulator.replace(/\/+$/, "") + "/mp?scene=" + encodeURIComponent(st.scene);
+      }
+      return st.scanURL || "";
+    }
+
     function render(st) {
       s = st;
+      var flow = st.flow || "";
       root.setAttribute("data-state", st.state);
+      root.setAttribute("data-flow", flow);
       state.setAttribute("data-state", st.state);
       state.textContent = labels[st.state] || st.state;
+      if (radios[flow]) radios[flow].checked = true;
       var hasQR = !!st.qrcodeURL && (st.state === "waiting" || st.state === "scanned");
       if (hasQR && img.getAttribute("src") !== st.qrcodeURL) img.setAttribute("src", st.qrcodeURL);
-      show(qr, hasQR || st.state === "expired");
+      img.setAttribute("alt", flow === "miniprogram" ? "WeChat Mini Program login code" : "WeChat login QR code");
+      show(qr, hasQR || st.state === "expired" || st.state === "cancelled");
       qr.setAttribute("data-dim", st.state === "waiting" ? "no" : "yes");
-      overlay.textContent = st.state === "scanned" ? "✓" : st.state === "expired" ? "Expired" : "";
-      var scanURL = options.simulator && hasQR ? st.scanURL : "";
+      overlay.textContent = st.state === "scanned" ? "✓" : st.state === "expired" ? "Expired" : st.state === "cancelled" ? "Cancelled" : "";
+      var scanURL = hasQR ? simulatorLink(st) : "";
       if (scanURL) sim.setAttribute("href", scanURL);
       show(sim, !!scanURL);
 
       var text = "";
       var btn = "";
-      if (st.state === "waiting") text = "Open WeChat, tap + then Scan, and point it at the code.";
-      if (st.state === "scanned") text = "Waiting for you to confirm on the phone.";
+      if (st.state === "waiting") text = waitingText[flow] || waitingText[""];
+      if (st.state === "scanned") text = scannedText[flow] || scannedText[""];
+      if (st.state === "cancelled") {
+        text = "Nobody was logged in. Get a new code to try again.";
+        btn = "Get a new code";
+      }
       if (st.state === "expired") {
         text = st.autoRefresh ? "Getting a new code…" : "Click for a new code.";
         btn = "Get a new code";
@@ -620,6 +745,8 @@
 
     var c = connect({
       url: options.url,
+      flow: options.flow,
+      flows: flows.length ? flows : null,
       storage: options.storage,
       storageKey: options.storageKey,
       maxAutoRefresh: options.maxAutoRefresh,
@@ -666,7 +793,9 @@
       if (n.getAttribute("data-scanlogin") === "manual" || n.__scanlogin) continue;
       n.__scanlogin = mount(n, {
         url: n.getAttribute("data-ws-url") || undefined,
-        simulator: !!n.getAttribute("data-simulator"),
+        flows: (n.getAttribute("data-flows") || "").split(/[\s,]+/),
+        flow: n.getAttribute("data-flow") || undefined,
+        simulator: n.getAttribute("data-simulator") || false,
       });
       // The first widget is reachable for tests and the console.
       if (!global.__scanlogin) global.__scanlogin = n.__scanlogin;
