@@ -1,8 +1,9 @@
 // Command wechat-callback is the HTTP endpoint WeChat calls when a user
 // scans a login QR code. It verifies and decrypts the event, drops
 // duplicates and replays, and reports the scan to the push server with
-// PushService.Notify. Configuration comes from the environment; see
-// wechat-callback/README.md.
+// PushService.Notify. With MINIPROGRAM_APPID it also serves the Mini
+// Program backend API (/miniprogram/scan, /miniprogram/confirm).
+// Configuration comes from the environment; see wechat-callback/README.md.
 //
 // Once it listens it logs a line such as
 //
