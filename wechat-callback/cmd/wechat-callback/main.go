@@ -1,8 +1,9 @@
 // Command wechat-callback is the HTTP endpoint WeChat calls when a user
 // scans a login QR code. It verifies and decrypts the event, drops
 // duplicates and replays, and reports the scan to the push server with
-// PushService.Notify. Configuration comes from the environment; see
-// wechat-callback/README.md.
+// PushService.Notify. With MINIPROGRAM_APPID it also serves the Mini
+// Program backend API (/miniprogram/scan, /miniprogram/confirm).
+// Configuration comes from the environment; see wechat-callback/README.md.
 //
 // Once it listens it logs a line such as
 //
@@ -32,6 +33,7 @@ import (
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/miniprogram"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient"
 	"github.com/scanlogin/scanlogin/wechat/redistoken"
 	"golang.org/x/sync/errgroup"
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 
 	var store dedup.Store = dedup.NewMemory() // a single instance
 	var tokens wechat.TokenCache              // nil: the client's own memory
+	var mpStore miniprogram.Store = miniprogram.NewMemory(nil)
 	if cfg.RedisURL != "" {
 		rdb, err := dedup.OpenRedis(cfg.RedisURL, cfg.RedisPrefix)
 		if err != nil {
@@ -94,6 +97,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		defer rdb.Close()
 		// The same key the push servers use: one access token per account.
 		tokens = redistoken.New(rdb.Client(), cfg.RedisPrefix, cfg.AppID)
+		mpStore = miniprogram.NewRedis(rdb.Client(), cfg.RedisPrefix)
 		if err := rdb.Ping(ctx); err != nil {
 			log.Warn("redis unreachable at start; callbacks are answered unavailable until it answers", "err", err)
 		}
@@ -124,6 +128,31 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		users = client
 	}
 
+	var mini http.Handler // nil: /miniprogram/* is not served
+	if cfg.MiniProgram.Enabled() {
+		client, err := wechat.NewClient(wechat.Config{
+			APIBase:    cfg.APIBase,
+			AppID:      cfg.MiniProgram.AppID,
+			Secret:     cfg.MiniProgram.Secret,
+			HTTPClient: wechat.NewHTTPClient(3 * time.Second),
+			Logger:     log,
+		})
+		if err != nil {
+			return fmt.Errorf("MINIPROGRAM_APPID: %w", err)
+		}
+		mini, err = miniprogram.New(miniprogram.Deps{
+			Logger:     log,
+			Config:     cfg.MiniProgram,
+			Sessions:   client,
+			Notifier:   push,
+			Store:      mpStore,
+			Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+	}
+
 	handler, err := callback.NewServer(callback.Deps{
 		Logger:   log,
 		Config:   cfg,
@@ -133,6 +162,8 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		Ready:    push.Ready,
 		Registry: reg,
 		Metrics:  metrics,
+		// The Mini Program API, when MINIPROGRAM_APPID is set.
+		MiniProgram: mini,
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,13 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 // that stops it and returns run's error.
 func start(t *testing.T, env map[string]string) (string, func() error) {
 	t.Helper()
+	return startLogged(t, env, nil)
+}
+
+// startLogged is start that also copies the log to logs (when not nil)
+// once stop returned.
+func startLogged(t *testing.T, env map[string]string, logs io.Writer) (string, func() error) {
+	t.Helper()
 	prog, err := proctest.Run(t, func(ctx context.Context, stderr io.Writer) error {
 		return run(ctx, nil, settings.Map(env), stderr)
 	}, listening)
@@ -42,7 +49,14 @@ func start(t *testing.T, env map[string]string) (string, func() error) {
 			t.Logf("wechat-callback logs:\n%s", prog.Logs)
 		}
 	})
-	return "http://" + prog.Listening[0], prog.Stop
+	stop := func() error {
+		err := prog.Stop()
+		if logs != nil {
+			io.WriteString(logs, prog.Logs.String())
+		}
+		return err
+	}
+	return "http://" + prog.Listening[0], stop
 }
 
 func sign(parts ...string) string {
@@ -239,5 +253,71 @@ func TestCheckConfig(t *testing.T) {
 	err := run(context.Background(), []string{"-check-config"}, settings.Map(vars), io.Discard)
 	if err == nil || !strings.HasPrefix(err.Error(), "config: CALLBACK_DEDUP_TTL: ") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("bad CALLBACK_DEDUP_TTL: err = %v", err)
+	}
+}
+
+// TestRunMiniProgramOnly: with only a Mini Program (no WECHAT_TOKEN) the
+// service starts, serves /miniprogram/* with Redis, and has no
+// /wechat/callback; the log holds neither secret.
+func TestRunMiniProgramOnly(t *testing.T) {
+	push := pushtest.Start(t)
+	const scene = "AbCdEfGhIjKlMnOpQrStUv_-"
+	push.AddTwoStep(scene, time.Now().Add(time.Minute), &pushv1.Requester{Browser: "Firefox 128"})
+	api := wechattest.New(t, "wxmini0123456789", "mini-app-secret")
+	rs := redistest.Start(t)
+	var logs strings.Builder
+	base, stop := startLogged(t, map[string]string{
+		"CALLBACK_HTTP_ADDR": "127.0.0.1:0",
+		"MINIPROGRAM_APPID":  "wxmini0123456789",
+		"MINIPROGRAM_SECRET": "mini-app-secret",
+		"SITE_NAME":          "Example",
+		"WECHAT_API_BASE":    api.URL(),
+		"PUSH_GRPC_TARGET":   push.Addr(),
+		"REDIS_URL":          rs.URL(),
+	}, &logs)
+
+	code, _ := api.IssueJSCode("oAnn")
+	resp, err := http.Post(base+"/miniprogram/scan", "application/json",
+		strings.NewReader(`{"scene":"`+scene+`","code":"`+code+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"site":"Example"`) || !strings.Contains(string(body), "Firefox 128") {
+		t.Fatalf("scan: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Post(signedURL(base, "tok3n"), "text/xml", strings.NewReader("<xml></xml>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/wechat/callback without WECHAT_TOKEN: %d, want 404", resp.StatusCode)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "mini-app-secret") || strings.Contains(logs.String(), code) {
+		t.Errorf("log holds the secret or the code:\n%s", logs.String())
+	}
+}
+
+// TestRunWithoutMiniProgram: without MINIPROGRAM_APPID, /miniprogram/* is
+// not served.
+func TestRunWithoutMiniProgram(t *testing.T) {
+	push := pushtest.Start(t)
+	base, _ := start(t, map[string]string{
+		"CALLBACK_HTTP_ADDR": "127.0.0.1:0",
+		"WECHAT_TOKEN":       "tok3n",
+		"PUSH_GRPC_TARGET":   push.Addr(),
+	})
+	resp, err := http.Post(base+"/miniprogram/scan", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/miniprogram/scan: %d, want 404", resp.StatusCode)
 	}
 }

@@ -57,10 +57,13 @@ type Deps struct {
 	Metrics *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// MiniProgram serves /miniprogram/*; nil: those paths answer 404.
+	MiniProgram http.Handler
 }
 
-// NewServer returns the HTTP handler of wechat-callback: /wechat/callback,
-// /healthz, /readyz and /metrics.
+// NewServer returns the HTTP handler of wechat-callback: /wechat/callback
+// (unless WECHAT_TOKEN is empty, in a deployment with only a Mini Program),
+// /miniprogram/* (with Deps.MiniProgram), /healthz, /readyz and /metrics.
 func NewServer(d Deps) (http.Handler, error) {
 	if d.Logger == nil || d.Config == nil || d.Notifier == nil || d.Store == nil || d.Registry == nil {
 		return nil, errors.New("callback: Logger, Config, Notifier, Store and Registry are required")
@@ -97,9 +100,14 @@ func NewServer(d Deps) (http.Handler, error) {
 	}
 	r.Use(h.recoverer)
 
-	cb := r.Group("/wechat/callback", h.countRequests)
-	cb.GET("", h.verifyURL)
-	cb.POST("", h.receive)
+	if d.Config.Token != "" {
+		cb := r.Group("/wechat/callback", h.countRequests)
+		cb.GET("", h.verifyURL)
+		cb.POST("", h.receive)
+	}
+	if d.MiniProgram != nil {
+		r.Any("/miniprogram/*path", gin.WrapH(d.MiniProgram))
+	}
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	r.GET("/readyz", func(c *gin.Context) {

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/scanlogin/scanlogin/internal/redisurl"
 	"github.com/scanlogin/scanlogin/internal/settings"
@@ -47,8 +49,25 @@ type Config struct {
 
 	Replies Replies
 
+	MiniProgram MiniProgram
+
 	LogLevel slog.Level // LOG_LEVEL
 }
+
+// MiniProgram configures the Mini Program backend API (/miniprogram/*),
+// served when AppID is set.
+type MiniProgram struct {
+	AppID          string   // MINIPROGRAM_APPID; empty: the API is not served
+	Secret         string   // MINIPROGRAM_SECRET (secret)
+	SiteName       string   // SITE_NAME: shown on the phone
+	TrustedProxies []string // TRUSTED_PROXIES: whose X-Forwarded-For names the client
+	ScansPerIP     Rate     // MINIPROGRAM_SCANS_PER_IP; zero: no limit
+	ConfirmsPerIP  Rate     // MINIPROGRAM_CONFIRMS_PER_IP; zero: no limit
+	ScansPerScene  int      // MINIPROGRAM_SCANS_PER_SCENE; 0: no limit
+}
+
+// Enabled reports whether the Mini Program API is served.
+func (m MiniProgram) Enabled() bool { return m.AppID != "" }
 
 // Rate is the CALLBACK_DECRYPT_FAILURES_PER_IP setting: N per Per, the
 // zero Rate meaning no limit.
@@ -78,6 +97,10 @@ const (
 	DefaultDecryptFailures = "10/m"
 	DefaultRedisPrefix     = "scanlogin:"
 
+	DefaultScansPerIP    = "20/m"
+	DefaultConfirmsPerIP = "30/m"
+	DefaultScansPerScene = 10
+
 	DefaultReplyLoginOK     = "Login successful. You can continue in your browser."
 	DefaultReplyExpired     = "This QR code has expired. Please refresh the login page and scan the new code."
 	DefaultReplyNotFound    = "Sorry, this login request could not be completed. Please refresh the login page and try again."
@@ -97,6 +120,12 @@ var (
 	appIDRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	originalIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 )
+
+// maxScansPerScene bounds MINIPROGRAM_SCANS_PER_SCENE.
+const maxScansPerScene = 1000
+
+// maxSiteName bounds SITE_NAME, which every scan answer carries.
+const maxSiteName = 100
 
 // maxDuration bounds the duration settings that have no tighter limit.
 const maxDuration = 30 * 24 * time.Hour
@@ -132,9 +161,19 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			Unavailable: e.Text("REPLY_UNAVAILABLE", DefaultReplyUnavailable),
 			Welcome:     e.Text("REPLY_WELCOME", DefaultReplyWelcome),
 		},
+		MiniProgram: MiniProgram{
+			AppID:          e.String("MINIPROGRAM_APPID", ""),
+			Secret:         e.Secret("MINIPROGRAM_SECRET"),
+			SiteName:       e.String("SITE_NAME", ""),
+			TrustedProxies: e.List("TRUSTED_PROXIES", ""),
+			ScansPerIP:     e.Rate("MINIPROGRAM_SCANS_PER_IP", DefaultScansPerIP),
+			ConfirmsPerIP:  e.Rate("MINIPROGRAM_CONFIRMS_PER_IP", DefaultConfirmsPerIP),
+			ScansPerScene:  e.Int("MINIPROGRAM_SCANS_PER_SCENE", DefaultScansPerScene, 0, maxScansPerScene),
+		},
 		LogLevel: e.LogLevel("LOG_LEVEL"),
 	}
 	c.validate(e)
+	c.MiniProgram.validate(e)
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
@@ -146,9 +185,11 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 func (c *Config) validate(e *settings.Env) {
 	var name, problem string
 	switch {
-	case c.Token == "":
-		name, problem = "WECHAT_TOKEN", "required (the Token of the official account's server configuration)"
-	case !tokenRE.MatchString(c.Token):
+	case c.Token == "" && c.MiniProgram.AppID == "":
+		name, problem = "WECHAT_TOKEN", "required (the Token of the official account's server configuration), unless MINIPROGRAM_APPID is set"
+	case c.Token == "" && c.AESKey != "":
+		name, problem = "WECHAT_TOKEN", "required when WECHAT_AES_KEY is set"
+	case c.Token != "" && !tokenRE.MatchString(c.Token):
 		name, problem = "WECHAT_TOKEN", "must be 3 to 32 letters or digits"
 	case c.AESKey != "" && !aesKeyRE.MatchString(c.AESKey):
 		name, problem = "WECHAT_AES_KEY", "must be empty or exactly 43 letters or digits (the EncodingAESKey)"
@@ -185,6 +226,29 @@ func (c *Config) validate(e *settings.Env) {
 	}
 }
 
+// validate checks the Mini Program settings, recording problems on e.
+func (m *MiniProgram) validate(e *settings.Env) {
+	switch {
+	case m.AppID != "" && !appIDRE.MatchString(m.AppID):
+		e.Check("MINIPROGRAM_APPID", fmt.Errorf("%q is not an AppID", m.AppID))
+	case m.AppID != "" && m.Secret == "":
+		e.Check("MINIPROGRAM_SECRET", errors.New("required when MINIPROGRAM_APPID is set"))
+	case m.AppID == "" && m.Secret != "":
+		e.Check("MINIPROGRAM_APPID", errors.New("required when MINIPROGRAM_SECRET is set"))
+	case len(m.SiteName) > maxSiteName || !utf8.ValidString(m.SiteName):
+		e.Check("SITE_NAME", fmt.Errorf("must be valid UTF-8 of at most %d bytes", maxSiteName))
+	}
+	for _, p := range m.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(p); err != nil {
+			e.Check("TRUSTED_PROXIES", fmt.Errorf("%q is not an IP address or CIDR", p))
+			return
+		}
+	}
+}
+
 // LogValue lists the settings that are not secret, for the start-up log line.
 func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
@@ -204,6 +268,12 @@ func (c *Config) LogValue() slog.Value {
 		slog.Duration("dedup_ttl", c.DedupTTL),
 		slog.Duration("notify_timeout", c.NotifyTimeout),
 		slog.Duration("budget", c.Budget),
+		slog.String("miniprogram_appid", c.MiniProgram.AppID),
+		slog.String("site_name", c.MiniProgram.SiteName),
+		slog.Any("trusted_proxies", c.MiniProgram.TrustedProxies),
+		slog.String("miniprogram_scans_per_ip", c.MiniProgram.ScansPerIP.String()),
+		slog.String("miniprogram_confirms_per_ip", c.MiniProgram.ConfirmsPerIP.String()),
+		slog.Int("miniprogram_scans_per_scene", c.MiniProgram.ScansPerScene),
 		slog.String("log_level", c.LogLevel.String()),
 	)
 }

@@ -124,6 +124,15 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"WECHAT_TOKEN", "tok", "REDIS_URL", "http://x"}, "REDIS_URL"},
 		{[]string{"WECHAT_TOKEN", "tok", "LOG_LEVEL", "loud"}, "LOG_LEVEL"},
 		{[]string{"WECHAT_TOKEN", "tok", "CALLBACK_REQUIRE_ENCRYPTION", "true"}, "CALLBACK_REQUIRE_ENCRYPTION"},
+		{[]string{"WECHAT_TOKEN", "tok", "MINIPROGRAM_APPID", "wx1"}, "MINIPROGRAM_SECRET"},
+		{[]string{"WECHAT_TOKEN", "tok", "MINIPROGRAM_SECRET", "s"}, "MINIPROGRAM_APPID"},
+		{[]string{"WECHAT_TOKEN", "tok", "MINIPROGRAM_APPID", "wx 1", "MINIPROGRAM_SECRET", "s"}, "MINIPROGRAM_APPID"},
+		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "WECHAT_AES_KEY", aesKey}, "WECHAT_TOKEN"},
+		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "MINIPROGRAM_SCANS_PER_IP", "5"}, "MINIPROGRAM_SCANS_PER_IP"},
+		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "MINIPROGRAM_CONFIRMS_PER_IP", "x/m"}, "MINIPROGRAM_CONFIRMS_PER_IP"},
+		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "MINIPROGRAM_SCANS_PER_SCENE", "-1"}, "MINIPROGRAM_SCANS_PER_SCENE"},
+		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "TRUSTED_PROXIES", "10.0.0.0/8, proxy"}, "TRUSTED_PROXIES"},
+		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "SITE_NAME", strings.Repeat("x", 101)}, "SITE_NAME"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
@@ -156,15 +165,37 @@ func TestTimestampWindowZero(t *testing.T) {
 	}
 }
 
+// TestMiniProgramOnly: a deployment with only a Mini Program (no official
+// account) needs no WECHAT_TOKEN.
+func TestMiniProgramOnly(t *testing.T) {
+	c, err := Load(env("MINIPROGRAM_APPID", "wxmini", "MINIPROGRAM_SECRET", "s", "SITE_NAME", "Example",
+		"TRUSTED_PROXIES", "10.0.0.0/8,192.0.2.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.MiniProgram
+	if !m.Enabled() || m.SiteName != "Example" || len(m.TrustedProxies) != 2 {
+		t.Errorf("MiniProgram = %+v", m)
+	}
+	if m.ScansPerIP != (Rate{N: 20, Per: time.Minute}) || m.ConfirmsPerIP != (Rate{N: 30, Per: time.Minute}) || m.ScansPerScene != 10 {
+		t.Errorf("limits = %v %v %d", m.ScansPerIP, m.ConfirmsPerIP, m.ScansPerScene)
+	}
+	c, err = Load(env("WECHAT_TOKEN", "tok"))
+	if err != nil || c.MiniProgram.Enabled() {
+		t.Errorf("without MINIPROGRAM_APPID: %v, enabled %v", err, c.MiniProgram.Enabled())
+	}
+}
+
 func TestLogValueHidesSecrets(t *testing.T) {
 	c, err := Load(env("WECHAT_TOKEN", "tokenSECRET1", "WECHAT_AES_KEY", aesKey, "WECHAT_APPID", "wx1",
-		"WECHAT_SECRET", "appSECRET2", "GRPC_AUTH_TOKEN", "grpcSECRET3", "REDIS_URL", "redis://:pwSECRET4@h:1/0"))
+		"WECHAT_SECRET", "appSECRET2", "GRPC_AUTH_TOKEN", "grpcSECRET3", "REDIS_URL", "redis://:pwSECRET4@h:1/0",
+		"MINIPROGRAM_APPID", "wxmini", "MINIPROGRAM_SECRET", "miniSECRET5"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	slog.New(slog.NewTextHandler(&b, nil)).Info("config", "config", c)
-	for _, secret := range []string{"tokenSECRET1", aesKey, "appSECRET2", "grpcSECRET3", "pwSECRET4"} {
+	for _, secret := range []string{"tokenSECRET1", aesKey, "appSECRET2", "grpcSECRET3", "pwSECRET4", "miniSECRET5"} {
 		if strings.Contains(b.String(), secret) {
 			t.Errorf("log line contains a secret: %s", b.String())
 		}

@@ -1,11 +1,14 @@
 // Package pushtest runs a fake PushService on a real gRPC listener for
-// wechat-callback's tests. It answers Notify from a scene table, records
-// every call, can be slowed down, made to fail, stopped and restarted on the
-// same port, and checks the bearer token like the real push server.
+// wechat-callback's tests. It answers Notify from a scene table, or for
+// two-step (Mini Program) sessions by the push server's rules, records
+// every call, can be slowed down, made to fail, stopped and restarted on
+// the same port, and checks the bearer token like the real push server.
 package pushtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"net"
 	"path/filepath"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Server is a fake push server. Configure it before traffic arrives or
@@ -31,11 +35,13 @@ type Server struct {
 	mu       sync.Mutex // guards the fields below
 	srv      *grpc.Server
 	calls    []*pushv1.NotifyRequest
-	results  map[string]pushv1.Result // by scene; missing: RESULT_NOT_FOUND
-	seen     map[string]pushv1.Result // by event_id, for idempotence
-	token    string                   // required bearer token; empty: none
-	delay    time.Duration            // before each answer
-	failN    int                      // the next failN calls fail with failCode
+	results  map[string]pushv1.Result          // by scene; missing: RESULT_NOT_FOUND
+	twoStep  map[string]*TwoStep               // two-step sessions by scene
+	seen     map[string]*pushv1.NotifyResponse // by event_id, for idempotence
+	now      func() time.Time
+	token    string        // required bearer token; empty: none
+	delay    time.Duration // before each answer
+	failN    int           // the next failN calls fail with failCode
 	failCode codes.Code
 }
 
@@ -43,7 +49,7 @@ type Server struct {
 // until the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, results: map[string]pushv1.Result{}, seen: map[string]pushv1.Result{}}
+	s := newServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("pushtest: listen: %v", err)
@@ -59,7 +65,7 @@ func Start(t testing.TB) *Server {
 // "unix-abstract:<name>". Restart is for TCP servers only.
 func StartUnix(t testing.TB, abstract bool) *Server {
 	t.Helper()
-	s := &Server{t: t, results: map[string]pushv1.Result{}, seen: map[string]pushv1.Result{}}
+	s := newServer(t)
 	path := filepath.Join(t.TempDir(), "push.sock")
 	listen := path
 	s.addr = "unix:" + path
@@ -74,6 +80,16 @@ func StartUnix(t testing.TB, abstract bool) *Server {
 	s.serve(l)
 	t.Cleanup(s.Stop)
 	return s
+}
+
+func newServer(t testing.TB) *Server {
+	return &Server{
+		t:       t,
+		results: map[string]pushv1.Result{},
+		twoStep: map[string]*TwoStep{},
+		seen:    map[string]*pushv1.NotifyResponse{},
+		now:     time.Now,
+	}
 }
 
 // Addr is the server's "127.0.0.1:port" (or "unix:<path>"), a gRPC target.
@@ -186,12 +202,130 @@ func (s *Server) Notify(ctx context.Context, req *pushv1.NotifyRequest) (*pushv1
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.seen[req.GetEventId()]; ok {
-		return &pushv1.NotifyResponse{Result: r, Duplicate: true}, nil
+		dup := proto.CloneOf(r)
+		dup.Duplicate = true
+		return dup, nil
 	}
-	r, ok := s.results[req.GetScene()]
+	var resp *pushv1.NotifyResponse
+	if ts, ok := s.twoStep[req.GetScene()]; ok {
+		resp = ts.notify(req, s.now())
+	} else {
+		r, ok := s.results[req.GetScene()]
+		if !ok {
+			r = pushv1.Result_RESULT_NOT_FOUND
+		}
+		resp = &pushv1.NotifyResponse{Result: r}
+	}
+	s.seen[req.GetEventId()] = resp
+	return proto.CloneOf(resp), nil
+}
+
+// Two-step session states.
+const (
+	StateWaiting   = "waiting"
+	StateScanned   = "scanned"
+	StateConfirmed = "confirmed"
+	StateCancelled = "cancelled"
+)
+
+// TwoStep is a fake two-step (Mini Program) session: what the browser was
+// sent and who scanned.
+type TwoStep struct {
+	State     string // StateWaiting, ...
+	Scanner   string // openid of the user who scanned
+	UnionID   string // as sent with the scan
+	Confirmer string // openid sent with the confirmation or cancellation
+	// Messages the browser got: "scanned", "login", "cancelled".
+	Sent      []string
+	Expires   time.Time
+	Requester *pushv1.Requester
+
+	secret string
+}
+
+// AddTwoStep makes scene a two-step session of the miniprogram flow that
+// waits for a scan until expires and shows requester to the phone. Notify
+// then follows the push server's rules: EVENT_SCANNED (ticket empty) binds
+// the first user and answers a new confirm secret (again for the same
+// user; ALREADY_USED for another); EVENT_CONFIRMED and EVENT_CANCELLED need
+// that user and the latest secret (else FORBIDDEN) and end the session;
+// after the end ALREADY_USED; past expires EXPIRED.
+func (s *Server) AddTwoStep(scene string, expires time.Time, requester *pushv1.Requester) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.twoStep[scene] = &TwoStep{State: StateWaiting, Expires: expires, Requester: requester}
+}
+
+// TwoStep returns a copy of the two-step session of scene.
+func (s *Server) TwoStep(scene string) (TwoStep, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts, ok := s.twoStep[scene]
 	if !ok {
-		r = pushv1.Result_RESULT_NOT_FOUND
+		return TwoStep{}, false
 	}
-	s.seen[req.GetEventId()] = r
-	return &pushv1.NotifyResponse{Result: r}, nil
+	cp := *ts
+	cp.Sent = append([]string(nil), ts.Sent...)
+	return cp, true
+}
+
+// SetNow replaces the clock that decides the expiry of two-step sessions.
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// notify applies req to the session; s.mu must be held.
+func (ts *TwoStep) notify(req *pushv1.NotifyRequest, now time.Time) *pushv1.NotifyResponse {
+	answer := func(r pushv1.Result) *pushv1.NotifyResponse { return &pushv1.NotifyResponse{Result: r} }
+	openid := req.GetUser().GetOpenid()
+	switch {
+	case req.GetTicket() != "":
+		return answer(pushv1.Result_RESULT_TICKET_MISMATCH)
+	case !now.Before(ts.Expires):
+		return answer(pushv1.Result_RESULT_EXPIRED)
+	case ts.State == StateConfirmed || ts.State == StateCancelled:
+		return answer(pushv1.Result_RESULT_ALREADY_USED)
+	}
+	switch req.GetEvent() {
+	case pushv1.Event_EVENT_SCANNED:
+		if ts.State == StateScanned && ts.Scanner != openid {
+			return answer(pushv1.Result_RESULT_ALREADY_USED)
+		}
+		if ts.State == StateWaiting {
+			ts.State, ts.Scanner, ts.UnionID = StateScanned, openid, req.GetUser().GetUnionid()
+			ts.Sent = append(ts.Sent, "scanned")
+		}
+		ts.secret = newSecret()
+		return &pushv1.NotifyResponse{
+			Result: pushv1.Result_RESULT_DELIVERED,
+			Confirmation: &pushv1.Confirmation{
+				Secret:      ts.secret,
+				ExpiresAtMs: ts.Expires.UnixMilli(),
+				Requester:   ts.Requester,
+				Flow:        "miniprogram",
+			},
+		}
+	case pushv1.Event_EVENT_CONFIRMED, pushv1.Event_EVENT_CANCELLED:
+		if ts.State != StateScanned || openid != ts.Scanner || req.GetConfirm() != ts.secret {
+			return answer(pushv1.Result_RESULT_FORBIDDEN)
+		}
+		ts.Confirmer = openid
+		if req.GetEvent() == pushv1.Event_EVENT_CONFIRMED {
+			ts.State = StateConfirmed
+			ts.Sent = append(ts.Sent, "login")
+		} else {
+			ts.State = StateCancelled
+			ts.Sent = append(ts.Sent, "cancelled")
+		}
+		return answer(pushv1.Result_RESULT_DELIVERED)
+	}
+	return answer(pushv1.Result_RESULT_TICKET_MISMATCH) // an official-account event
+}
+
+func newSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
