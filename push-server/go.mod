@@ -17,6 +17,8 @@ require (
 	google.golang.org/grpc v1.85.0
 )
 
+require github.com/mileusna/useragent v1.3.5 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bytedance/gopkg v0.1.3 // indirect
