@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		return fmt.Errorf("wechat client: %w", err)
 	}
 	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL, LoginResume: login.ResumeWindow(cfg.TokenTTL)}, b.store,
-		qrIssuer{wc: wc, metrics: m}, tokens, b.router, m)
+		map[login.Flow]login.QRIssuer{login.FlowOA: qrIssuer{wc: wc, metrics: m}}, tokens, b.router, m)
 
 	// Listening comes before the HTTP API, whose connection manager holds
 	// system resources. Each listener is closed when run returns, also on

@@ -85,6 +85,10 @@ const (
 	CodeResumeFailed        = "resume_failed"        // the resume pair is wrong, expired or used; a new session follows
 	CodeRefreshLimit        = "refresh_limit"        // too many refreshes on this connection
 	CodeSessionTaken        = "session_taken"        // another connection resumed the session (KindSessionTaken)
+	// CodeMiniProgramMisconfigured: WeChat refused to make a Mini Program
+	// code for a reason only the operator can fix (41030 page not
+	// published, 40129/40169 scene refused); retrying will not help.
+	CodeMiniProgramMisconfigured = "miniprogram_misconfigured"
 )
 
 // WebSocket close codes the server sends.

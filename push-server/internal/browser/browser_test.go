@@ -13,8 +13,10 @@ func TestFramesEncode(t *testing.T) {
 		kind Kind
 		want string
 	}{
-		{QRCode{Session: "s", Resume: "r", Scene: "c", QRCodeURL: "q", ScanURL: "u", ExpiresIn: 120, ExpiresAt: 1700000000000}.Frame(), KindQRCode,
-			`{"type":"qrcode","session":"s","resume":"r","scene":"c","qrcode_url":"q","scan_url":"u","expires_in":120,"expires_at":1700000000000}`},
+		{QRCode{Session: "s", Resume: "r", Flow: "oa", Scene: "c", QRCodeURL: "q", ScanURL: "u", ExpiresIn: 120, ExpiresAt: 1700000000000}.Frame(), KindQRCode,
+			`{"type":"qrcode","session":"s","resume":"r","flow":"oa","scene":"c","qrcode_url":"q","scan_url":"u","expires_in":120,"expires_at":1700000000000}`},
+		{QRCode{Session: "s", Resume: "r", Flow: "miniprogram", Scene: "c", QRCodeURL: "/wxacode/k", ExpiresIn: 120, ExpiresAt: 1700000000000}.Frame(), KindQRCode,
+			`{"type":"qrcode","session":"s","resume":"r","flow":"miniprogram","scene":"c","qrcode_url":"/wxacode/k","scan_url":"","expires_in":120,"expires_at":1700000000000}`},
 		{Login{Token: "t", User: User{OpenID: "o", Nickname: "n"}}.Frame(), KindLogin,
 			`{"type":"login","token":"t","user":{"openid":"o","nickname":"n"}}`},
 		{PushFrame("order.paid", []byte(`{"a":1}`)), KindMessage, `{"type":"message","event":"order.paid","data":{"a":1}}`},

@@ -5,6 +5,7 @@ package browser
 type QRCode struct {
 	Session   string `json:"session"`
 	Resume    string `json:"resume"` // the resume secret: only ever sent to this browser
+	Flow      string `json:"flow"`   // "oa" or "miniprogram"
 	Scene     string `json:"scene"`
 	QRCodeURL string `json:"qrcode_url"`
 	ScanURL   string `json:"scan_url"`   // what the image encodes

@@ -24,7 +24,7 @@ import (
 
 // Logins is what the gRPC API needs of the login service.
 type Logins interface {
-	Notify(ctx context.Context, ev login.Event) (login.Result, bool, error)
+	Notify(ctx context.Context, ev login.Event) (login.Reply, error)
 	Push(ctx context.Context, to login.Target, event string, data []byte) (int, bool, error)
 }
 
@@ -55,6 +55,7 @@ var results = map[login.Result]pushv1.Result{
 	login.ResultExpired:        pushv1.Result_RESULT_EXPIRED,
 	login.ResultTicketMismatch: pushv1.Result_RESULT_TICKET_MISMATCH,
 	login.ResultAlreadyUsed:    pushv1.Result_RESULT_ALREADY_USED,
+	login.ResultForbidden:      pushv1.Result_RESULT_FORBIDDEN,
 }
 
 // Notify implements pushv1.PushServiceServer.
@@ -64,11 +65,12 @@ func (s *Server) Notify(ctx context.Context, req *pushv1.NotifyRequest) (*pushv1
 		return nil, status.Error(codes.InvalidArgument, "event must be one of subscribe, scan, scanned, confirmed, cancelled")
 	}
 	u := req.GetUser()
-	res, dup, err := s.logins.Notify(ctx, login.Event{
+	reply, err := s.logins.Notify(ctx, login.Event{
 		Scene:   req.GetScene(),
 		Ticket:  req.GetTicket(),
 		Kind:    kind,
 		EventID: req.GetEventId(),
+		Confirm: req.GetConfirm(),
 		User: login.User{
 			OpenID:    u.GetOpenid(),
 			UnionID:   u.GetUnionid(),
@@ -79,7 +81,17 @@ func (s *Server) Notify(ctx context.Context, req *pushv1.NotifyRequest) (*pushv1
 	if err != nil {
 		return nil, s.status("notify", err)
 	}
-	return &pushv1.NotifyResponse{Result: results[res], Duplicate: dup}, nil
+	resp := &pushv1.NotifyResponse{Result: results[reply.Result], Duplicate: reply.Duplicate}
+	if c := reply.Confirmation; c != nil {
+		r := c.Requester
+		resp.Confirmation = &pushv1.Confirmation{
+			Secret:      c.Secret,
+			ExpiresAtMs: c.ExpiresAt.UnixMilli(),
+			Requester:   &pushv1.Requester{Browser: r.Browser, Os: r.OS, Ip: r.IP, AtMs: r.At.UnixMilli()},
+			Flow:        string(c.Flow),
+		}
+	}
+	return resp, nil
 }
 
 // Push implements pushv1.PushServiceServer.

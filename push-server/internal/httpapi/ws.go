@@ -187,7 +187,7 @@ func (b *browserConn) start(fresh bool) {
 	b.mu.Lock()
 	old := b.sid
 	b.mu.Unlock()
-	st, err := b.s.logins.Refresh(ctx, old)
+	st, err := b.s.logins.Refresh(ctx, old, login.Request{Flow: login.FlowOA, IP: b.ip})
 	if err != nil {
 		b.s.metrics.QRCreated.WithLabelValues("error").Inc()
 		if errors.Is(err, login.ErrUnavailable) {

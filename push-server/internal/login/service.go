@@ -5,20 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/browser"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
-// QRCode is a temporary WeChat QR code.
+// QRCode is a login code made by WeChat: an official account's temporary
+// QR code, or a Mini Program code.
 type QRCode struct {
-	Ticket   string // WeChat's ticket; Notify must present it
-	ImageURL string // showqrcode URL of the image
-	URL      string // what the image encodes (WeChat's "url")
+	// Ticket names the code: WeChat's ticket of a QR code, which Notify
+	// must present, or the key of a Mini Program code's image.
+	Ticket   string
+	ImageURL string // URL of the image
+	URL      string // what the image encodes (WeChat's "url"); empty for a Mini Program code
 }
 
-// QRIssuer creates temporary QR codes with a string scene (QR_STR_SCENE).
+// QRIssuer creates the login codes of one flow for a scene: temporary QR
+// codes with a string scene (QR_STR_SCENE), or Mini Program codes.
 type QRIssuer interface {
 	CreateQR(ctx context.Context, scene string, expire time.Duration) (QRCode, error)
 	// ImageURL is the URL of the image of the code with ticket; sessions
@@ -70,22 +75,23 @@ func ResumeWindow(tokenTTL time.Duration) time.Duration {
 // Service creates, resumes and completes login sessions and delivers what
 // happens to them.
 type Service struct {
-	log    *slog.Logger
-	cfg    Config
-	store  Store
-	qr     QRIssuer
-	tokens Minter
-	router Router
-	obs    Observer
-	now    func() time.Time
+	log     *slog.Logger
+	cfg     Config
+	store   Store
+	issuers map[Flow]QRIssuer // the enabled flows; never changed after NewService
+	tokens  Minter
+	router  Router
+	obs     Observer
+	now     func() time.Time
 }
 
-// NewService wires a Service.
-func NewService(log *slog.Logger, cfg Config, store Store, qr QRIssuer, tokens Minter, router Router, obs Observer) *Service {
+// NewService wires a Service. issuers holds the code issuer of each enabled
+// flow; Start refuses the others.
+func NewService(log *slog.Logger, cfg Config, store Store, issuers map[Flow]QRIssuer, tokens Minter, router Router, obs Observer) *Service {
 	if cfg.LoginResume <= 0 {
 		cfg.LoginResume = ResumeWindow(0)
 	}
-	return &Service{log: log, cfg: cfg, store: store, qr: qr, tokens: tokens, router: router, obs: obs, now: time.Now}
+	return &Service{log: log, cfg: cfg, store: store, issuers: maps.Clone(issuers), tokens: tokens, router: router, obs: obs, now: time.Now}
 }
 
 // Errors the Service returns besides the store's.
@@ -103,21 +109,33 @@ type Started struct {
 	Frame   browser.Frame // the qrcode message
 }
 
-// Start creates a login session with a fresh scene and QR code.
-func (s *Service) Start(ctx context.Context) (*Started, error) {
+// Start creates a login session of req.Flow with a fresh scene and code,
+// and records what the phone will show about the requester. A flow that is
+// not enabled is ErrInvalid; WeChat's failure is ErrUpstream, wrapping
+// WeChat's error.
+func (s *Service) Start(ctx context.Context, req Request) (*Started, error) {
+	issuer, ok := s.issuers[req.Flow]
+	if !ok {
+		return nil, fmt.Errorf("%w: flow %q not enabled", ErrInvalid, req.Flow)
+	}
 	scene := NewScene()
-	qr, err := s.qr.CreateQR(ctx, scene, s.cfg.TTL)
+	qr, err := issuer.CreateQR(ctx, scene, s.cfg.TTL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: create qr: %w", ErrUpstream, err)
+		return nil, fmt.Errorf("%w: create %s code: %w", ErrUpstream, req.Flow, err)
+	}
+	if req.Flow == FlowMiniProgram {
+		qr.URL = "" // the image is all there is
 	}
 	now := s.now()
 	resume := NewResumeSecret()
 	sess := &Session{
 		ID:         NewSessionID(),
+		Flow:       req.Flow,
 		ResumeHash: HashResume(resume),
 		Scene:      scene,
 		Ticket:     qr.Ticket,
 		ScanURL:    qr.URL,
+		Requester:  requester(req, now),
 		ExpiresAt:  now.Add(s.cfg.TTL),
 		State:      StateWaiting,
 	}
@@ -128,14 +146,15 @@ func (s *Service) Start(ctx context.Context) (*Started, error) {
 	return &Started{Session: sess, Resume: resume, Frame: s.QRCodeFrame(sess, resume)}, nil
 }
 
-// Refresh ends the session old (its QR code stops working) and starts a new one.
-func (s *Service) Refresh(ctx context.Context, old string) (*Started, error) {
+// Refresh ends the session old (its code stops working) and starts a new
+// one of req.Flow (the caller keeps the connection's flow).
+func (s *Service) Refresh(ctx context.Context, old string, req Request) (*Started, error) {
 	if old != "" {
 		if err := s.store.Expire(ctx, old, s.now()); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, fmt.Errorf("expire old session: %w", err)
 		}
 	}
-	return s.Start(ctx)
+	return s.Start(ctx, req)
 }
 
 // Resume returns the live session id whose resume secret is secret, and
@@ -250,11 +269,17 @@ func (s *Service) Expired(ctx context.Context, id string) (bool, error) {
 // QRCodeFrame renders the qrcode message for sess.
 func (s *Service) QRCodeFrame(sess *Session, resume string) browser.Frame {
 	left := max(sess.ExpiresAt.Sub(s.now()), 0)
+	flow := sess.flow()
+	imageURL := ""
+	if issuer, ok := s.issuers[flow]; ok {
+		imageURL = issuer.ImageURL(sess.Ticket)
+	}
 	return browser.QRCode{
 		Session:   sess.ID,
 		Resume:    resume,
+		Flow:      string(flow),
 		Scene:     sess.Scene,
-		QRCodeURL: s.qr.ImageURL(sess.Ticket),
+		QRCodeURL: imageURL,
 		ScanURL:   sess.ScanURL,
 		ExpiresIn: int64((left + time.Second - 1) / time.Second),
 		ExpiresAt: sess.ExpiresAt.UnixMilli(),
@@ -272,10 +297,14 @@ func (ev *Event) validate() error {
 	switch {
 	case !wechat.ValidScene(ev.Scene):
 		return fmt.Errorf("%w: scene must be 1..%d of A-Z a-z 0-9 _ -", ErrInvalid, wechat.MaxSceneLen)
-	case ev.Ticket == "" || len(ev.Ticket) > maxField:
-		return fmt.Errorf("%w: ticket must be 1..%d bytes", ErrInvalid, maxField)
+	case len(ev.Ticket) > maxField:
+		return fmt.Errorf("%w: ticket must be at most %d bytes", ErrInvalid, maxField)
 	case ev.Kind < KindSubscribe || ev.Kind > KindCancelled:
 		return fmt.Errorf("%w: unknown event", ErrInvalid)
+	case ev.Confirm != "" && ev.Kind != KindConfirmed && ev.Kind != KindCancelled:
+		return fmt.Errorf("%w: confirm goes only with confirmed and cancelled", ErrInvalid)
+	case ev.Confirm != "" && !ValidConfirm(ev.Confirm):
+		return fmt.Errorf("%w: confirm is not a confirm secret", ErrInvalid)
 	case !wechat.ValidOpenID(ev.User.OpenID):
 		return fmt.Errorf("%w: user.openid must be 1..%d of A-Z a-z 0-9 _ -", ErrInvalid, wechat.MaxIDLen)
 	case ev.User.UnionID != "" && !wechat.ValidUnionID(ev.User.UnionID):
@@ -288,38 +317,71 @@ func (ev *Event) validate() error {
 	return nil
 }
 
+// Reply is what Notify answers.
+type Reply struct {
+	Result    Result
+	Duplicate bool // the event id was seen before; Result is the first answer
+	// Confirmation is set when a two-step scan was accepted (also again,
+	// for the same user): what the phone shows, and the secret that
+	// confirms. A duplicate carries none: the secret was handed out once
+	// and only its hash is kept.
+	Confirmation *Confirmation
+}
+
+// Confirmation is what a two-step flow's phone needs to ask its user.
+type Confirmation struct {
+	Secret    string // the one-time confirm secret, bound to the session and the scanner
+	ExpiresAt time.Time
+	Requester Requester
+	Flow      Flow
+}
+
 // Notify applies a scan event to its session and tells the browser. The
 // same event id twice is answered as the first time; a rejected event
-// leaves the session as it was.
-func (s *Service) Notify(ctx context.Context, ev Event) (Result, bool, error) {
+// leaves the session as it was. The scanner scanning again while the
+// session waits for the confirmation gets a new secret, and the browser is
+// not told again.
+func (s *Service) Notify(ctx context.Context, ev Event) (Reply, error) {
 	start := s.now()
 	if err := ev.validate(); err != nil {
-		return 0, false, err
+		return Reply{}, err
 	}
 	out, err := s.store.Apply(ctx, ev, start, s.render(ev.Kind))
 	if err != nil {
-		return 0, false, fmt.Errorf("notify: %w", err)
+		return Reply{}, fmt.Errorf("notify: %w", err)
 	}
 	if out.Duplicate || out.Result != ResultStored {
 		s.obs.NotifyResult(out.Result, out.Duplicate)
-		return out.Result, out.Duplicate, nil
+		return Reply{Result: out.Result, Duplicate: out.Duplicate}, nil
+	}
+	reply := Reply{Result: ResultStored}
+	if out.Confirm != "" {
+		reply.Confirmation = &Confirmation{
+			Secret: out.Confirm, ExpiresAt: out.Session.ExpiresAt, Requester: out.Session.Requester, Flow: out.Session.flow(),
+		}
+	}
+	if out.Rescan {
+		if out.Session.Delivered {
+			reply.Result = ResultDelivered
+		}
+		s.obs.NotifyResult(reply.Result, false)
+		return reply, nil
 	}
 	s.obs.SessionState(out.Session.State)
-	res := ResultStored
 	last, _ := out.Session.LastFrame()
 	n, err := s.router.ToSession(ctx, out.Session.ID, last)
 	if err != nil {
 		s.log.Warn("notify: deliver failed; kept for resume", "err", err)
 	}
 	if n > 0 {
-		res = ResultDelivered
+		reply.Result = ResultDelivered
 		s.obs.NotifyDelivered(s.now().Sub(start))
 		if err := s.store.MarkDelivered(ctx, out.Session.ID); err != nil {
 			s.log.Warn("notify: mark delivered", "err", err)
 		}
 	}
-	s.obs.NotifyResult(res, false)
-	return res, false, nil
+	s.obs.NotifyResult(reply.Result, false)
+	return reply, nil
 }
 
 // render returns the function that builds the browser message for an

@@ -25,6 +25,16 @@ func (f *fakeQR) CreateQR(_ context.Context, scene string, _ time.Duration) (QRC
 
 func (f *fakeQR) ImageURL(ticket string) string { return "img?" + ticket }
 
+// fakeMini issues Mini Program codes: an image key, no ticket to present.
+type fakeMini struct{ n atomic.Int64 }
+
+func (f *fakeMini) CreateQR(_ context.Context, scene string, _ time.Duration) (QRCode, error) {
+	key := fmt.Sprintf("key%d", f.n.Add(1))
+	return QRCode{Ticket: key, ImageURL: "/wxacode/" + key, URL: "ignored"}, nil
+}
+
+func (f *fakeMini) ImageURL(ticket string) string { return "/wxacode/" + ticket }
+
 type fakeMinter struct{}
 
 func (fakeMinter) Mint(openid, _, sid string, _ time.Time) (string, error) {
@@ -81,7 +91,16 @@ func newService(t *testing.T) (*Service, *fakeRouter) {
 	t.Helper()
 	r := newRouter()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return NewService(log, Config{TTL: time.Minute}, NewMemory(time.Minute), &fakeQR{}, fakeMinter{}, r, nopObserver{}), r
+	return NewService(log, Config{TTL: time.Minute}, NewMemory(time.Minute), map[Flow]QRIssuer{FlowOA: &fakeQR{}, FlowMiniProgram: &fakeMini{}}, fakeMinter{}, r, nopObserver{}), r
+}
+
+// oa asks for an official-account session.
+var oa = Request{Flow: FlowOA, UserAgent: "Mozilla/5.0", IP: "192.0.2.1"}
+
+// notifyResult is Notify's result and duplicate flag.
+func notifyResult(svc *Service, ctx context.Context, ev Event) (Result, bool, error) {
+	r, err := svc.Notify(ctx, ev)
+	return r.Result, r.Duplicate, err
 }
 
 func scan(st *Started, openid, id string) Event {
@@ -91,7 +110,7 @@ func scan(st *Started, openid, id string) Event {
 func TestNotifyExactlyOnceUnderConcurrency(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, err := svc.Start(ctx)
+	st, err := svc.Start(ctx, oa)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +129,7 @@ func TestNotifyExactlyOnceUnderConcurrency(t *testing.T) {
 			if i%2 == 1 {
 				id = fmt.Sprintf("e%d", i)
 			}
-			res, dup, err := svc.Notify(ctx, scan(st, fmt.Sprintf("user%d", i%3), id))
+			res, dup, err := notifyResult(svc, ctx, scan(st, fmt.Sprintf("user%d", i%3), id))
 			if err != nil {
 				t.Error(err)
 			}
@@ -138,17 +157,17 @@ func TestNotifyExactlyOnceUnderConcurrency(t *testing.T) {
 func TestNotifyDuplicateAnsweredAsFirst(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
+	st, _ := svc.Start(ctx, oa)
 	r.attach(st.Session.ID)
-	res, dup, err := svc.Notify(ctx, scan(st, "alice", "e1"))
+	res, dup, err := notifyResult(svc, ctx, scan(st, "alice", "e1"))
 	if err != nil || res != ResultDelivered || dup {
 		t.Fatalf("first = %v %v %v", res, dup, err)
 	}
-	res, dup, err = svc.Notify(ctx, scan(st, "alice", "e1"))
+	res, dup, err = notifyResult(svc, ctx, scan(st, "alice", "e1"))
 	if err != nil || res != ResultDelivered || !dup {
 		t.Fatalf("duplicate = %v %v %v, want delivered duplicate", res, dup, err)
 	}
-	res, _, _ = svc.Notify(ctx, scan(st, "bob", "e2"))
+	res, _, _ = notifyResult(svc, ctx, scan(st, "bob", "e2"))
 	if res != ResultAlreadyUsed {
 		t.Fatalf("second confirmation = %v, want already_used", res)
 	}
@@ -160,8 +179,8 @@ func TestNotifyDuplicateAnsweredAsFirst(t *testing.T) {
 func TestNotifyStoredThenCatchup(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
-	res, _, err := svc.Notify(ctx, scan(st, "alice", "e1"))
+	st, _ := svc.Start(ctx, oa)
+	res, _, err := notifyResult(svc, ctx, scan(st, "alice", "e1"))
 	if err != nil || res != ResultStored {
 		t.Fatalf("notify while away = %v %v, want stored", res, err)
 	}
@@ -177,7 +196,7 @@ func TestNotifyStoredThenCatchup(t *testing.T) {
 		t.Fatalf("catchup = %+v %q %v", now, missed, err)
 	}
 	// The stored login was handed over: a duplicate now reports delivered.
-	if res, dup, _ := svc.Notify(ctx, scan(st, "alice", "e1")); res != ResultDelivered || !dup {
+	if res, dup, _ := notifyResult(svc, ctx, scan(st, "alice", "e1")); res != ResultDelivered || !dup {
 		t.Fatalf("duplicate after catch-up = %v %v", res, dup)
 	}
 }
@@ -185,27 +204,32 @@ func TestNotifyStoredThenCatchup(t *testing.T) {
 func TestNotifyResults(t *testing.T) {
 	svc, _ := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
+	st, _ := svc.Start(ctx, oa)
 	ev := scan(st, "alice", "e1")
 	ev.Scene = "nope"
-	if res, _, _ := svc.Notify(ctx, ev); res != ResultNotFound {
+	if res, _, _ := notifyResult(svc, ctx, ev); res != ResultNotFound {
 		t.Errorf("unknown scene = %v", res)
 	}
 	ev = scan(st, "alice", "e1")
 	ev.Ticket = "forged"
-	if res, _, _ := svc.Notify(ctx, ev); res != ResultTicketMismatch {
+	if res, _, _ := notifyResult(svc, ctx, ev); res != ResultTicketMismatch {
 		t.Errorf("wrong ticket = %v", res)
 	}
 	svc.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
-	if res, _, _ := svc.Notify(ctx, scan(st, "alice", "e2")); res != ResultExpired {
+	if res, _, _ := notifyResult(svc, ctx, scan(st, "alice", "e2")); res != ResultExpired {
 		t.Errorf("late scan = %v", res)
 	}
 	for name, ev := range map[string]Event{
-		"no scene":    {Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
-		"no ticket":   {Scene: "s", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
-		"no kind":     {Scene: "s", Ticket: "t", User: User{OpenID: "a"}, EventID: "e"},
-		"no openid":   {Scene: "s", Ticket: "t", Kind: KindScan, EventID: "e"},
-		"no event id": {Scene: "s", Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}},
+		"no scene":        {Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
+		"ticket too long": {Scene: "s", Ticket: strings.Repeat("t", 257), Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
+		// A confirm secret goes only with a confirmation, and has one shape.
+		"confirm on a scan":  {Scene: "s", Ticket: "t", Kind: KindScanned, User: User{OpenID: "a"}, EventID: "e", Confirm: NewConfirmSecret()},
+		"confirm too short":  {Scene: "s", Ticket: "t", Kind: KindConfirmed, User: User{OpenID: "a"}, EventID: "e", Confirm: "abc"},
+		"confirm too long":   {Scene: "s", Ticket: "t", Kind: KindConfirmed, User: User{OpenID: "a"}, EventID: "e", Confirm: NewConfirmSecret() + "A"},
+		"newline in confirm": {Scene: "s", Ticket: "t", Kind: KindCancelled, User: User{OpenID: "a"}, EventID: "e", Confirm: NewConfirmSecret()[:42] + "\n"},
+		"no kind":            {Scene: "s", Ticket: "t", User: User{OpenID: "a"}, EventID: "e"},
+		"no openid":          {Scene: "s", Ticket: "t", Kind: KindScan, EventID: "e"},
+		"no event id":        {Scene: "s", Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}},
 		// Nothing WeChat could have sent: refused before the session is looked up.
 		"newline in openid":  {Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "oVictim\nX"}, EventID: "e"},
 		"space in openid":    {Scene: st.Session.Scene, Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "o Victim"}, EventID: "e"},
@@ -214,7 +238,7 @@ func TestNotifyResults(t *testing.T) {
 		"newline in scene":   {Scene: st.Session.Scene + "\n", Ticket: st.Session.Ticket, Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
 		"scene too long":     {Scene: strings.Repeat("s", 65), Ticket: "t", Kind: KindScan, User: User{OpenID: "a"}, EventID: "e"},
 	} {
-		_, _, err := svc.Notify(ctx, ev)
+		_, _, err := notifyResult(svc, ctx, ev)
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
@@ -227,7 +251,7 @@ func TestNotifyResults(t *testing.T) {
 func TestPushToSession(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
+	st, _ := svc.Start(ctx, oa)
 	n, stored, err := svc.Push(ctx, Target{SessionID: st.Session.ID}, "hello", []byte(`{"a":1}`))
 	if err != nil || n != 0 || !stored {
 		t.Fatalf("push while away = %d %v %v, want stored", n, stored, err)
@@ -272,12 +296,12 @@ func TestPushToSession(t *testing.T) {
 func TestRefreshExpiresOldSession(t *testing.T) {
 	svc, _ := newService(t)
 	ctx := context.Background()
-	old, _ := svc.Start(ctx)
-	st, err := svc.Refresh(ctx, old.Session.ID)
+	old, _ := svc.Start(ctx, oa)
+	st, err := svc.Refresh(ctx, old.Session.ID, oa)
 	if err != nil || st.Session.Scene == old.Session.Scene {
 		t.Fatalf("refresh = %+v %v", st, err)
 	}
-	if res, _, _ := svc.Notify(ctx, scan(old, "alice", "e1")); res != ResultExpired {
+	if res, _, _ := notifyResult(svc, ctx, scan(old, "alice", "e1")); res != ResultExpired {
 		t.Fatalf("scan of the replaced code = %v, want expired", res)
 	}
 }
@@ -287,21 +311,22 @@ func TestRefreshExpiresOldSession(t *testing.T) {
 func TestStateFramesCarryTheirKind(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
+	st, _ := svc.Start(ctx, oa)
 	if !is(st.Frame, browser.KindQRCode) {
 		t.Fatalf("start sent %v %s", st.Frame.Kind, st.Frame.JSON)
 	}
 	ev := scan(st, "alice", "e1")
 	ev.Kind = KindScanned
-	if res, _, _ := svc.Notify(ctx, ev); res != ResultStored {
-		t.Fatalf("scanned = %v", res)
+	reply, _ := svc.Notify(ctx, ev)
+	if reply.Result != ResultStored || reply.Confirmation == nil {
+		t.Fatalf("scanned = %+v", reply)
 	}
 	if _, missed, _ := svc.Catchup(ctx, st.Session.ID); len(missed) != 1 || !is(missed[0], browser.KindScanned) {
 		t.Fatalf("catch-up after scanned = %q", missed)
 	}
 	r.attach(st.Session.ID)
-	ev.Kind, ev.EventID = KindCancelled, "e2"
-	if res, _, _ := svc.Notify(ctx, ev); res != ResultDelivered {
+	ev.Kind, ev.EventID, ev.Confirm = KindCancelled, "e2", reply.Confirmation.Secret
+	if res, _, _ := notifyResult(svc, ctx, ev); res != ResultDelivered {
 		t.Fatalf("cancelled = %v", res)
 	}
 	if got := r.messages(st.Session.ID); len(got) != 1 || !is(got[0], browser.KindCancelled) {
@@ -328,8 +353,8 @@ func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
 	setup := func(t *testing.T) (*Service, *fakeRouter, *Started) {
 		svc, r := newService(t)
 		svc.now = func() time.Time { return clock }
-		st, _ := svc.Start(ctx)
-		if res, _, _ := svc.Notify(ctx, scan(st, "alice", "e1")); res != ResultStored {
+		st, _ := svc.Start(ctx, oa)
+		if res, _, _ := notifyResult(svc, ctx, scan(st, "alice", "e1")); res != ResultStored {
 			t.Fatalf("notify while away = %v", res)
 		}
 		return svc, r, st
@@ -372,9 +397,9 @@ func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
 	t.Run("delivered live, then resumed", func(t *testing.T) {
 		svc, r := newService(t)
 		svc.now = func() time.Time { return clock }
-		st, _ := svc.Start(ctx)
+		st, _ := svc.Start(ctx, oa)
 		r.attach(st.Session.ID)
-		if res, _, _ := svc.Notify(ctx, scan(st, "alice", "e1")); res != ResultDelivered {
+		if res, _, _ := notifyResult(svc, ctx, scan(st, "alice", "e1")); res != ResultDelivered {
 			t.Fatalf("notify = %v", res)
 		}
 		// The browser may have dropped right after the frame: one resume
@@ -393,7 +418,7 @@ func TestResumeHandsLoginOnceWithinWindow(t *testing.T) {
 func TestResumeDisplacesAttached(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
+	st, _ := svc.Start(ctx, oa)
 	r.attach(st.Session.ID)
 	if _, err := svc.Resume(ctx, st.Session.ID, "wrong"); !errors.Is(err, ErrNotFound) {
 		t.Fatal(err)
@@ -414,7 +439,7 @@ func TestResumeDisplacesAttached(t *testing.T) {
 func TestRedeliverLostSession(t *testing.T) {
 	svc, r := newService(t)
 	ctx := context.Background()
-	st, _ := svc.Start(ctx)
+	st, _ := svc.Start(ctx, oa)
 	r.attach(st.Session.ID)
 	r.attach("lost")
 	svc.Redeliver(ctx, []string{st.Session.ID, "lost"})

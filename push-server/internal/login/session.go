@@ -54,6 +54,7 @@ const (
 	ResultExpired                          // the QR code expired
 	ResultTicketMismatch                   // not the ticket the QR code was made with
 	ResultAlreadyUsed                      // confirmed or cancelled already, or claimed by another user
+	ResultForbidden                        // two-step flows: the confirm secret is wrong, or the user is not the scanner
 )
 
 // String names the result for logs and metrics.
@@ -71,6 +72,8 @@ func (r Result) String() string {
 		return "ticket_mismatch"
 	case ResultAlreadyUsed:
 		return "already_used"
+	case ResultForbidden:
+		return "forbidden"
 	}
 	return "unknown"
 }
@@ -86,15 +89,21 @@ type User struct {
 // Event is one Notify: what a user did to the QR code of a scene.
 type Event struct {
 	Scene   string
-	Ticket  string
+	Ticket  string // the official account's ticket; none for a Mini Program code
 	Kind    Kind
 	User    User
 	EventID string
+	// Confirm is the confirm secret a scan issued, carried by KindConfirmed
+	// and KindCancelled.
+	Confirm string
 }
 
-// maxEventIDs bounds how many accepted event ids a session remembers; a
-// session sees at most a scanned and a confirming event.
-const maxEventIDs = 4
+// twoStep reports whether k is an event of a two-step flow.
+func (k Kind) twoStep() bool { return k == KindScanned || k == KindConfirmed || k == KindCancelled }
+
+// maxEventIDs bounds how many accepted event ids a session remembers: a
+// scan, a few scans again by the same user, and a confirmation.
+const maxEventIDs = 8
 
 // maxPending bounds the messages kept for a browser that is away.
 const maxPending = 32
@@ -102,15 +111,24 @@ const maxPending = 32
 // Session is one login attempt: a scene, its QR code, and what happened to it.
 // Stores hand out copies; a Session value is never shared between goroutines.
 type Session struct {
-	ID         string    `json:"id"`
-	ResumeHash []byte    `json:"resume_hash"` // SHA-256 of the resume secret; the secret itself is only given to the browser
-	Scene      string    `json:"scene"`
-	Ticket     string    `json:"ticket"`
-	ScanURL    string    `json:"scan_url"` // what the QR image encodes; the image's URL derives from Ticket
-	ExpiresAt  time.Time `json:"expires_at"`
-	State      State     `json:"state"`
-	User       *User     `json:"user,omitempty"`      // who scanned, confirmed or cancelled
-	EventIDs   []string  `json:"event_ids,omitempty"` // accepted events, for idempotency
+	ID         string `json:"id"`
+	Flow       Flow   `json:"flow,omitempty"` // empty: FlowOA (sessions made before flows existed)
+	ResumeHash []byte `json:"resume_hash"`    // SHA-256 of the resume secret; the secret itself is only given to the browser
+	Scene      string `json:"scene"`
+	// Ticket is what the issuer named the code with: the official
+	// account's ticket, which Notify must present, or the key of a Mini
+	// Program code's image.
+	Ticket    string    `json:"ticket"`
+	ScanURL   string    `json:"scan_url"` // what the QR image encodes; the image's URL derives from Ticket
+	Requester Requester `json:"requester"`
+	ExpiresAt time.Time `json:"expires_at"`
+	State     State     `json:"state"`
+	User      *User     `json:"user,omitempty"`      // who scanned, confirmed or cancelled; in two-step flows, bound at the scan
+	EventIDs  []string  `json:"event_ids,omitempty"` // accepted events, for idempotency
+	// ConfirmHash is the SHA-256 of the confirm secret the latest scan
+	// issued, while the session is scanned; the secret itself is only
+	// handed to the scanner's phone.
+	ConfirmHash []byte `json:"confirm_hash,omitempty"`
 	// Last is the latest state message (scanned, login or cancelled),
 	// resent on resume; State says which (LastFrame).
 	Last      []byte `json:"last,omitempty"`
@@ -124,6 +142,14 @@ type Session struct {
 	Pending  [][]byte `json:"pending,omitempty"` // pushes for a browser that is away
 
 	rev uint64 // the Memory store's revision of this record: +1 on every change
+}
+
+// flow is the session's flow; sessions made before flows existed are FlowOA.
+func (s *Session) flow() Flow {
+	if s.Flow == "" {
+		return FlowOA
+	}
+	return s.Flow
 }
 
 // StateAt is the session's state at now: a waiting or scanned session whose
@@ -142,58 +168,129 @@ func (s *Session) ResumeOK(secret string) bool {
 }
 
 // HashResume is how resume secrets are kept: only their SHA-256.
-func HashResume(secret string) []byte {
+func HashResume(secret string) []byte { return hashSecret(secret) }
+
+// hashSecret is how secrets are kept: only their SHA-256.
+func hashSecret(secret string) []byte {
 	h := sha256.Sum256([]byte(secret))
 	return h[:]
 }
 
-// Transition runs the state machine: it applies ev to s at now and reports the
-// result and whether s changed. Rejected events leave s untouched. A
-// duplicate (an event id s accepted before) changes nothing; its result is
-// what the first call was answered.
-func Transition(s *Session, ev Event, now time.Time) (res Result, duplicate, changed bool) {
+// ConfirmOK reports in constant time whether secret is the confirm secret
+// the session's latest scan issued.
+func (s *Session) ConfirmOK(secret string) bool {
+	if secret == "" || len(s.ConfirmHash) == 0 {
+		return false
+	}
+	h := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(h[:], s.ConfirmHash) == 1
+}
+
+// Move is what Transition did to a session.
+type Move struct {
+	Result    Result // ResultStored when accepted
+	Duplicate bool   // the event id was accepted before; Result is the first answer
+	Changed   bool   // the session changed and must be written back
+	// Rescan: the scanner scanned again; only the confirm secret changed,
+	// and the browser has nothing new to hear (Last stays).
+	Rescan bool
+	// Confirm is the confirm secret an accepted KindScanned issued. It
+	// exists only here: the session keeps its hash.
+	Confirm string
+}
+
+// Transition runs the state machine: it applies ev to s at now. Rejected
+// events leave s untouched. A duplicate (an event id s accepted before)
+// changes nothing; its result is what the first call was answered, without
+// a confirm secret (only its hash was kept).
+//
+// One-step events (subscribe, scan) confirm a waiting official-account
+// session. Two-step events: a scan (KindScanned) binds the scanner and
+// issues a confirm secret; only that user, with that secret, confirms or
+// cancels. The same user scanning again gets a new secret, which replaces
+// the old one.
+func Transition(s *Session, ev Event, now time.Time) Move {
 	for _, id := range s.EventIDs {
 		if id == ev.EventID {
 			if s.Delivered {
-				return ResultDelivered, true, false
+				return Move{Result: ResultDelivered, Duplicate: true}
 			}
-			return ResultStored, true, false
+			return Move{Result: ResultStored, Duplicate: true}
 		}
 	}
-	if subtle.ConstantTimeCompare([]byte(ev.Ticket), []byte(s.Ticket)) != 1 {
-		return ResultTicketMismatch, false, false
+	if s.Flow == FlowMiniProgram {
+		// No official account ever scans a Mini Program code.
+		if !ev.Kind.twoStep() {
+			return Move{Result: ResultTicketMismatch}
+		}
+	} else if s.Ticket == "" || subtle.ConstantTimeCompare([]byte(ev.Ticket), []byte(s.Ticket)) != 1 {
+		return Move{Result: ResultTicketMismatch}
 	}
 	switch s.StateAt(now) {
 	case StateExpired:
-		return ResultExpired, false, false
+		return Move{Result: ResultExpired}
 	case StateConfirmed, StateCancelled:
-		return ResultAlreadyUsed, false, false
+		return Move{Result: ResultAlreadyUsed}
 	case StateScanned:
-		if s.User == nil || s.User.OpenID != ev.User.OpenID {
-			return ResultAlreadyUsed, false, false
-		}
+		return scannedMove(s, ev, now)
 	}
-	next := s.State
-	switch ev.Kind {
-	case KindSubscribe, KindScan, KindConfirmed:
-		next = StateConfirmed
-	case KindScanned:
-		next = StateScanned
-	case KindCancelled:
-		next = StateCancelled
-	}
+	// Waiting.
 	user := ev.User
-	if next == StateConfirmed {
-		s.ConfirmedAt = now
+	switch ev.Kind {
+	case KindConfirmed, KindCancelled:
+		return Move{Result: ResultForbidden} // no scan issued a secret yet
+	case KindScanned:
+		secret := NewConfirmSecret()
+		s.State, s.User, s.ConfirmHash = StateScanned, &user, hashSecret(secret)
+		return s.accept(ev.EventID, Move{Confirm: secret})
 	}
-	s.State = next
-	s.User = &user
-	s.Delivered = false
-	s.EventIDs = append(s.EventIDs, ev.EventID)
+	s.State, s.User, s.ConfirmedAt = StateConfirmed, &user, now
+	return s.accept(ev.EventID, Move{})
+}
+
+// scannedMove is Transition for a session scanned by s.User.
+func scannedMove(s *Session, ev Event, now time.Time) Move {
+	same := s.User != nil && s.User.OpenID == ev.User.OpenID
+	switch ev.Kind {
+	case KindScanned:
+		if !same {
+			return Move{Result: ResultAlreadyUsed}
+		}
+		secret := NewConfirmSecret()
+		s.ConfirmHash = hashSecret(secret)
+		return s.accept(ev.EventID, Move{Rescan: true, Confirm: secret})
+	case KindConfirmed, KindCancelled:
+		if !same || !s.ConfirmOK(ev.Confirm) {
+			return Move{Result: ResultForbidden}
+		}
+		s.ConfirmHash = nil // one use
+		if ev.Kind == KindConfirmed {
+			s.State, s.ConfirmedAt = StateConfirmed, now
+		} else {
+			s.State = StateCancelled
+		}
+		// The login is the scanner's, as bound at the scan.
+		return s.accept(ev.EventID, Move{})
+	}
+	// A one-step event: only a confirmation moves a scanned session on.
+	if same {
+		return Move{Result: ResultForbidden}
+	}
+	return Move{Result: ResultAlreadyUsed}
+}
+
+// accept records the accepted event id in s and completes m. A new state
+// has a new message for the browser, not delivered yet.
+func (s *Session) accept(eventID string, m Move) Move {
+	if !m.Rescan {
+		s.Delivered = false
+	}
+	s.EventIDs = append(s.EventIDs, eventID)
 	if len(s.EventIDs) > maxEventIDs {
 		s.EventIDs = s.EventIDs[len(s.EventIDs)-maxEventIDs:]
 	}
-	return ResultStored, false, true
+	m.Result, m.Changed = ResultStored, true
+	return m
 }
 
 // Errors of stores and of the Service.
@@ -216,9 +313,10 @@ func randomID(n int) string {
 
 // Lengths of the random identifiers, in bytes of entropy.
 const (
-	sceneBytes  = 18 // 144 bits, 24 characters: well within WeChat's 64
-	idBytes     = 16 // 128 bits, 22 characters
-	resumeBytes = 32 // 256 bits, 43 characters
+	sceneBytes   = 18 // 144 bits, 24 characters: within WeChat's 32 for Mini Program codes and 64 for QR codes
+	idBytes      = 16 // 128 bits, 22 characters
+	resumeBytes  = 32 // 256 bits, 43 characters
+	confirmBytes = 32 // 256 bits, 43 characters
 )
 
 // NewScene returns an unguessable scene for a QR code.
@@ -229,6 +327,9 @@ func NewSessionID() string { return randomID(idBytes) }
 
 // NewResumeSecret returns an unguessable resume secret.
 func NewResumeSecret() string { return randomID(resumeBytes) }
+
+// NewConfirmSecret returns an unguessable confirm secret.
+func NewConfirmSecret() string { return randomID(confirmBytes) }
 
 // CanTakeLogin reports whether a resume may be handed the login of s: s is
 // confirmed, at or after since, and no resume took its login before.

@@ -1,6 +1,8 @@
 package login
 
 import (
+	"bytes"
+	"reflect"
 	"regexp"
 	"testing"
 	"time"
@@ -8,74 +10,187 @@ import (
 
 func TestTransition(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	alice := User{OpenID: "alice"}
+	alice := User{OpenID: "alice", UnionID: "u-alice"}
 	bob := User{OpenID: "bob"}
-	waiting := func() *Session {
-		return &Session{ID: "s", Scene: "sc", Ticket: "T+/=", State: StateWaiting, ExpiresAt: now.Add(time.Minute)}
-	}
-	scannedBy := func(u User) *Session {
-		s := waiting()
-		s.State, s.User, s.EventIDs = StateScanned, &u, []string{"e0"}
+	secret, wrong := NewConfirmSecret(), NewConfirmSecret()
+	const ticket = "T+/="
+
+	// in makes a session of flow in state st; a scanned (or later) one was
+	// scanned by alice, who was issued secret.
+	in := func(flow Flow, st State) *Session {
+		s := &Session{ID: "s", Flow: flow, Scene: "sc", Ticket: ticket, State: StateWaiting, ExpiresAt: now.Add(time.Minute)}
+		if flow == FlowMiniProgram {
+			s.Ticket = "image-key"
+		}
+		if st == StateWaiting {
+			return s
+		}
+		u := alice
+		s.State, s.User, s.EventIDs, s.ConfirmHash, s.Last = st, &u, []string{"e0"}, hashSecret(secret), []byte("last")
+		switch st {
+		case StateConfirmed:
+			s.ConfirmHash, s.ConfirmedAt, s.EventIDs = nil, now.Add(-time.Second), []string{"e0", "e1"}
+		case StateCancelled:
+			s.ConfirmHash, s.EventIDs = nil, []string{"e0", "e1"}
+		}
 		return s
 	}
-	with := func(s *Session, f func(*Session)) *Session { f(s); return s }
-	ev := func(k Kind, u User, id string) Event {
-		return Event{Scene: "sc", Ticket: "T+/=", Kind: k, User: u, EventID: id}
+	ev := func(k Kind, u User, confirm string) Event {
+		return Event{Scene: "sc", Ticket: ticket, Kind: k, User: u, EventID: "e9", Confirm: confirm}
 	}
+	with := func(e Event, f func(*Event)) Event { f(&e); return e }
+	later := now.Add(2 * time.Minute)
 
+	const (
+		both = iota
+		oaOnly
+		mpOnly
+	)
 	tests := []struct {
 		name      string
-		s         *Session
+		flows     int
+		state     State
 		ev        Event
 		at        time.Time
 		want      Result
-		dup       bool
 		wantState State
 	}{
-		{"subscribe confirms", waiting(), ev(KindSubscribe, alice, "e1"), now, ResultStored, false, StateConfirmed},
-		{"scan confirms", waiting(), ev(KindScan, alice, "e1"), now, ResultStored, false, StateConfirmed},
-		{"confirmed without scanned", waiting(), ev(KindConfirmed, alice, "e1"), now, ResultStored, false, StateConfirmed},
-		{"scanned", waiting(), ev(KindScanned, alice, "e1"), now, ResultStored, false, StateScanned},
-		{"cancel while waiting", waiting(), ev(KindCancelled, alice, "e1"), now, ResultStored, false, StateCancelled},
-		{"confirm after scanned by same user", scannedBy(alice), ev(KindConfirmed, alice, "e1"), now, ResultStored, false, StateConfirmed},
-		{"cancel after scanned by same user", scannedBy(alice), ev(KindCancelled, alice, "e1"), now, ResultStored, false, StateCancelled},
-		{"confirm by another user", scannedBy(alice), ev(KindConfirmed, bob, "e1"), now, ResultAlreadyUsed, false, StateScanned},
-		{"scanned by another user", scannedBy(alice), ev(KindScanned, bob, "e1"), now, ResultAlreadyUsed, false, StateScanned},
-		{"wrong ticket", waiting(), Event{Scene: "sc", Ticket: "other", Kind: KindScan, User: alice, EventID: "e1"}, now, ResultTicketMismatch, false, StateWaiting},
-		{"empty ticket", waiting(), Event{Scene: "sc", Kind: KindScan, User: alice, EventID: "e1"}, now, ResultTicketMismatch, false, StateWaiting},
-		{"expired", waiting(), ev(KindScan, alice, "e1"), now.Add(time.Minute), ResultExpired, false, StateWaiting},
-		{"expired while scanned", scannedBy(alice), ev(KindConfirmed, alice, "e1"), now.Add(2 * time.Minute), ResultExpired, false, StateScanned},
-		{"already confirmed", with(waiting(), func(s *Session) { s.State, s.User, s.EventIDs = StateConfirmed, &alice, []string{"e0"} }), ev(KindScan, bob, "e1"), now, ResultAlreadyUsed, false, StateConfirmed},
-		{"already cancelled", with(waiting(), func(s *Session) { s.State, s.EventIDs = StateCancelled, []string{"e0"} }), ev(KindScan, alice, "e1"), now, ResultAlreadyUsed, false, StateCancelled},
-		{"duplicate stored", with(waiting(), func(s *Session) { s.State, s.User, s.EventIDs = StateConfirmed, &alice, []string{"e1"} }), ev(KindScan, alice, "e1"), now, ResultStored, true, StateConfirmed},
-		{"duplicate delivered", with(waiting(), func(s *Session) {
-			s.State, s.User, s.EventIDs, s.Delivered = StateConfirmed, &alice, []string{"e1"}, true
-		}), ev(KindScan, alice, "e1"), now, ResultDelivered, true, StateConfirmed},
-		{"duplicate after expiry still answered", with(waiting(), func(s *Session) { s.State, s.User, s.EventIDs = StateConfirmed, &alice, []string{"e1"} }), ev(KindScan, alice, "e1"), now.Add(time.Hour), ResultStored, true, StateConfirmed},
+		// Waiting.
+		{"waiting: scanned", both, StateWaiting, ev(KindScanned, alice, ""), now, ResultStored, StateScanned},
+		{"waiting: confirmed without a scan", both, StateWaiting, ev(KindConfirmed, alice, secret), now, ResultForbidden, StateWaiting},
+		{"waiting: confirmed, no secret", both, StateWaiting, ev(KindConfirmed, alice, ""), now, ResultForbidden, StateWaiting},
+		{"waiting: cancelled without a scan", both, StateWaiting, ev(KindCancelled, alice, secret), now, ResultForbidden, StateWaiting},
+		{"waiting: subscribe confirms", oaOnly, StateWaiting, ev(KindSubscribe, alice, ""), now, ResultStored, StateConfirmed},
+		{"waiting: scan confirms", oaOnly, StateWaiting, ev(KindScan, alice, ""), now, ResultStored, StateConfirmed},
+		{"waiting: wrong ticket", oaOnly, StateWaiting, with(ev(KindScan, alice, ""), func(e *Event) { e.Ticket = "other" }), now, ResultTicketMismatch, StateWaiting},
+		{"waiting: no ticket", oaOnly, StateWaiting, with(ev(KindScanned, alice, ""), func(e *Event) { e.Ticket = "" }), now, ResultTicketMismatch, StateWaiting},
+		{"waiting: mini program scanned without a ticket", mpOnly, StateWaiting, with(ev(KindScanned, alice, ""), func(e *Event) { e.Ticket = "" }), now, ResultStored, StateScanned},
+		{"waiting: mini program code scanned by an official account", mpOnly, StateWaiting, ev(KindScan, alice, ""), now, ResultTicketMismatch, StateWaiting},
+		{"waiting: mini program code subscribed", mpOnly, StateWaiting, ev(KindSubscribe, alice, ""), now, ResultTicketMismatch, StateWaiting},
+		{"waiting: expired", both, StateWaiting, ev(KindScanned, alice, ""), later, ResultExpired, StateWaiting},
+
+		// Scanned by alice, who holds secret.
+		{"scanned: same user scans again", both, StateScanned, ev(KindScanned, alice, ""), now, ResultStored, StateScanned},
+		{"scanned: another user scans", both, StateScanned, ev(KindScanned, bob, ""), now, ResultAlreadyUsed, StateScanned},
+		{"scanned: confirmed, same user, right secret", both, StateScanned, ev(KindConfirmed, alice, secret), now, ResultStored, StateConfirmed},
+		{"scanned: confirmed, same user, wrong secret", both, StateScanned, ev(KindConfirmed, alice, wrong), now, ResultForbidden, StateScanned},
+		{"scanned: confirmed, same user, no secret", both, StateScanned, ev(KindConfirmed, alice, ""), now, ResultForbidden, StateScanned},
+		{"scanned: confirmed, other user, right secret", both, StateScanned, ev(KindConfirmed, bob, secret), now, ResultForbidden, StateScanned},
+		{"scanned: confirmed, other user, wrong secret", both, StateScanned, ev(KindConfirmed, bob, wrong), now, ResultForbidden, StateScanned},
+		{"scanned: cancelled, same user, right secret", both, StateScanned, ev(KindCancelled, alice, secret), now, ResultStored, StateCancelled},
+		{"scanned: cancelled, same user, wrong secret", both, StateScanned, ev(KindCancelled, alice, wrong), now, ResultForbidden, StateScanned},
+		{"scanned: cancelled, other user, right secret", both, StateScanned, ev(KindCancelled, bob, secret), now, ResultForbidden, StateScanned},
+		{"scanned: cancelled, other user, wrong secret", both, StateScanned, ev(KindCancelled, bob, wrong), now, ResultForbidden, StateScanned},
+		{"scanned: one-step scan by the scanner", oaOnly, StateScanned, ev(KindScan, alice, ""), now, ResultForbidden, StateScanned},
+		{"scanned: one-step scan by another user", oaOnly, StateScanned, ev(KindSubscribe, bob, ""), now, ResultAlreadyUsed, StateScanned},
+		{"scanned: right secret, wrong ticket", oaOnly, StateScanned, with(ev(KindConfirmed, alice, secret), func(e *Event) { e.Ticket = "other" }), now, ResultTicketMismatch, StateScanned},
+		{"scanned: mini program confirmed without a ticket", mpOnly, StateScanned, with(ev(KindConfirmed, alice, secret), func(e *Event) { e.Ticket = "" }), now, ResultStored, StateConfirmed},
+
+		// Confirmed and cancelled: nothing moves them.
+		{"confirmed: same user scans", both, StateConfirmed, ev(KindScanned, alice, ""), now, ResultAlreadyUsed, StateConfirmed},
+		{"confirmed: another user scans", both, StateConfirmed, ev(KindScanned, bob, ""), now, ResultAlreadyUsed, StateConfirmed},
+		{"confirmed: confirmed again with the used secret", both, StateConfirmed, ev(KindConfirmed, alice, secret), now, ResultAlreadyUsed, StateConfirmed},
+		{"confirmed: cancelled with the used secret", both, StateConfirmed, ev(KindCancelled, alice, secret), now, ResultAlreadyUsed, StateConfirmed},
+		{"confirmed: other user, wrong secret", both, StateConfirmed, ev(KindConfirmed, bob, wrong), now, ResultAlreadyUsed, StateConfirmed},
+		{"confirmed: one-step scan", oaOnly, StateConfirmed, ev(KindScan, bob, ""), now, ResultAlreadyUsed, StateConfirmed},
+		{"confirmed: expiry does not matter", both, StateConfirmed, ev(KindScanned, bob, ""), later, ResultAlreadyUsed, StateConfirmed},
+		{"cancelled: same user scans", both, StateCancelled, ev(KindScanned, alice, ""), now, ResultAlreadyUsed, StateCancelled},
+		{"cancelled: another user scans", both, StateCancelled, ev(KindScanned, bob, ""), now, ResultAlreadyUsed, StateCancelled},
+		{"cancelled: confirm after cancel", both, StateCancelled, ev(KindConfirmed, alice, secret), now, ResultAlreadyUsed, StateCancelled},
+		{"cancelled: cancelled again", both, StateCancelled, ev(KindCancelled, alice, secret), now, ResultAlreadyUsed, StateCancelled},
+		{"cancelled: other user, wrong secret", both, StateCancelled, ev(KindConfirmed, bob, wrong), now, ResultAlreadyUsed, StateCancelled},
+		{"cancelled: one-step scan", oaOnly, StateCancelled, ev(KindScan, alice, ""), now, ResultAlreadyUsed, StateCancelled},
+
+		// Expired while scanned.
+		{"expired: same user scans again", both, StateScanned, ev(KindScanned, alice, ""), later, ResultExpired, StateScanned},
+		{"expired: another user scans", both, StateScanned, ev(KindScanned, bob, ""), later, ResultExpired, StateScanned},
+		{"expired: confirmed, right secret", both, StateScanned, ev(KindConfirmed, alice, secret), later, ResultExpired, StateScanned},
+		{"expired: cancelled, right secret", both, StateScanned, ev(KindCancelled, alice, secret), later, ResultExpired, StateScanned},
+		{"expired: confirmed, other user, wrong secret", both, StateScanned, ev(KindConfirmed, bob, wrong), later, ResultExpired, StateScanned},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			before := tt.s.clone()
-			res, dup, changed := Transition(tt.s, tt.ev, tt.at)
-			if res != tt.want || dup != tt.dup {
-				t.Fatalf("apply = %v dup=%v, want %v dup=%v", res, dup, tt.want, tt.dup)
+		for _, flow := range []Flow{FlowOA, FlowMiniProgram} {
+			if tt.flows == oaOnly && flow != FlowOA || tt.flows == mpOnly && flow != FlowMiniProgram {
+				continue
 			}
-			if tt.s.State != tt.wantState {
-				t.Errorf("state = %s, want %s", tt.s.State, tt.wantState)
-			}
-			if !changed {
-				if tt.s.State != before.State || len(tt.s.EventIDs) != len(before.EventIDs) || (tt.s.User == nil) != (before.User == nil) {
-					t.Errorf("rejected event changed the session: %+v → %+v", before, tt.s)
+			t.Run(string(flow)+"/"+tt.name, func(t *testing.T) {
+				s := in(flow, tt.state)
+				before := s.clone()
+				m := Transition(s, tt.ev, tt.at)
+				if m.Result != tt.want || m.Duplicate {
+					t.Fatalf("Transition = %+v, want %v", m, tt.want)
 				}
-				return
+				if s.State != tt.wantState {
+					t.Errorf("state = %s, want %s", s.State, tt.wantState)
+				}
+				if !m.Changed {
+					if m.Confirm != "" || !reflect.DeepEqual(s, before) {
+						t.Errorf("a rejected event changed the session or issued a secret: %+v → %+v", before, s)
+					}
+					return
+				}
+				if got := s.EventIDs[len(s.EventIDs)-1]; got != tt.ev.EventID {
+					t.Errorf("last event id = %q", got)
+				}
+				// The user is the one who scanned first; a confirmation
+				// keeps the user bound at the scan.
+				if s.User == nil || s.User.OpenID != "alice" || (tt.state == StateScanned && *s.User != alice) {
+					t.Errorf("user = %+v, want alice", s.User)
+				}
+				switch {
+				case tt.ev.Kind == KindScanned:
+					if !ValidConfirm(m.Confirm) || m.Confirm == secret || !s.ConfirmOK(m.Confirm) || s.ConfirmOK(secret) {
+						t.Errorf("scan issued %q; the session must keep only the new one's hash", m.Confirm)
+					}
+					if bytes.Contains(s.ConfirmHash, []byte(m.Confirm)) {
+						t.Error("the session holds the secret itself")
+					}
+					if rescan := tt.state == StateScanned; m.Rescan != rescan || rescan && (string(s.Last) != "last" || s.Delivered != before.Delivered) {
+						t.Errorf("rescan = %v, last %q delivered %v: a scan again has nothing new for the browser", m.Rescan, s.Last, s.Delivered)
+					}
+				case m.Confirm != "" || m.Rescan || s.ConfirmHash != nil || s.Delivered:
+					t.Errorf("after %v: confirm %q, rescan %v, hash %x, delivered %v; want the secret spent", tt.ev.Kind, m.Confirm, m.Rescan, s.ConfirmHash, s.Delivered)
+				}
+				if s.State == StateConfirmed && !s.ConfirmedAt.Equal(tt.at) {
+					t.Errorf("confirmed at %v, want %v", s.ConfirmedAt, tt.at)
+				}
+			})
+		}
+	}
+}
+
+// A repeated event id is answered as the first time, changes nothing, and
+// carries no secret: only its hash was kept.
+func TestTransitionDuplicate(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	for _, flow := range []Flow{FlowOA, FlowMiniProgram} {
+		s := &Session{Flow: flow, Scene: "sc", Ticket: "T", State: StateWaiting, ExpiresAt: now.Add(time.Minute)}
+		scan := Event{Scene: "sc", Ticket: "T", Kind: KindScanned, User: User{OpenID: "alice"}, EventID: "e1"}
+		first := Transition(s, scan, now)
+		if first.Result != ResultStored || first.Confirm == "" {
+			t.Fatalf("%s: first = %+v", flow, first)
+		}
+		for _, at := range []time.Time{now, now.Add(time.Hour)} {
+			before := s.clone()
+			m := Transition(s, scan, at)
+			if m != (Move{Result: ResultStored, Duplicate: true}) || !reflect.DeepEqual(s, before) {
+				t.Fatalf("%s: duplicate at %v = %+v, session %+v", flow, at, m, s)
 			}
-			if tt.s.User == nil || tt.s.User.OpenID != tt.ev.User.OpenID {
-				t.Errorf("user = %+v, want %s", tt.s.User, tt.ev.User.OpenID)
-			}
-			if got := tt.s.EventIDs[len(tt.s.EventIDs)-1]; got != tt.ev.EventID {
-				t.Errorf("last event id = %q", got)
-			}
-		})
+		}
+		s.Delivered = true
+		if m := Transition(s, scan, now); m != (Move{Result: ResultDelivered, Duplicate: true}) {
+			t.Fatalf("%s: duplicate after delivery = %+v", flow, m)
+		}
+		// A duplicate of the confirmation, even with another secret, is
+		// answered as the first; it is not a new confirmation.
+		conf := Event{Scene: "sc", Ticket: "T", Kind: KindConfirmed, User: User{OpenID: "alice"}, EventID: "e2", Confirm: first.Confirm}
+		if m := Transition(s, conf, now); m.Result != ResultStored || m.Duplicate {
+			t.Fatalf("%s: confirm = %+v", flow, m)
+		}
+		conf.Confirm = NewConfirmSecret()
+		if m := Transition(s, conf, now); m != (Move{Result: ResultStored, Duplicate: true}) {
+			t.Fatalf("%s: duplicate confirm = %+v", flow, m)
+		}
 	}
 }
 
@@ -102,9 +217,10 @@ func TestRandomIDs(t *testing.T) {
 		minBits int
 		maxLen  int
 	}{
-		{"scene", NewScene, 128, 64},
+		{"scene", NewScene, 128, 32}, // a Mini Program scene: 22 to 32 characters
 		{"session", NewSessionID, 128, 64},
 		{"resume", NewResumeSecret, 256, 64},
+		{"confirm", NewConfirmSecret, 128, 64},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,16 @@ type Outcome struct {
 	Result    Result   // ResultStored when accepted (the Service then tries to deliver)
 	Duplicate bool     // the event id was accepted before
 	Session   *Session // the session after the event; nil when not found
+	// Rescan: accepted, but only the confirm secret changed; the browser
+	// has nothing new to hear.
+	Rescan bool
+	// Confirm is the confirm secret an accepted two-step scan issued.
+	Confirm string
+}
+
+// outcome is the Outcome of move on sess.
+func outcome(m Move, sess *Session) Outcome {
+	return Outcome{Result: m.Result, Duplicate: m.Duplicate, Session: sess, Rescan: m.Rescan, Confirm: m.Confirm}
 }
 
 // Store keeps login sessions. Implementations make every method atomic with
@@ -23,9 +33,11 @@ type Store interface {
 	Create(ctx context.Context, s *Session) error
 	// Get returns the session with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Session, error)
-	// Apply runs the state machine for ev on the session whose scene is
-	// ev.Scene. When the event is accepted, render builds the message for the
-	// browser, kept as Session.Last, in the same atomic step.
+	// Apply runs the state machine (Transition) for ev on the session
+	// whose scene is ev.Scene, as one atomic step: of events racing on one
+	// session, each decides on the state the one before it left. When the
+	// event is accepted with a new state, render builds the message for
+	// the browser, kept as Session.Last, in the same step.
 	Apply(ctx context.Context, ev Event, now time.Time, render func(*Session) ([]byte, error)) (Outcome, error)
 	// MarkDelivered records that Last reached a connection.
 	MarkDelivered(ctx context.Context, id string) error
@@ -103,15 +115,17 @@ func (m *Memory) Apply(_ context.Context, ev Event, now time.Time, render func(*
 		next := s.clone()
 		m.mu.Unlock()
 
-		res, dup, changed := Transition(next, ev, now)
-		if !changed {
-			return Outcome{Result: res, Duplicate: dup, Session: next}, nil
+		move := Transition(next, ev, now)
+		if !move.Changed {
+			return outcome(move, next), nil
 		}
-		msg, err := render(next)
-		if err != nil {
-			return Outcome{}, fmt.Errorf("render message: %w", err)
+		if !move.Rescan {
+			msg, err := render(next)
+			if err != nil {
+				return Outcome{}, fmt.Errorf("render message: %w", err)
+			}
+			next.Last = msg
 		}
-		next.Last = msg
 
 		m.mu.Lock()
 		if cur, ok := m.byID[id]; !ok || cur.rev != rev {
@@ -121,7 +135,7 @@ func (m *Memory) Apply(_ context.Context, ev Event, now time.Time, render func(*
 		next.rev = rev + 1
 		m.byID[id] = next
 		m.mu.Unlock()
-		return Outcome{Result: res, Duplicate: dup, Session: next.clone()}, nil
+		return outcome(move, next.clone()), nil
 	}
 }
 

@@ -18,17 +18,25 @@ const MaxEventName = 64
 // ValidSessionID reports whether id has the shape of the ids NewSessionID
 // makes: unpadded base64url of idBytes random bytes.
 func ValidSessionID(id string) bool {
-	if len(id) != base64.RawURLEncoding.EncodedLen(idBytes) {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
+	return len(id) == base64.RawURLEncoding.EncodedLen(idBytes) && base64url(id)
+}
+
+// base64url reports whether s holds only characters of unpadded base64url.
+func base64url(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
 		default:
 			return false
 		}
 	}
 	return true
+}
+
+// ValidConfirm reports whether secret has the shape of the confirm secrets
+// NewConfirmSecret makes: unpadded base64url of confirmBytes random bytes.
+func ValidConfirm(secret string) bool {
+	return len(secret) == base64.RawURLEncoding.EncodedLen(confirmBytes) && base64url(secret)
 }
 
 // ValidEventName reports whether event is a Push event name: 1 to

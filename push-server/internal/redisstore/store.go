@@ -9,7 +9,10 @@
 //	<prefix>scene:{<scene>} the id of the session with that scene
 //
 // State changes run the login state machine (login.Transition) inside a
-// WATCH/MULTI transaction on the session key, retried on conflict.
+// WATCH/MULTI transaction on the session key, retried on conflict: of
+// events racing on one session across instances (two phones confirming one
+// code), each decides on the state the committed one before it left. A
+// confirm secret is kept only as its hash.
 package redisstore
 
 import (
@@ -111,10 +114,11 @@ func (s *Store) Apply(ctx context.Context, ev login.Event, now time.Time, render
 	}
 	var out login.Outcome
 	err = s.update(ctx, id, func(sess *login.Session) (bool, error) {
-		res, dup, changed := login.Transition(sess, ev, now)
-		out = login.Outcome{Result: res, Duplicate: dup, Session: sess}
-		if !changed {
-			return false, nil
+		// A retried attempt decides again, and issues its own secret.
+		move := login.Transition(sess, ev, now)
+		out = login.Outcome{Result: move.Result, Duplicate: move.Duplicate, Session: sess, Rescan: move.Rescan, Confirm: move.Confirm}
+		if !move.Changed || move.Rescan {
+			return move.Changed, nil
 		}
 		msg, err := render(sess)
 		if err != nil {

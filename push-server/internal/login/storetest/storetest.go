@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -121,6 +122,9 @@ func Run(t *testing.T, newStore func(t *testing.T) login.Store) {
 		}
 	})
 
+	t.Run("two-step", func(t *testing.T) { twoStep(t, newStore(t)) })
+	t.Run("two-step races", func(t *testing.T) { twoStepRaces(t, newStore) })
+
 	t.Run("expire", func(t *testing.T) {
 		st := newStore(t)
 		s := fresh()
@@ -208,6 +212,233 @@ func Run(t *testing.T, newStore func(t *testing.T) login.Store) {
 		}
 		if err := st.AddPending(ctx, "missing", []byte("x")); !errors.Is(err, login.ErrNotFound) {
 			t.Errorf("AddPending missing: %v", err)
+		}
+	})
+}
+
+// miniSession is a fresh waiting Mini Program session.
+func miniSession(now time.Time) *login.Session {
+	return &login.Session{
+		ID: login.NewSessionID(), Flow: login.FlowMiniProgram, Scene: login.NewScene(), Ticket: "image-key",
+		State: login.StateWaiting, ResumeHash: login.HashResume("r"), ExpiresAt: now.Add(time.Minute),
+		Requester: login.Requester{Browser: "Chrome 120", OS: "Windows 10", IP: "203.0.113.7", At: now.Truncate(time.Millisecond)},
+	}
+}
+
+// step is an event of a two-step flow on s (no ticket: a Mini Program code).
+func step(s *login.Session, k login.Kind, openid, id, confirm string) login.Event {
+	return login.Event{Scene: s.Scene, Kind: k, User: login.User{OpenID: openid}, EventID: id, Confirm: confirm}
+}
+
+// countingRender renders "<kind>-<openid>" and counts its calls.
+type countingRender struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (r *countingRender) render(k login.Kind) func(*login.Session) ([]byte, error) {
+	return func(s *login.Session) ([]byte, error) {
+		r.mu.Lock()
+		r.n++
+		r.mu.Unlock()
+		return []byte(fmt.Sprint(k, "-", s.User.OpenID)), nil
+	}
+}
+
+// twoStep walks a session through scan, scan again, refusals and the
+// confirmation; the store keeps the flow, the requester and only the
+// secret's hash.
+func twoStep(t *testing.T, st login.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	s := miniSession(now)
+	if err := st.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	var r countingRender
+	out, err := st.Apply(ctx, step(s, login.KindScanned, "alice", "e1", ""), now, r.render(login.KindScanned))
+	if err != nil || out.Result != login.ResultStored || out.Rescan || !login.ValidConfirm(out.Confirm) || out.Session.State != login.StateScanned {
+		t.Fatalf("scan = %+v, %v", out, err)
+	}
+	first := out.Confirm
+	got, _ := st.Get(ctx, s.ID)
+	r1, r2 := got.Requester, s.Requester
+	if r1.Browser != r2.Browser || r1.OS != r2.OS || r1.IP != r2.IP || !r1.At.Equal(r2.At) {
+		t.Fatalf("requester stored %+v, want %+v", r1, r2)
+	}
+	if got.Flow != login.FlowMiniProgram || got.State != login.StateScanned ||
+		got.User.OpenID != "alice" || !got.ConfirmOK(first) || string(got.Last) != "3-alice" {
+		t.Fatalf("stored after scan = %+v", got)
+	}
+	if err := st.MarkDelivered(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same user again: a new secret, nothing rendered, still delivered.
+	out, err = st.Apply(ctx, step(s, login.KindScanned, "alice", "e2", ""), now, r.render(login.KindScanned))
+	if err != nil || out.Result != login.ResultStored || !out.Rescan || out.Confirm == "" || out.Confirm == first || r.n != 1 {
+		t.Fatalf("scan again = %+v, %v (renders %d)", out, err, r.n)
+	}
+	second := out.Confirm
+	got, _ = st.Get(ctx, s.ID)
+	if got.ConfirmOK(first) || !got.ConfirmOK(second) || !got.Delivered || string(got.Last) != "3-alice" {
+		t.Fatalf("stored after scan again = %+v", got)
+	}
+	// A duplicate: the first answer, no secret.
+	if out, _ := st.Apply(ctx, step(s, login.KindScanned, "alice", "e2", ""), now, r.render(login.KindScanned)); !out.Duplicate || out.Confirm != "" || out.Result != login.ResultDelivered {
+		t.Fatalf("duplicate scan = %+v", out)
+	}
+
+	// Refusals change nothing.
+	for _, ev := range []login.Event{
+		step(s, login.KindScanned, "bob", "r1", ""),
+		step(s, login.KindConfirmed, "alice", "r2", first),
+		step(s, login.KindConfirmed, "bob", "r3", second),
+		step(s, login.KindCancelled, "alice", "r4", ""),
+	} {
+		out, err := st.Apply(ctx, ev, now, r.render(ev.Kind))
+		want := login.ResultForbidden
+		if ev.Kind == login.KindScanned {
+			want = login.ResultAlreadyUsed
+		}
+		if err != nil || out.Result != want || out.Confirm != "" {
+			t.Errorf("%v by %s: %+v, %v; want %v", ev.Kind, ev.User.OpenID, out, err, want)
+		}
+	}
+	if after, _ := st.Get(ctx, s.ID); !reflect.DeepEqual(after, got) {
+		t.Fatalf("a refusal changed the session:\n%+v\n%+v", got, after)
+	}
+
+	out, err = st.Apply(ctx, step(s, login.KindConfirmed, "alice", "e3", second), now, r.render(login.KindConfirmed))
+	if err != nil || out.Result != login.ResultStored || out.Session.State != login.StateConfirmed || out.Confirm != "" {
+		t.Fatalf("confirm = %+v, %v", out, err)
+	}
+	got, _ = st.Get(ctx, s.ID)
+	if got.State != login.StateConfirmed || got.User.OpenID != "alice" || len(got.ConfirmHash) != 0 || string(got.Last) != "4-alice" || got.Delivered || !got.ConfirmedAt.Equal(now) {
+		t.Fatalf("stored after confirm = %+v", got)
+	}
+	if out, _ := st.Apply(ctx, step(s, login.KindCancelled, "alice", "e4", second), now, r.render(login.KindCancelled)); out.Result != login.ResultAlreadyUsed {
+		t.Fatalf("cancel after confirm = %+v", out)
+	}
+}
+
+// twoStepRaces: two phones racing on one code, one winner; of confirmations
+// and cancels racing with the right secret, one winner, and the state is
+// the winner's; nothing confirms after a cancel.
+func twoStepRaces(t *testing.T, newStore func(t *testing.T) login.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	// race runs f(i) on n goroutines at once and returns the outcomes.
+	race := func(n int, f func(i int) (login.Outcome, error)) []login.Outcome {
+		outs := make([]login.Outcome, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				out, err := f(i)
+				if err != nil {
+					t.Error(err)
+				}
+				outs[i] = out
+			}()
+		}
+		close(start)
+		wg.Wait()
+		return outs
+	}
+	winners := func(outs []login.Outcome) []int {
+		var w []int
+		for i, o := range outs {
+			if o.Result == login.ResultStored && !o.Duplicate {
+				w = append(w, i)
+			}
+		}
+		return w
+	}
+	render := func(s *login.Session) ([]byte, error) { return []byte("m-" + s.User.OpenID), nil }
+
+	t.Run("phones scanning one code", func(t *testing.T) {
+		st := newStore(t)
+		s := miniSession(now)
+		st.Create(ctx, s)
+		outs := race(40, func(i int) (login.Outcome, error) {
+			return st.Apply(ctx, step(s, login.KindScanned, fmt.Sprint("user", i), fmt.Sprint("e", i), ""), now, render)
+		})
+		w := winners(outs)
+		if len(w) != 1 {
+			t.Fatalf("%d scans won, want 1", len(w))
+		}
+		for i, o := range outs {
+			if i != w[0] && (o.Result != login.ResultAlreadyUsed || o.Confirm != "") {
+				t.Errorf("loser %d: %+v", i, o)
+			}
+		}
+		got, _ := st.Get(ctx, s.ID)
+		if got.User.OpenID != fmt.Sprint("user", w[0]) || !got.ConfirmOK(outs[w[0]].Confirm) {
+			t.Fatalf("the session is bound to %s, the winner was user%d", got.User.OpenID, w[0])
+		}
+	})
+
+	t.Run("confirmations and cancels", func(t *testing.T) {
+		st := newStore(t)
+		s := miniSession(now)
+		st.Create(ctx, s)
+		out, _ := st.Apply(ctx, step(s, login.KindScanned, "alice", "scan", ""), now, render)
+		secret := out.Confirm
+		outs := race(40, func(i int) (login.Outcome, error) {
+			k := login.KindConfirmed
+			if i%2 == 1 {
+				k = login.KindCancelled
+			}
+			return st.Apply(ctx, step(s, k, "alice", fmt.Sprint("e", i), secret), now, render)
+		})
+		w := winners(outs)
+		if len(w) != 1 {
+			t.Fatalf("%d confirmations won, want 1", len(w))
+		}
+		for i, o := range outs {
+			if i != w[0] && o.Result != login.ResultAlreadyUsed {
+				t.Errorf("loser %d: %+v", i, o)
+			}
+		}
+		want := login.StateConfirmed
+		if w[0]%2 == 1 {
+			want = login.StateCancelled
+		}
+		if got, _ := st.Get(ctx, s.ID); got.State != want {
+			t.Fatalf("state %s, the winner made it %s", got.State, want)
+		}
+	})
+
+	t.Run("scans again racing a confirmation", func(t *testing.T) {
+		st := newStore(t)
+		s := miniSession(now)
+		st.Create(ctx, s)
+		out, _ := st.Apply(ctx, step(s, login.KindScanned, "alice", "scan", ""), now, render)
+		secret := out.Confirm
+		// Every scan again writes: a dozen, so that a store that retries on
+		// conflict (each retry follows another's write) is not worn out.
+		outs := race(12, func(i int) (login.Outcome, error) {
+			if i == 0 {
+				return st.Apply(ctx, step(s, login.KindConfirmed, "alice", "confirm", secret), now, render)
+			}
+			return st.Apply(ctx, step(s, login.KindScanned, "alice", fmt.Sprint("e", i), ""), now, render)
+		})
+		got, _ := st.Get(ctx, s.ID)
+		// Either the confirmation came first (and every later scan found
+		// the code used), or a scan again replaced the secret first (and
+		// the confirmation with the old one was refused).
+		switch confirmed := outs[0].Result == login.ResultStored; {
+		case confirmed && got.State != login.StateConfirmed, !confirmed && (outs[0].Result != login.ResultForbidden || got.State != login.StateScanned):
+			t.Fatalf("confirmation %+v, session %s", outs[0], got.State)
+		}
+		for i, o := range outs[1:] {
+			if o.Result == login.ResultStored && (!o.Rescan || o.Confirm == "") {
+				t.Errorf("scan again %d: %+v", i+1, o)
+			}
 		}
 	})
 }
