@@ -24,6 +24,7 @@ const readTimeout = 10 * time.Second
 // of its type are set.
 type Message struct {
 	Type      string          `json:"type"`
+	Flow      string          `json:"flow"`
 	Session   string          `json:"session"`
 	Resume    string          `json:"resume"`
 	Scene     string          `json:"scene"`

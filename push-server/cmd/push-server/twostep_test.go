@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -11,27 +10,22 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/scanlogin/scanlogin/internal/browsertest"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 )
 
 // qrcodeWithFlow reads the qrcode message and checks that it names flow.
-func (b *browser) qrcodeWithFlow(flow string) frame {
-	b.t.Helper()
-	_ = b.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	_, data, err := b.ws.ReadMessage()
-	if err != nil {
-		b.t.Fatalf("read: %v", err)
+func qrcodeWithFlow(t *testing.T, b *browsertest.Conn, flow string) browsertest.Message {
+	t.Helper()
+	m := b.Expect("qrcode")
+	if m.Flow != flow {
+		t.Fatalf("qrcode of flow %q, want %q", m.Flow, flow)
 	}
-	var f frame
-	var m struct{ Flow *string }
-	if json.Unmarshal(data, &f) != nil || json.Unmarshal(data, &m) != nil || f.Type != "qrcode" || m.Flow == nil || *m.Flow != flow {
-		b.t.Fatalf("got %s, want a qrcode message of flow %q", data, flow)
-	}
-	return f
+	return m
 }
 
 // step sends a two-step event for the code of qr through gRPC.
-func (in *instance) step(qr frame, ev pushv1.Event, openid, eventID, confirm string) (*pushv1.NotifyResponse, error) {
+func (in *instance) step(qr browsertest.Message, ev pushv1.Event, openid, eventID, confirm string) (*pushv1.NotifyResponse, error) {
 	return in.client.Notify(context.Background(), &pushv1.NotifyRequest{
 		Scene: qr.Scene, Ticket: in.ticket(qr), Event: ev, EventId: eventID, Confirm: confirm,
 		User: &pushv1.User{Openid: openid, Unionid: "u-" + openid},
@@ -45,7 +39,7 @@ func (in *instance) step(qr frame, ev pushv1.Event, openid, eventID, confirm str
 func TestTwoStepThroughGRPC(t *testing.T) {
 	in := start(t, nil)
 	b := in.mustDial("")
-	qr := b.qrcodeWithFlow("oa")
+	qr := qrcodeWithFlow(t, b, "oa")
 
 	res, err := in.step(qr, pushv1.Event_EVENT_SCANNED, "oAlice", "s1", "")
 	if err != nil || res.Result != pushv1.Result_RESULT_DELIVERED || res.Duplicate {
@@ -57,7 +51,7 @@ func TestTwoStepThroughGRPC(t *testing.T) {
 		time.Since(time.UnixMilli(r.GetAtMs())) > time.Minute {
 		t.Fatalf("confirmation = %v", c)
 	}
-	b.expect("scanned")
+	b.Expect("scanned")
 
 	// A retry of the same event: the first answer, without a secret.
 	if dup, err := in.step(qr, pushv1.Event_EVENT_SCANNED, "oAlice", "s1", ""); err != nil || !dup.Duplicate ||
@@ -91,32 +85,32 @@ func TestTwoStepThroughGRPC(t *testing.T) {
 	if err != nil || res.Result != pushv1.Result_RESULT_DELIVERED {
 		t.Fatalf("confirm = %v, %v", res, err)
 	}
-	if lg := b.expect("login"); lg.User["openid"] != "oAlice" || lg.Token == "" {
+	if lg := b.Expect("login"); lg.User["openid"] != "oAlice" || lg.Token == "" {
 		t.Fatalf("login = %+v", lg)
 	}
-	b.expectClose(websocket.CloseNormalClosure)
+	b.ExpectClose(websocket.CloseNormalClosure)
 	if res, _ := in.step(qr, pushv1.Event_EVENT_CANCELLED, "oAlice", "c2", c.GetSecret()); res.Result != pushv1.Result_RESULT_ALREADY_USED {
 		t.Fatalf("cancel after the login = %v", res)
 	}
 
 	t.Run("cancel", func(t *testing.T) {
 		b := in.mustDial("")
-		qr := b.qrcodeWithFlow("oa")
+		qr := qrcodeWithFlow(t, b, "oa")
 		res, err := in.step(qr, pushv1.Event_EVENT_SCANNED, "oCarol", "s1", "")
 		if err != nil || res.GetConfirmation() == nil {
 			t.Fatalf("scanned = %v, %v", res, err)
 		}
-		b.expect("scanned")
+		b.Expect("scanned")
 		secret := res.GetConfirmation().GetSecret()
 		if res, err := in.step(qr, pushv1.Event_EVENT_CANCELLED, "oCarol", "x1", secret); err != nil || res.Result != pushv1.Result_RESULT_DELIVERED {
 			t.Fatalf("cancel = %v, %v", res, err)
 		}
-		b.expect("cancelled")
+		b.Expect("cancelled")
 		if res, _ := in.step(qr, pushv1.Event_EVENT_CONFIRMED, "oCarol", "x2", secret); res.Result != pushv1.Result_RESULT_ALREADY_USED {
 			t.Fatalf("confirm after cancel = %v", res)
 		}
-		b.send(`{"type":"refresh"}`)
-		if next := b.qrcodeWithFlow("oa"); next.Scene == qr.Scene {
+		b.Send(`{"type":"refresh"}`)
+		if next := qrcodeWithFlow(t, b, "oa"); next.Scene == qr.Scene {
 			t.Fatal("refresh after cancel reused the code")
 		}
 	})
