@@ -106,7 +106,7 @@ func TestCallbackToBrowserAcrossInstances(t *testing.T) {
 	rs := redistest.Start(t)
 	fake := wechattest.New(t, appID, secret)
 	key := writeKey(t)
-	common := []string{"PUSH_HTTP_ADDR=127.0.0.1:0", "PUSH_GRPC_ADDR=127.0.0.1:0", "WECHAT_APPID=" + appID,
+	common := []string{"PUSH_HTTP_ADDR=127.0.0.1:0", "PUSH_GRPC_ADDR=127.0.0.1:0", "PUSH_API_ADDR=127.0.0.1:0", "WECHAT_APPID=" + appID,
 		"WECHAT_SECRET=" + secret, "WECHAT_API_BASE=" + fake.URL(), "WECHAT_MP_BASE=" + fake.URL(),
 		"REDIS_URL=" + rs.URL(), "TOKEN_KEY_FILE=" + key, "LOG_LEVEL=info", "GRPC_AUTH_TOKEN=internal"}
 	a, b := startProcess(t, common), startProcess(t, common)

@@ -403,7 +403,7 @@ func TestClusterSIGKILLThenResumeElsewhere(t *testing.T) {
 	}
 	rs := redistest.Start(t)
 	fake := wechattest.New(t, appID, secret)
-	env := []string{"PUSH_HTTP_ADDR=127.0.0.1:0", "PUSH_GRPC_ADDR=127.0.0.1:0", "WECHAT_APPID=" + appID,
+	env := []string{"PUSH_HTTP_ADDR=127.0.0.1:0", "PUSH_GRPC_ADDR=127.0.0.1:0", "PUSH_API_ADDR=127.0.0.1:0", "WECHAT_APPID=" + appID,
 		"WECHAT_SECRET=" + secret, "WECHAT_API_BASE=" + fake.URL(), "WECHAT_MP_BASE=" + fake.URL(),
 		"REDIS_URL=" + rs.URL(), "TOKEN_KEY_FILE=" + writeKey(t), "LOG_LEVEL=info"}
 	a, b := startProcess(t, env), startProcess(t, env)

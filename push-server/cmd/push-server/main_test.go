@@ -80,6 +80,7 @@ func startWith(t *testing.T, fake *wechattest.Server, env map[string]string) *in
 	vars := map[string]string{
 		"PUSH_HTTP_ADDR":  "127.0.0.1:0",
 		"PUSH_GRPC_ADDR":  "127.0.0.1:0",
+		"PUSH_API_ADDR":   "127.0.0.1:0",
 		"WECHAT_APPID":    appID,
 		"WECHAT_SECRET":   secret,
 		"WECHAT_API_BASE": fake.URL(),
