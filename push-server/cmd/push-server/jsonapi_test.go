@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -20,7 +21,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/scanlogin/scanlogin/internal/settings"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
+	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
 var apiListening = regexp.MustCompile(`msg=listening .* api=(\S+)`)
@@ -327,6 +330,13 @@ func TestJSONMalformedBodies(t *testing.T) {
 		"unknown field":       {"/v1/push", `{"session":"` + s + `","event":"e","extra":1}`, 400},
 		"proto field name":    {"/v1/push", `{"session_id":"` + s + `","event":"e"}`, 400},
 		"two targets":         {"/v1/push", `{"session":"` + s + `","openid":"oA","event":"e"}`, 400},
+		"field of other case": {"/v1/push", `{"Session":"` + s + `","event":"e"}`, 400},
+		"field given twice":   {"/v1/push", `{"session":"` + s + `","session":"` + s + `","event":"e"}`, 400},
+		"event given twice":   {"/v1/push", `{"session":"` + s + `","event":"e","event":"f"}`, 400},
+		"batch item case":     {"/v1/push/batch", `{"pushes":[{"session":"` + s + `","EVENT":"e"}]}`, 400},
+		"batch item twice":    {"/v1/push/batch", `{"pushes":[{"openid":"o","openid":"p","event":"e"}]}`, 400},
+		"batch item null":     {"/v1/push/batch", `{"pushes":[null]}`, 400},
+		"batch twice":         {"/v1/push/batch", `{"pushes":[],"pushes":[` + pushJSON("session", s, "e", "") + `]}`, 400},
 		"two, one empty":      {"/v1/push", `{"session":"` + s + `","openid":"","event":"e"}`, 400},
 		"no target":           {"/v1/push", `{"event":"e"}`, 400},
 		"null target":         {"/v1/push", `{"session":null,"event":"e"}`, 400},
@@ -605,4 +615,21 @@ func TestGRPCPushBatch(t *testing.T) {
 			t.Errorf("with token: %q %v", got, err)
 		}
 	})
+}
+
+// A PUSH_API_ADDR that cannot be bound stops run with an error naming it.
+func TestBusyAPIAddrNamesTheSetting(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	fake := wechattest.New(t, appID, secret)
+	err = run(context.Background(), nil, settings.Map(map[string]string{
+		"PUSH_HTTP_ADDR": "127.0.0.1:0", "PUSH_GRPC_ADDR": "127.0.0.1:0", "PUSH_API_ADDR": busy.Addr().String(),
+		"WECHAT_APPID": appID, "WECHAT_SECRET": secret, "WECHAT_API_BASE": fake.URL(), "WECHAT_MP_BASE": fake.URL(),
+	}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "PUSH_API_ADDR") {
+		t.Fatalf("run = %v, want an error naming PUSH_API_ADDR", err)
+	}
 }

@@ -169,8 +169,13 @@ func (p *pushBody) item() (login.PushItem, error) {
 }
 
 func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
 	var p pushBody
-	if !decode(w, r, &p) {
+	if err := parse(b, &p, pushNames...); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "bad request body: "+err.Error())
 		return
 	}
 	it, err := p.item()
@@ -187,21 +192,33 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) batch(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Pushes []pushBody `json:"pushes"`
+	b, ok := readBody(w, r)
+	if !ok {
+		return
 	}
-	if !decode(w, r, &req) {
+	var req struct {
+		Pushes []json.RawMessage `json:"pushes"`
+	}
+	if err := parse(b, &req, "pushes"); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "bad request body: "+err.Error())
 		return
 	}
 	if len(req.Pushes) == 0 || len(req.Pushes) > login.MaxBatch {
 		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("pushes must hold 1 to %d pushes", login.MaxBatch))
 		return
 	}
-	results := make([]pushResult, len(req.Pushes))
-	items := make([]login.PushItem, 0, len(req.Pushes))
-	idx := make([]int, 0, len(req.Pushes)) // items[j] is req.Pushes[idx[j]]
-	for i := range req.Pushes {
-		it, err := req.Pushes[i].item()
+	pushes := make([]pushBody, len(req.Pushes))
+	for i, raw := range req.Pushes {
+		if err := parse(raw, &pushes[i], pushNames...); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("bad request body: pushes[%d]: %v", i, err))
+			return
+		}
+	}
+	results := make([]pushResult, len(pushes))
+	items := make([]login.PushItem, 0, len(pushes))
+	idx := make([]int, 0, len(pushes)) // items[j] is pushes[idx[j]]
+	for i := range pushes {
+		it, err := pushes[i].item()
 		if err != nil {
 			_, code, msg := h.class(err)
 			results[i].Error = &apiError{code, msg}
@@ -236,26 +253,67 @@ func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(OpenAPI)
 }
 
-// decode reads r's body as exactly one JSON value into v, refusing unknown
-// fields; on failure it answers and returns false.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		// Anything after the value, but white space, makes a bad body.
-		if err = dec.Decode(&struct{}{}); err == io.EOF {
-			return true
-		} else if err == nil {
-			err = errors.New("more than one JSON value")
-		}
-	}
+// pushNames are the members of a push.
+var pushNames = []string{"session", "openid", "event", "data"}
+
+// readBody reads r's body, at most MaxBody bytes; on failure it answers
+// and returns false.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		writeError(w, http.StatusRequestEntityTooLarge, "invalid_argument", fmt.Sprintf("request body over %d bytes", MaxBody))
-		return false
+		return nil, false
 	}
-	writeError(w, http.StatusBadRequest, "invalid_argument", "bad request body: "+bodyError(err))
-	return false
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", "could not read the request body")
+		return nil, false
+	}
+	return b, true
+}
+
+// parse decodes b, exactly one JSON object whose members are among names,
+// spelled exactly so and each at most once, into v.
+func parse(b []byte, v any, names ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New(bodyError(err))
+	}
+	// Anything after the value, but white space, makes a bad body.
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("more than one JSON value")
+	}
+	return checkNames(b, names)
+}
+
+// checkNames refuses what encoding/json lets through: member names that
+// match a field only when case is ignored ("Session"), and a member given
+// twice (which would hide a second target).
+func checkNames(obj []byte, names []string) error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("must be a JSON object")
+	}
+	seen := make(map[string]bool, len(names))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return errors.New("not JSON")
+		}
+		name, _ := t.(string)
+		switch {
+		case !slices.Contains(names, name):
+			return fmt.Errorf("unknown field %q", name)
+		case seen[name]:
+			return fmt.Errorf("field %q given twice", name)
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return errors.New("not JSON")
+		}
+	}
+	return nil
 }
 
 // bodyError says what is wrong with a body without echoing its content.
