@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/scanlogin/scanlogin/internal/redistest"
+	"github.com/scanlogin/scanlogin/internal/testkey"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
 
@@ -51,7 +52,7 @@ func subscribeXML(scene, ticket string, created int64) string {
 func TestCallbackToBrowserAcrossInstances(t *testing.T) {
 	rs := redistest.Start(t)
 	fake := wechattest.New(t, devAppID, devSecret)
-	keyFile, _ := writeKey(t)
+	keyFile, _ := testkey.Write(t)
 	common := []string{"REDIS_URL=" + rs.URL(), "TOKEN_KEY_FILE=" + keyFile, "GRPC_AUTH_TOKEN=internal"}
 	a, b := startPushServer(t, fake, common...), startPushServer(t, fake, common...)
 	const token = "callbacktoken"

@@ -3,16 +3,11 @@ package e2e
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +23,7 @@ import (
 	"github.com/scanlogin/scanlogin/internal/browsertest"
 	"github.com/scanlogin/scanlogin/internal/proctest"
 	"github.com/scanlogin/scanlogin/internal/redistest"
+	"github.com/scanlogin/scanlogin/internal/testkey"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat/wechattest"
 )
@@ -47,7 +43,7 @@ type pushServer struct {
 // added to its settings.
 func startPushServer(t *testing.T, fake *wechattest.Server, env ...string) *pushServer {
 	t.Helper()
-	vars := append([]string{"PUSH_HTTP_ADDR=" + host + ":0", "PUSH_GRPC_ADDR=" + host + ":0",
+	vars := append([]string{"PUSH_HTTP_ADDR=" + host + ":0", "PUSH_GRPC_ADDR=" + host + ":0", "PUSH_API_ADDR=" + host + ":0",
 		"WECHAT_APPID=" + devAppID, "WECHAT_SECRET=" + devSecret,
 		"WECHAT_API_BASE=" + fake.URL(), "WECHAT_MP_BASE=" + fake.URL(), "LOG_LEVEL=info"}, env...)
 	p, err := startProgram(t, "push-server", vars)
@@ -127,30 +123,12 @@ func startCluster(t *testing.T, n int) ([]*pushServer, *redistest.Server, *wecha
 	t.Helper()
 	rs := redistest.Start(t)
 	fake := wechattest.New(t, devAppID, devSecret)
-	keyFile, _ := writeKey(t)
+	keyFile, _ := testkey.Write(t)
 	var ins []*pushServer
 	for range n {
 		ins = append(ins, startPushServer(t, fake, "REDIS_URL="+rs.URL(), "TOKEN_KEY_FILE="+keyFile))
 	}
 	return ins, rs, fake
-}
-
-// writeKey writes a fresh Ed25519 key for TOKEN_KEY_FILE.
-func writeKey(t *testing.T) (string, ed25519.PrivateKey) {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "token-key.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, key
 }
 
 // resign returns token with its subject replaced by sub, signed again
@@ -304,7 +282,7 @@ func TestClusterPushToUserEverywhere(t *testing.T) {
 func TestClusterPushToForgedOpenIDReachesNoOne(t *testing.T) {
 	rs := redistest.Start(t)
 	fake := wechattest.New(t, devAppID, devSecret)
-	keyFile, key := writeKey(t)
+	keyFile, key := testkey.Write(t)
 	a := startPushServer(t, fake, "REDIS_URL="+rs.URL(), "TOKEN_KEY_FILE="+keyFile)
 	b := startPushServer(t, fake, "REDIS_URL="+rs.URL(), "TOKEN_KEY_FILE="+keyFile)
 	ctx := context.Background()
@@ -445,7 +423,7 @@ func TestClusterModeRedis(t *testing.T) {
 	nodes := redistest.StartCluster(t, 3)
 	redisURL := "redis://" + nodes[0].Addr() + "?addr=" + nodes[1].Addr() + "&addr=" + nodes[2].Addr()
 	fake := wechattest.New(t, devAppID, devSecret)
-	keyFile, _ := writeKey(t)
+	keyFile, _ := testkey.Write(t)
 	a := startPushServer(t, fake, "REDIS_URL="+redisURL, "TOKEN_KEY_FILE="+keyFile)
 	b := startPushServer(t, fake, "REDIS_URL="+redisURL, "TOKEN_KEY_FILE="+keyFile)
 

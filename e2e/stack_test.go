@@ -203,6 +203,7 @@ func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 		"push-server": append(slicesClone(common),
 			"PUSH_HTTP_ADDR="+addr(s.pushPort),
 			"PUSH_GRPC_ADDR="+addr(s.rpcPort),
+			"PUSH_API_ADDR=127.0.0.1:0",
 			"WECHAT_API_BASE="+sim,
 			"WECHAT_MP_BASE="+sim,
 			"PUSH_SIMULATOR_URL="+sim,

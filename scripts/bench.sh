@@ -118,7 +118,7 @@ scanlogin_up() {
 	local health=("http://127.0.0.1:$sim/healthz")
 	for ((i = 0; i < instances; i++)); do
 		local h=${p[$((2 + 2 * i))]} g=${p[$((3 + 2 * i))]}
-		start "push$i" LOG_LEVEL=warn PUSH_HTTP_ADDR=127.0.0.1:$h PUSH_GRPC_ADDR=127.0.0.1:$g \
+		start "push$i" LOG_LEVEL=warn PUSH_HTTP_ADDR=127.0.0.1:$h PUSH_GRPC_ADDR=127.0.0.1:$g PUSH_API_ADDR=127.0.0.1:0 \
 			WECHAT_APPID=$WECHAT_APPID WECHAT_SECRET=$WECHAT_SECRET \
 			WECHAT_API_BASE=http://127.0.0.1:$sim WECHAT_MP_BASE=http://127.0.0.1:$sim \
 			LOGIN_TTL=10m LIMIT_CONNS_PER_IP=0 LIMIT_QR_PER_IP=0 ${redis:+REDIS_URL=$redis} \

@@ -25,6 +25,7 @@ import (
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/grpcapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
+	"github.com/scanlogin/scanlogin/push-server/internal/jsonapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
@@ -95,6 +96,11 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		return fmt.Errorf("PUSH_GRPC_ADDR: %w", err)
 	}
 	defer grpcLn.Close()
+	apiLn, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("PUSH_API_ADDR: %w", err)
+	}
+	defer apiLn.Close()
 	var dbgLn net.Listener
 	if cfg.DebugAddr != "" {
 		if dbgLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
@@ -124,7 +130,14 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 	gs := grpcapi.NewGRPCServer(grpcapi.New(log, logins), hs, cfg.GRPCAuthToken, m.GRPCAuthFailure.Inc)
 
 	hsrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	log.Info("listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "config", cfg)
+	asrv := &http.Server{
+		Handler:           jsonapi.New(log, logins, jsonapi.Options{AuthToken: cfg.GRPCAuthToken}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	log.Info("listening", "http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "api", apiLn.Addr().String(), "config", cfg)
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The connections outlive gctx: the shutdown below closes them with
@@ -142,6 +155,12 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 	g.Go(func() error {
 		if err := gs.Serve(grpcLn); err != nil {
 			return fmt.Errorf("grpc: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := asrv.Serve(apiLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("json api: %w", err)
 		}
 		return nil
 	})
@@ -171,6 +190,9 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		case <-sctx.Done():
 			gs.Stop() // ends GracefulStop too
 			<-stopped
+		}
+		if err := asrv.Shutdown(sctx); err != nil {
+			log.Warn("json api shutdown", "err", err)
 		}
 		if err := hsrv.Shutdown(sctx); err != nil {
 			log.Warn("http shutdown", "err", err)

@@ -54,6 +54,7 @@ func start(t *testing.T, env map[string]string) *instance {
 	vars := map[string]string{
 		"PUSH_HTTP_ADDR": "127.0.0.1:0",
 		"PUSH_GRPC_ADDR": "127.0.0.1:0",
+		"PUSH_API_ADDR":  "127.0.0.1:0",
 		"WECHAT_APPID":   appID,
 		"WECHAT_SECRET":  secret,
 		"LOG_LEVEL":      "debug",

@@ -63,6 +63,7 @@ func TestRunFailingToStartLeavesNothingBehind(t *testing.T) {
 	env := map[string]string{
 		"PUSH_HTTP_ADDR":  httpAddr,
 		"PUSH_GRPC_ADDR":  "127.0.0.1:0",
+		"PUSH_API_ADDR":   "127.0.0.1:0",
 		"PUSH_DEBUG_ADDR": busy.Addr().String(),
 		"WECHAT_APPID":    appID,
 		"WECHAT_SECRET":   secret,

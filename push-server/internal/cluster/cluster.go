@@ -13,7 +13,8 @@
 // A delivery is an envelope: who it is for (a session or a user), the
 // frame's kind, the target's length as a uvarint, the target, and the
 // frame's JSON. The receiving instance acts on the kind as the sending one
-// would, without reading the JSON.
+// would, without reading the JSON. A batch of pushes travels as one publish
+// per instance: "b" and that instance's envelopes, each length-prefixed.
 //
 // Pub/sub delivers at most once, so nothing relies on it alone: state
 // messages are kept with the session and pushes that find no connection are
@@ -97,9 +98,12 @@ func (c *Cluster) channel(inst string) string   { return c.opt.Prefix + "i:" + i
 // Who an envelope is for. These bytes differ from those of the envelopes
 // without a frame kind, and of the newline-framed ones before them, so an
 // envelope from an instance still running either is dropped, not misread.
+// A batch envelope is 'b' followed by envelopes, each after its length as a
+// uvarint.
 const (
 	toSession = 's'
 	toUser    = 'u'
+	batch     = 'b'
 )
 
 // envelope frames f for another instance: to, f's kind, the target's length
@@ -191,6 +195,86 @@ func (c *Cluster) remote(ctx context.Context, key string, env []byte) (int, erro
 		return 0, fmt.Errorf("presence and publish: %w: %w", login.ErrUnavailable, err)
 	}
 	return n, nil
+}
+
+// publishBatch is publishRemote for many envelopes at once: KEYS[k] is the
+// presence hash of the envelope ARGV[3 + k], which comes length-prefixed.
+// Each instance named in any of the hashes but ARGV[1] gets one PUBLISH of
+// "b" and its envelopes, in order. It returns, per key, the connections the
+// reached instances hold (ARGV[3] = "1": as in publishRemote).
+var publishBatch = redis.NewScript(`
+local parts, items, order = {}, {}, {}
+for k = 1, #KEYS do
+  local pres = redis.call('HGETALL', KEYS[k])
+  for i = 1, #pres, 2 do
+    local inst = pres[i]
+    if inst ~= ARGV[1] then
+      if parts[inst] == nil then
+        parts[inst], items[inst] = {}, {}
+        order[#order + 1] = inst
+      end
+      table.insert(parts[inst], ARGV[3 + k])
+      table.insert(items[inst], k)
+      table.insert(items[inst], tonumber(pres[i + 1]) or 0)
+    end
+  end
+end
+local counts = {}
+for k = 1, #KEYS do counts[k] = 0 end
+for _, inst in ipairs(order) do
+  local it = items[inst]
+  if redis.call('PUBLISH', ARGV[2] .. inst, 'b' .. table.concat(parts[inst])) == 0 and ARGV[3] == '1' then
+    for j = 1, #it, 2 do redis.call('HDEL', KEYS[it[j]], inst) end
+  else
+    for j = 1, #it, 2 do counts[it[j]] = counts[it[j]] + it[j + 1] end
+  end
+end
+return counts
+`)
+
+var _ login.BatchRouter = (*Cluster)(nil)
+
+// Deliver implements login.BatchRouter: local connections through the hub,
+// and one publish per other instance for all of ds it should see. In Redis
+// Cluster a script cannot read keys of many slots, so there each delivery
+// takes its own round trip.
+func (c *Cluster) Deliver(ctx context.Context, ds []login.Delivery) ([]int, error) {
+	counts := make([]int, len(ds))
+	keys := make([]string, len(ds))
+	args := make([]any, 3, 3+len(ds))
+	for i, d := range ds {
+		var env []byte
+		if d.OpenID != "" {
+			counts[i], _ = c.hub.ToUser(ctx, d.OpenID, d.Frame)
+			keys[i], env = c.userKey(d.OpenID), envelope(toUser, d.OpenID, d.Frame)
+		} else {
+			counts[i], _ = c.hub.ToSession(ctx, d.SessionID, d.Frame)
+			keys[i], env = c.sessionKey(d.SessionID), envelope(toSession, d.SessionID, d.Frame)
+		}
+		if !c.exact {
+			m, err := c.remote(ctx, keys[i], env)
+			if err != nil {
+				return counts, err
+			}
+			counts[i] += m
+			continue
+		}
+		args = append(args, append(binary.AppendUvarint(make([]byte, 0, len(env)+3), uint64(len(env))), env...))
+	}
+	if !c.exact || len(ds) == 0 {
+		return counts, nil
+	}
+	args[0], args[1], args[2] = c.id, c.channel(""), "1"
+	remote, err := publishBatch.Run(ctx, c.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return counts, fmt.Errorf("presence and publish: %w: %w", login.ErrUnavailable, err)
+	}
+	for i, m := range remote {
+		if i < len(counts) {
+			counts[i] += int(m)
+		}
+	}
+	return counts, nil
 }
 
 // Registry: what httpapi needs to register browser connections. Each method updates
@@ -294,10 +378,28 @@ func (c *Cluster) Run(ctx context.Context, redeliver func(ctx context.Context, s
 	}
 }
 
-// deliver hands a frame from another instance to local connections; a
+// deliver hands what another instance published, an envelope or a batch
+// of them, to local connections.
+func (c *Cluster) deliver(ctx context.Context, p []byte) {
+	if len(p) == 0 || p[0] != batch {
+		c.deliverOne(ctx, p)
+		return
+	}
+	for p = p[1:]; len(p) > 0; {
+		n, w := binary.Uvarint(p)
+		if w <= 0 || n > uint64(len(p)-w) {
+			c.log.Warn("bad batch envelope on delivery channel", "bytes", len(p))
+			return
+		}
+		c.deliverOne(ctx, p[w:w+int(n)])
+		p = p[w+int(n):]
+	}
+}
+
+// deliverOne hands a frame from another instance to local connections; a
 // push that finds none is kept for the browser's resume (state messages are
 // kept with the session already).
-func (c *Cluster) deliver(ctx context.Context, p []byte) {
+func (c *Cluster) deliverOne(ctx context.Context, p []byte) {
 	to, target, f, ok := parseEnvelope(p)
 	if !ok {
 		c.log.Warn("bad envelope on delivery channel", "bytes", len(p))

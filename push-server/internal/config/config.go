@@ -20,6 +20,7 @@ import (
 type Config struct {
 	HTTPAddr        string        // PUSH_HTTP_ADDR
 	GRPCAddr        string        // PUSH_GRPC_ADDR
+	APIAddr         string        // PUSH_API_ADDR: the HTTP/JSON push API
 	AppID           string        // WECHAT_APPID
 	Secret          string        // WECHAT_SECRET (secret)
 	APIBase         string        // WECHAT_API_BASE
@@ -49,6 +50,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	c := &Config{
 		HTTPAddr:     e.HostPort("PUSH_HTTP_ADDR", ":8080"),
 		GRPCAddr:     e.HostPort("PUSH_GRPC_ADDR", "127.0.0.1:9090"),
+		APIAddr:      e.HostPort("PUSH_API_ADDR", "127.0.0.1:9091"),
 		AppID:        e.Required("WECHAT_APPID"),
 		Secret:       e.Secret("WECHAT_SECRET"),
 		APIBase:      e.URL("WECHAT_API_BASE", "https://api.weixin.qq.com"),
@@ -95,6 +97,7 @@ func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("grpc_addr", c.GRPCAddr),
+		slog.String("api_addr", c.APIAddr),
 		slog.String("appid", c.AppID),
 		slog.String("api_base", c.APIBase),
 		slog.String("mp_base", c.MPBase),

@@ -26,6 +26,7 @@ import (
 type Logins interface {
 	Notify(ctx context.Context, ev login.Event) (login.Reply, error)
 	Push(ctx context.Context, to login.Target, event string, data []byte) (int, bool, error)
+	PushBatch(ctx context.Context, items []login.PushItem) ([]login.PushOutcome, error)
 }
 
 // Server implements pushv1.PushServiceServer.
@@ -102,6 +103,49 @@ func (s *Server) Push(ctx context.Context, req *pushv1.PushRequest) (*pushv1.Pus
 		return nil, s.status("push", err)
 	}
 	return &pushv1.PushResponse{Delivered: int32(n), Stored: stored}, nil
+}
+
+// PushBatch implements pushv1.PushServiceServer.
+func (s *Server) PushBatch(ctx context.Context, req *pushv1.PushBatchRequest) (*pushv1.PushBatchResponse, error) {
+	pushes := req.GetPushes()
+	items := make([]login.PushItem, len(pushes))
+	for i, p := range pushes {
+		items[i] = login.PushItem{
+			To:    login.Target{SessionID: p.GetSessionId(), OpenID: p.GetOpenid()},
+			Event: p.GetEvent(),
+			Data:  p.GetData(),
+		}
+	}
+	outs, err := s.logins.PushBatch(ctx, items)
+	if err != nil {
+		return nil, s.status("push batch", err)
+	}
+	res := make([]*pushv1.PushResult, len(outs))
+	for i, o := range outs {
+		if o.Err != nil {
+			st, _ := status.FromError(s.status("push", o.Err))
+			res[i] = &pushv1.PushResult{Outcome: &pushv1.PushResult_Error{Error: &pushv1.PushError{
+				Code: errorCode(st.Code()), Message: st.Message(),
+			}}}
+			continue
+		}
+		res[i] = &pushv1.PushResult{Outcome: &pushv1.PushResult_Ok{Ok: &pushv1.PushResponse{
+			Delivered: int32(o.Delivered), Stored: o.Stored,
+		}}}
+	}
+	return &pushv1.PushBatchResponse{Results: res}, nil
+}
+
+// errorCode names a status code as PushError.code does: anything but a
+// bad argument or an unknown session is worth retrying.
+func errorCode(c codes.Code) string {
+	switch c {
+	case codes.InvalidArgument:
+		return "invalid_argument"
+	case codes.NotFound:
+		return "not_found"
+	}
+	return "unavailable"
 }
 
 // status translates a login error into a gRPC status with a safe message.
