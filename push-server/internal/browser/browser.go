@@ -87,6 +87,12 @@ const (
 	CodeSessionTaken        = "session_taken"        // another connection resumed the session (KindSessionTaken)
 )
 
+// CodeMiniProgramMisconfigured is the error code when WeChat refuses to
+// make a Mini Program code because of the deployment's settings: the page
+// is not published (41030; see MINIPROGRAM_PAGE and MINIPROGRAM_ENV) or the
+// scene is refused (40129, 40169). Trying again does not help.
+const CodeMiniProgramMisconfigured = "miniprogram_misconfigured"
+
 // WebSocket close codes the server sends.
 const (
 	CloseNormal        = 1000 // after login
