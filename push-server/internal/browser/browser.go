@@ -85,13 +85,11 @@ const (
 	CodeResumeFailed        = "resume_failed"        // the resume pair is wrong, expired or used; a new session follows
 	CodeRefreshLimit        = "refresh_limit"        // too many refreshes on this connection
 	CodeSessionTaken        = "session_taken"        // another connection resumed the session (KindSessionTaken)
+	// CodeMiniProgramMisconfigured: WeChat refused to make a Mini Program
+	// code for a reason only the operator can fix (41030 page not
+	// published, 40129/40169 scene refused); retrying will not help.
+	CodeMiniProgramMisconfigured = "miniprogram_misconfigured"
 )
-
-// CodeMiniProgramMisconfigured is the error code when WeChat refuses to
-// make a Mini Program code because of the deployment's settings: the page
-// is not published (41030; see MINIPROGRAM_PAGE and MINIPROGRAM_ENV) or the
-// scene is refused (40129, 40169). Trying again does not help.
-const CodeMiniProgramMisconfigured = "miniprogram_misconfigured"
 
 // WebSocket close codes the server sends.
 const (
