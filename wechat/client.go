@@ -295,6 +295,25 @@ func (c *Client) invalidate(ctx context.Context, tok string) {
 // kept out of every error. A non-200 status is a transport error; a
 // non-zero errcode is an *APIError.
 func (c *Client) call(ctx context.Context, op, method, path string, query url.Values, in, out any, token string) error {
+	raw, err := c.send(ctx, op, method, path, query, in, token)
+	if err != nil {
+		return err
+	}
+	if err := apiError(op, raw, token); err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("wechat %s: decode answer: %w", op, err)
+		}
+	}
+	return nil
+}
+
+// send sends one request to the API host and returns the body of its 200
+// answer (at most maxBody bytes). token, when set, goes into the
+// access_token query parameter and is kept out of every error.
+func (c *Client) send(ctx context.Context, op, method, path string, query url.Values, in any, token string) ([]byte, error) {
 	q := url.Values{}
 	for k, v := range query {
 		q[k] = v
@@ -310,13 +329,13 @@ func (c *Client) call(ctx context.Context, op, method, path string, query url.Va
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("wechat %s: encode request: %w", op, err)
+			return nil, fmt.Errorf("wechat %s: encode request: %w", op, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return fmt.Errorf("wechat %s: %w", op, redact(err))
+		return nil, fmt.Errorf("wechat %s: %w", op, redact(err))
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -324,19 +343,26 @@ func (c *Client) call(ctx context.Context, op, method, path string, query url.Va
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("wechat %s: %w", op, redact(err))
+		return nil, fmt.Errorf("wechat %s: %w", op, redact(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return fmt.Errorf("wechat %s: read answer: %w", op, redact(err))
+		return nil, fmt.Errorf("wechat %s: read answer: %w", op, redact(err))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("wechat %s: HTTP status %d", op, resp.StatusCode)
+		return nil, fmt.Errorf("wechat %s: HTTP status %d", op, resp.StatusCode)
 	}
 	if len(raw) > maxBody {
-		return fmt.Errorf("wechat %s: answer larger than %d bytes", op, maxBody)
+		return nil, fmt.Errorf("wechat %s: answer larger than %d bytes", op, maxBody)
 	}
+	return raw, nil
+}
+
+// apiError decodes the errcode of a JSON answer: an *APIError when it is
+// not zero, nil when it is zero or absent, and a decode error when raw is
+// not JSON. token is cut out of WeChat's errmsg.
+func apiError(op string, raw []byte, token string) error {
 	var status struct {
 		ErrCode int    `json:"errcode"`
 		ErrMsg  string `json:"errmsg"`
@@ -350,11 +376,6 @@ func (c *Client) call(ctx context.Context, op, method, path string, query url.Va
 			msg = strings.ReplaceAll(msg, token, "[redacted]")
 		}
 		return &APIError{Op: op, Code: status.ErrCode, Msg: msg}
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("wechat %s: decode answer: %w", op, err)
-		}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/scanlogin/scanlogin/internal/redisurl"
 	"github.com/scanlogin/scanlogin/push-server/internal/cluster"
+	"github.com/scanlogin/scanlogin/push-server/internal/codeimage"
 	"github.com/scanlogin/scanlogin/push-server/internal/config"
 	"github.com/scanlogin/scanlogin/push-server/internal/httpapi"
 	"github.com/scanlogin/scanlogin/push-server/internal/hub"
@@ -23,18 +24,22 @@ import (
 const retain = 10 * time.Minute
 
 // sweepInterval is how often the in-memory backend drops forgotten
-// sessions and idle rate buckets.
+// sessions, idle rate buckets and expired code images.
 const sweepInterval = 30 * time.Second
 
-// backend is where sessions, delivery, limits and the WeChat token live:
+// backend is where sessions, delivery, limits, WeChat tokens and Mini
+// Program code images live:
 // this process's memory (one instance), or Redis (many).
 type backend struct {
 	store    login.Store
 	router   login.Router
 	registry httpapi.Registry
 	qrLimit  limit.Limiter
-	tokens   wechat.TokenCache // nil: the client's own memory
-	ready    func(context.Context) error
+	// tokens is the access-token cache of the WeChat app appID; nil: the
+	// client's own memory.
+	tokens func(appID string) wechat.TokenCache
+	images codeimage.Store // Mini Program code images
+	ready  func(context.Context) error
 	// run serves the backend until ctx ends. After a Redis outage it hands
 	// logins the sessions held here, to redeliver what their browsers missed.
 	run func(ctx context.Context, logins *login.Service) error
@@ -45,9 +50,11 @@ func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
 	if cfg.RedisURL == "" {
 		mem := login.NewMemory(retain)
 		buckets := limit.NewBuckets(cfg.QRPerIP)
+		images := codeimage.NewMemory()
 		return &backend{
-			store: mem, router: h, registry: h, qrLimit: buckets,
-			ready: func(context.Context) error { return nil },
+			store: mem, router: h, registry: h, qrLimit: buckets, images: images,
+			tokens: func(string) wechat.TokenCache { return nil },
+			ready:  func(context.Context) error { return nil },
 			run: func(ctx context.Context, _ *login.Service) error {
 				t := time.NewTicker(sweepInterval)
 				defer t.Stop()
@@ -58,6 +65,7 @@ func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
 					case now := <-t.C:
 						mem.Sweep(now)
 						buckets.Sweep()
+						images.Sweep(now)
 					}
 				}
 			},
@@ -73,8 +81,11 @@ func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
 	return &backend{
 		store: store, router: cl, registry: cl,
 		qrLimit: limit.NewShared(rdb, cfg.QRPerIP, cfg.RedisPrefix+"qr:"),
-		tokens:  redistoken.New(rdb, cfg.RedisPrefix, cfg.AppID),
-		ready:   cl.Ready,
+		tokens: func(appID string) wechat.TokenCache {
+			return redistoken.New(rdb, cfg.RedisPrefix, appID)
+		},
+		images: codeimage.NewRedis(rdb, cfg.RedisPrefix),
+		ready:  cl.Ready,
 		run: func(ctx context.Context, logins *login.Service) error {
 			defer rdb.Close()
 			return cl.Run(ctx, logins.Redeliver)

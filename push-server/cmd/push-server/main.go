@@ -74,14 +74,16 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 	if err != nil {
 		return err
 	}
-	wc, err := wechat.NewClient(wechat.Config{
-		APIBase: cfg.APIBase, MPBase: cfg.MPBase, AppID: cfg.AppID, Secret: cfg.Secret, Logger: log, Tokens: b.tokens,
-	})
+	issuers, err := newIssuers(log, cfg, b, m)
 	if err != nil {
-		return fmt.Errorf("wechat client: %w", err)
+		return err
+	}
+	var flows []login.Flow
+	for _, f := range cfg.Flows {
+		flows = append(flows, login.Flow(f))
 	}
 	logins := login.NewService(log, login.Config{TTL: cfg.LoginTTL, LoginResume: login.ResumeWindow(cfg.TokenTTL)}, b.store,
-		map[login.Flow]login.QRIssuer{login.FlowOA: qrIssuer{wc: wc, metrics: m}}, tokens, b.router, m)
+		issuers, tokens, b.router, m)
 
 	// Listening comes before the HTTP API, whose connection manager holds
 	// system resources. Each listener is closed when run returns, also on
@@ -113,7 +115,8 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		AllowedOrigins: cfg.AllowedOrigins,
 		TrustedProxies: cfg.TrustedProxies,
 		MaxRefresh:     cfg.MaxRefresh,
-		Page:           web.Handler(web.Options{SimulatorURL: cfg.SimulatorURL}),
+		Flows:          flows,
+		Page:           web.Handler(web.Options{SimulatorURL: cfg.SimulatorURL, Flows: cfg.Flows}),
 	}, httpapi.Deps{
 		Logins:   logins,
 		Registry: b.registry,
@@ -121,6 +124,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		Metrics:  m,
 		QRLimit:  b.qrLimit,
 		Conns:    limit.NewConns(cfg.ConnsPerIP),
+		Images:   b.images,
 		Ready:    b.ready,
 	})
 	if err != nil {
@@ -219,6 +223,33 @@ func debugServer() *http.Server {
 type quietRedis struct{}
 
 func (quietRedis) Printf(context.Context, string, ...any) {}
+
+// newIssuers makes the code issuer of each enabled flow, each with its own
+// WeChat client: the official account's, the Mini Program's.
+func newIssuers(log *slog.Logger, cfg *config.Config, b *backend, m *metrics.Metrics) (map[login.Flow]login.QRIssuer, error) {
+	issuers := map[login.Flow]login.QRIssuer{}
+	if cfg.Enabled(config.FlowOA) {
+		wc, err := wechat.NewClient(wechat.Config{
+			APIBase: cfg.APIBase, MPBase: cfg.MPBase, AppID: cfg.AppID, Secret: cfg.Secret,
+			Logger: log, Tokens: b.tokens(cfg.AppID),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("wechat client: %w", err)
+		}
+		issuers[login.FlowOA] = qrIssuer{wc: wc, metrics: m}
+	}
+	if cfg.Enabled(config.FlowMiniProgram) {
+		wc, err := wechat.NewClient(wechat.Config{
+			APIBase: cfg.APIBase, MPBase: cfg.MPBase, AppID: cfg.MiniAppID, Secret: cfg.MiniSecret,
+			Logger: log.With("app", "miniprogram"), Tokens: b.tokens(cfg.MiniAppID),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("mini program wechat client: %w", err)
+		}
+		issuers[login.FlowMiniProgram] = miniIssuer{wc: wc, images: b.images, page: cfg.MiniPage, env: cfg.MiniEnv, metrics: m}
+	}
+	return issuers, nil
+}
 
 // newIssuer loads TOKEN_KEY_FILE, or makes a key for this process only.
 func newIssuer(log *slog.Logger, cfg *config.Config) (*token.Issuer, error) {

@@ -78,3 +78,82 @@ func TestLogValueHasNoSecrets(t *testing.T) {
 		t.Fatalf("secrets in %s", out)
 	}
 }
+
+func TestFlows(t *testing.T) {
+	mini := map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh"}
+	for _, tc := range []struct {
+		name  string
+		env   map[string]string
+		flows string
+	}{
+		{"oa only by default", map[string]string{"WECHAT_APPID": "wxapp", "WECHAT_SECRET": "shh"}, "[oa]"},
+		{"mini program only", mini, "[miniprogram]"},
+		{"both, oa first", map[string]string{"WECHAT_APPID": "wxapp", "WECHAT_SECRET": "shh",
+			"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh"}, "[oa miniprogram]"},
+		{"both, as listed", map[string]string{"WECHAT_APPID": "wxapp", "WECHAT_SECRET": "shh",
+			"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "LOGIN_FLOWS": " miniprogram , oa"}, "[miniprogram oa]"},
+		{"one of two listed", map[string]string{"WECHAT_APPID": "wxapp", "WECHAT_SECRET": "shh",
+			"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "LOGIN_FLOWS": "miniprogram"}, "[miniprogram]"},
+		// Credentials of a flow that is not listed are not checked.
+		{"unlisted half pair", map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh",
+			"WECHAT_APPID": "wxapp", "LOGIN_FLOWS": "miniprogram"}, "[miniprogram]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(settings.Map(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(c.Flows) != tc.flows {
+				t.Errorf("flows = %v, want %s", c.Flows, tc.flows)
+			}
+			if c.MiniPage != "pages/login/login" || c.MiniEnv != "release" || c.SiteName != "" {
+				t.Errorf("mini program defaults = %q %q %q", c.MiniPage, c.MiniEnv, c.SiteName)
+			}
+		})
+	}
+}
+
+func TestFlowErrorsNameTheSetting(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "config: WECHAT_APPID: required"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini"}, "config: MINIPROGRAM_SECRET: required for the miniprogram flow"},
+		{map[string]string{"MINIPROGRAM_SECRET": "mshh"}, "config: MINIPROGRAM_APPID: required for the miniprogram flow"},
+		{map[string]string{"WECHAT_APPID": "wxapp", "WECHAT_SECRET": "shh", "LOGIN_FLOWS": "oa,miniprogram"},
+			"config: MINIPROGRAM_APPID: required for the miniprogram flow"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "LOGIN_FLOWS": "oa"},
+			"config: WECHAT_APPID: required for the oa flow"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "LOGIN_FLOWS": "mini"},
+			"config: LOGIN_FLOWS: \"mini\" is not a flow"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "LOGIN_FLOWS": "miniprogram,miniprogram"},
+			"config: LOGIN_FLOWS: \"miniprogram\" is listed twice"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "MINIPROGRAM_PAGE": "/pages/login/login"},
+			"config: MINIPROGRAM_PAGE:"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "MINIPROGRAM_PAGE": "pages/login/login?a=1"},
+			"config: MINIPROGRAM_PAGE:"},
+		{map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh", "MINIPROGRAM_ENV": "beta"},
+			"config: MINIPROGRAM_ENV:"},
+	} {
+		_, err := Load(settings.Map(tc.env))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("env %v: err = %v, want one line starting %q", tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestMiniProgramSettings(t *testing.T) {
+	c, err := load(map[string]string{"MINIPROGRAM_APPID": "wxmini", "MINIPROGRAM_SECRET": "mshh",
+		"MINIPROGRAM_PAGE": "pages/scan/index", "MINIPROGRAM_ENV": "develop", "SITE_NAME": "Example Shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MiniAppID != "wxmini" || c.MiniSecret != "mshh" || c.MiniPage != "pages/scan/index" ||
+		c.MiniEnv != "develop" || c.SiteName != "Example Shop" || !c.Enabled(FlowOA) || !c.Enabled(FlowMiniProgram) {
+		t.Fatalf("parsed = %+v", c)
+	}
+	if out := c.LogValue().String(); strings.Contains(out, "mshh") || !strings.Contains(out, "wxmini") {
+		t.Errorf("log value %s", out)
+	}
+}

@@ -1,11 +1,13 @@
 // Package httpapi is the push server's HTTP face: the browser WebSocket at
-// /ws, health and readiness, metrics, and the JWK set of the login tokens.
+// /ws, the images of Mini Program codes, health and readiness, metrics, and
+// the JWK set of the login tokens.
 // It wires login sessions (package login) to browser connections (package
 // wsconn) through the registry.
 package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -19,12 +21,14 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/browser"
+	"github.com/scanlogin/scanlogin/push-server/internal/codeimage"
 	"github.com/scanlogin/scanlogin/push-server/internal/hub"
 	"github.com/scanlogin/scanlogin/push-server/internal/limit"
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 	"github.com/scanlogin/scanlogin/push-server/internal/metrics"
 	"github.com/scanlogin/scanlogin/push-server/internal/token"
 	"github.com/scanlogin/scanlogin/push-server/internal/wsconn"
+	"github.com/scanlogin/scanlogin/wechat"
 )
 
 // Verifier checks login tokens presented on /ws?token=.
@@ -51,6 +55,9 @@ type Options struct {
 	Conn           wsconn.Config // per-connection timings and limits
 	// OpTimeout bounds one WeChat or store operation made for a connection.
 	OpTimeout time.Duration
+	// Flows are the login flows offered on /ws?flow=; the first is given
+	// without flow. Empty: the oa flow only.
+	Flows []login.Flow
 	// Page, when set, serves the login page at "/".
 	Page http.Handler
 }
@@ -65,7 +72,19 @@ type Deps struct {
 	Conns    *limit.Conns  // open connections per client address
 	// Ready reports whether the instance can serve, for /readyz.
 	Ready func(context.Context) error
+	// Images holds the images of Mini Program codes, served at
+	// CodeImagePath; nil: none.
+	Images Images
 }
+
+// Images has the images of Mini Program codes (codeimage.Store).
+type Images interface {
+	Get(ctx context.Context, key string) (img []byte, left time.Duration, err error)
+}
+
+// CodeImagePath is where the image of a Mini Program code is served:
+// CodeImagePath+key, the qrcode_url of its session.
+const CodeImagePath = "/wxacode/"
 
 // Server is the HTTP API. Create it with NewServer, serve its connections
 // with Run.
@@ -79,6 +98,7 @@ type Server struct {
 	qrLimit limit.Limiter
 	conns   *limit.Conns
 	ready   func(context.Context) error
+	images  Images
 
 	mgr *wsconn.Manager
 	// base bounds the work done for connections (WeChat and store calls);
@@ -103,7 +123,10 @@ func NewServer(log *slog.Logger, opt Options, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		log: log, opt: opt, logins: d.Logins, reg: d.Registry, tokens: d.Tokens, metrics: d.Metrics,
-		qrLimit: d.QRLimit, conns: d.Conns, ready: d.Ready, mgr: mgr,
+		qrLimit: d.QRLimit, conns: d.Conns, ready: d.Ready, images: d.Images, mgr: mgr,
+	}
+	if len(s.opt.Flows) == 0 {
+		s.opt.Flows = []login.Flow{login.FlowOA}
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 
@@ -119,6 +142,7 @@ func NewServer(log *slog.Logger, opt Options, d Deps) (*Server, error) {
 		e.ForwardedByClientIP = false
 	}
 	e.GET("/ws", s.serveWS)
+	e.GET(CodeImagePath+":key", s.serveCodeImage)
 	e.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
@@ -161,6 +185,38 @@ func (s *Server) CloseAll(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	s.cancel()
+}
+
+// serveCodeImage answers the image of a Mini Program code, on any
+// instance, while its session lives. The content type comes from the
+// image's magic bytes; the browser may keep it for the time left.
+func (s *Server) serveCodeImage(c *gin.Context) {
+	notFound := func() {
+		c.Header("Cache-Control", "no-store")
+		c.String(http.StatusNotFound, "no such code, or it has expired\n")
+	}
+	key := c.Param("key")
+	if s.images == nil || !codeimage.ValidKey(key) {
+		notFound()
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.opt.OpTimeout)
+	defer cancel()
+	img, left, err := s.images.Get(ctx, key)
+	if errors.Is(err, codeimage.ErrNotFound) {
+		notFound()
+		return
+	}
+	typ := wechat.ImageType(img)
+	if err != nil || typ == "" {
+		s.log.Debug("code image", "err", err)
+		c.Header("Cache-Control", "no-store")
+		c.String(http.StatusServiceUnavailable, "code image unavailable; try again shortly\n")
+		return
+	}
+	c.Header("Cache-Control", fmt.Sprintf("private, max-age=%d", int64(left/time.Second)))
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Data(http.StatusOK, typ, img)
 }
 
 func (s *Server) readyz(c *gin.Context) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,7 +31,8 @@ const (
 // serveWS upgrades GET /ws, sets the browser connection up, and hands it to
 // the connection manager; this goroutine then returns.
 //
-//	/ws                          a new login session and its QR code
+//	/ws                          a new login session and its code, in the first flow
+//	/ws?flow=oa|miniprogram      the same in that flow
 //	/ws?session=ID&resume=SECRET reattach to a live session
 //	/ws?token=JWT                an authenticated connection for Push to its user
 func (s *Server) serveWS(c *gin.Context) {
@@ -54,6 +57,11 @@ func (s *Server) serveWS(c *gin.Context) {
 		reject(http.StatusBadRequest, "bad_query", msg)
 		return
 	}
+	flow, reason, msg := s.flow(q)
+	if reason != "" {
+		reject(http.StatusBadRequest, reason, msg)
+		return
+	}
 	var openid string
 	var until time.Time // when the token stops being accepted
 	if raw != "" {
@@ -71,7 +79,7 @@ func (s *Server) serveWS(c *gin.Context) {
 		reject(http.StatusTooManyRequests, "conns_per_ip", "too many connections from this address")
 		return
 	}
-	b := &browserConn{s: s, ip: ip, openid: openid}
+	b := &browserConn{s: s, ip: ip, openid: openid, flow: flow, userAgent: r.UserAgent()}
 	s.wg.Add(1) // done in b.closed
 	s.metrics.Connections.Inc()
 	ws, err := s.mgr.Upgrade(c.Writer, r, b, b.closed)
@@ -114,6 +122,23 @@ func badQuery(sid, resume, token string) string {
 	return ""
 }
 
+// flow returns the login flow asked for with ?flow=, or the first one
+// offered; reason and msg say why the request is refused.
+func (s *Server) flow(q url.Values) (f login.Flow, reason, msg string) {
+	if !q.Has("flow") {
+		return s.opt.Flows[0], "", ""
+	}
+	switch f = login.Flow(q.Get("flow")); f {
+	case login.FlowOA, login.FlowMiniProgram:
+	default:
+		return "", "unknown_flow", "unknown flow"
+	}
+	if !slices.Contains(s.opt.Flows, f) {
+		return "", "flow_not_enabled", "flow not enabled"
+	}
+	return f, "", ""
+}
+
 // browserConn is a browser connection: its WebSocket and the login session
 // or user it is attached to. It is the hub's Conn and the WebSocket's
 // Handler. Receive runs on the WebSocket's reader; the expiry alarm and hub
@@ -123,6 +148,13 @@ type browserConn struct {
 	ip     string
 	openid string       // set for authenticated connections; immutable
 	ws     *wsconn.Conn // set once, before anything can call the methods below
+	// userAgent is the browser's, recorded with each session it starts;
+	// immutable.
+	userAgent string
+	// flow is that of the sessions this connection starts: the query's,
+	// then the resumed session's. Set before ws.Start, then used on the
+	// reader goroutine only.
+	flow login.Flow
 
 	mu        sync.Mutex
 	gone      bool   // the connection has ended; guarded by mu
@@ -187,20 +219,40 @@ func (b *browserConn) start(fresh bool) {
 	b.mu.Lock()
 	old := b.sid
 	b.mu.Unlock()
-	st, err := b.s.logins.Refresh(ctx, old, login.Request{Flow: login.FlowOA, IP: b.ip})
+	req := login.Request{Flow: b.flow, UserAgent: b.userAgent, IP: b.ip}
+	st, err := b.s.logins.Refresh(ctx, old, req)
 	if err != nil {
 		b.s.metrics.QRCreated.WithLabelValues("error").Inc()
-		if errors.Is(err, login.ErrUnavailable) {
+		var ae *wechat.APIError
+		switch {
+		case errors.Is(err, login.ErrUnavailable):
 			b.s.log.Debug("start login session", "err", err) // the store's monitor logs the outage once
-		} else {
-			b.s.log.Warn("start login session", "err", err)
+		case errors.As(err, &ae):
+			b.s.log.Warn("start login session: wechat refused", "flow", req.Flow, "errcode", ae.Code, "err", err)
+		default:
+			b.s.log.Warn("start login session", "flow", req.Flow, "err", err)
 		}
-		fail(browser.CodeUpstreamUnavailable, "could not get a QR code; try again shortly")
+		fail(startError(req.Flow, ae))
 		return
 	}
 	b.s.metrics.QRCreated.WithLabelValues("ok").Inc()
 	b.attach(st.Session)
 	b.Send(st.Frame)
+}
+
+// startError is the error code and message a browser gets when its
+// session could not start; ae is WeChat's refusal, if that was the cause.
+func startError(flow login.Flow, ae *wechat.APIError) (code, msg string) {
+	if flow == login.FlowMiniProgram && ae != nil {
+		switch ae.Code {
+		case 41030, 40129, 40169:
+			return browser.CodeMiniProgramMisconfigured,
+				"WeChat refused to make a Mini Program code for this site's settings; tell the site's operator"
+		case 45009:
+			return browser.CodeRateLimited, "too many codes are being made right now; try again in a minute"
+		}
+	}
+	return browser.CodeUpstreamUnavailable, "could not get a QR code; try again shortly"
 }
 
 // closed is called once when the connection has ended.
@@ -287,6 +339,9 @@ func (b *browserConn) resume(id, secret string) {
 		b.start(true)
 		return
 	}
+	if f := sessionFlow(sess); f != "" {
+		b.flow = f // refresh keeps the resumed session's flow
+	}
 	// Attach first, then catch up: whatever arrives in between is either
 	// routed here or found by Catchup.
 	b.attach(sess)
@@ -319,3 +374,6 @@ func (b *browserConn) resume(id, secret string) {
 		}
 	}
 }
+
+// sessionFlow is the flow of sess.
+func sessionFlow(sess *login.Session) login.Flow { return sess.Flow }
