@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,8 +40,13 @@ import (
 //
 //	GET  /ws         → first frame {"type":"hello","id":N}
 //	POST /push?id=N  body: any JSON → frame {"type":"message","event":"bench","data":<body>}
-//	                 200 sent, 404 no such id, 503 dropped as slow
+//	                 204 sent, 404 no such id, 503 dropped as slow
+//	POST /push/batch body: [{"id":N,"data":<any JSON>}, …] (1 to 1,000)
+//	                 → 200 {"results":[200 sent | 404 | 503, …]}, in order
 //	GET  /healthz    200
+//
+// The batch endpoint is what the same team would add for high-volume
+// senders: decode the array with encoding/json, push each in turn.
 
 // Timings of the chat example.
 const (
@@ -50,6 +56,7 @@ const (
 	chatMaxMessageSize = 512
 	chatSendQueue      = 256
 	maxPushBody        = 64 << 10
+	maxBatchBody       = 1 << 20
 )
 
 // chatClient is one connection, as in the chat example.
@@ -156,6 +163,14 @@ func (c *chatClient) writePump() {
 	}
 }
 
+// chatMessage is the frame of a push of data.
+func chatMessage(data []byte) []byte {
+	msg := make([]byte, 0, len(data)+48)
+	msg = append(msg, `{"type":"message","event":"bench","data":`...)
+	msg = append(msg, data...)
+	return append(msg, '}')
+}
+
 // newBaseline returns the baseline server's handler and a function that
 // closes every connection.
 func newBaseline() (http.Handler, func()) {
@@ -184,15 +199,34 @@ func newBaseline() (http.Handler, func()) {
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		msg := make([]byte, 0, len(body)+48)
-		msg = append(msg, `{"type":"message","event":"bench","data":`...)
-		msg = append(msg, body...)
-		msg = append(msg, '}')
-		if code := hub.push(id, msg); code != http.StatusOK {
+		if code := hub.push(id, chatMessage(body)); code != http.StatusOK {
 			http.Error(w, http.StatusText(code), code)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /push/batch", func(w http.ResponseWriter, r *http.Request) {
+		var pushes []struct {
+			ID   uint64          `json:"id"`
+			Data json.RawMessage `json:"data"`
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBatchBody))
+		if err != nil {
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if err := json.Unmarshal(body, &pushes); err != nil || len(pushes) == 0 || len(pushes) > maxBatch {
+			http.Error(w, "body must be a JSON array of 1 to 1000 {id, data}", http.StatusBadRequest)
+			return
+		}
+		res := struct {
+			Results []int `json:"results"`
+		}{make([]int, len(pushes))}
+		for i, p := range pushes {
+			res.Results[i] = hub.push(p.ID, chatMessage(p.Data))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	return mux, hub.closeAll

@@ -5,20 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-
-	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat"
 )
 
@@ -32,75 +25,22 @@ type op interface {
 	Close() error
 }
 
-// pushData is the payload of a timed push: the receiving connection reads
-// t to compute the latency.
-func pushData(seq int, t time.Time) []byte {
-	b := make([]byte, 0, 48)
-	b = append(b, `{"id":`...)
-	b = strconv.AppendInt(b, int64(seq), 10)
-	b = append(b, `,"t":`...)
-	b = strconv.AppendInt(b, t.UnixNano(), 10)
-	return append(b, '}')
+// A batchOp sends several pushes in one call.
+type batchOp interface {
+	// doBatch sends requests seq, seq+1, … to ss[0], ss[1], … in one call
+	// (seq < 0: a warm-up, not measured). start is taken just before the
+	// call leaves; errs has one entry per request, nil when it succeeded.
+	// A call that fails as a whole fails each of its requests.
+	doBatch(ctx context.Context, seq int, ss []*Session) (start time.Time, errs []error)
+	Close() error
 }
 
-// grpcPush calls PushService.Push on the push servers, round-robin.
-type grpcPush struct {
-	conns   []*grpc.ClientConn
-	clients []pushv1.PushServiceClient
-	auth    string
-	timeout time.Duration
-}
+// singles makes calls of one request each.
+type singles struct{ op }
 
-// newGRPCPush connects to the push servers. window > 0 fixes the client's
-// flow-control windows, which turns off grpc-go's bandwidth estimation: with
-// it, the client pings the server after each answer.
-func newGRPCPush(addrs []string, authToken string, window int, timeout time.Duration) (*grpcPush, error) {
-	p := &grpcPush{auth: authToken, timeout: timeout}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	if window > 0 {
-		opts = append(opts, grpc.WithInitialWindowSize(int32(window)), grpc.WithInitialConnWindowSize(int32(window)))
-	}
-	for _, a := range addrs {
-		cc, err := grpc.NewClient("passthrough:///"+a, opts...)
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("grpc %s: %w", a, err)
-		}
-		cc.Connect()
-		p.conns = append(p.conns, cc)
-		p.clients = append(p.clients, pushv1.NewPushServiceClient(cc))
-	}
-	return p, nil
-}
-
-func (p *grpcPush) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	if p.auth != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.auth)
-	}
-	c := p.clients[max(seq, 0)%len(p.clients)]
-	start := time.Now()
-	req := &pushv1.PushRequest{
-		Target: &pushv1.PushRequest_SessionId{SessionId: s.ID},
-		Event:  "bench",
-		Data:   pushData(seq, start),
-	}
-	res, err := c.Push(ctx, req)
-	if err != nil {
-		return start, fmt.Errorf("push: %w", err)
-	}
-	if res.GetDelivered() < 1 {
-		return start, fmt.Errorf("push: delivered %d, stored %v", res.GetDelivered(), res.GetStored())
-	}
-	return start, nil
-}
-
-func (p *grpcPush) Close() error {
-	for _, c := range p.conns {
-		c.Close()
-	}
-	return nil
+func (o singles) doBatch(ctx context.Context, seq int, ss []*Session) (time.Time, []error) {
+	start, err := o.do(ctx, seq, ss[0])
+	return start, []error{err}
 }
 
 // loopbackClient is an HTTP client with enough kept-alive connections for
@@ -123,35 +63,6 @@ func loopbackClient(conns int, timeout time.Duration) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
-
-// httpPush POSTs to the baseline's /push?id=N, round-robin over its
-// instances.
-type httpPush struct {
-	urls []string // http://host:port/push
-	hc   *http.Client
-}
-
-func (p *httpPush) do(ctx context.Context, seq int, s *Session) (time.Time, error) {
-	u := p.urls[max(seq, 0)%len(p.urls)] + "?id=" + s.ID
-	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(pushData(seq, start))))
-	if err != nil {
-		return start, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	res, err := p.hc.Do(req)
-	if err != nil {
-		return start, fmt.Errorf("push: %w", shortErr(err))
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if res.StatusCode/100 != 2 {
-		return start, fmt.Errorf("push: HTTP %d", res.StatusCode)
-	}
-	return start, nil
-}
-
-func (p *httpPush) Close() error { p.hc.CloseIdleConnections(); return nil }
 
 // ScanConfig is how the tool plays WeChat towards the callback.
 type ScanConfig struct {
@@ -309,30 +220,34 @@ func (p *scanPost) Close() error {
 	return nil
 }
 
-// Driven is the outcome of a rate phase, as the sender saw it.
+// Driven is the outcome of a rate phase, as the sender saw it. Requests
+// are pushes or scans; a call carries one or more of them.
 type Driven struct {
+	Calls     int               // calls made
 	Sent      int               // requests made
 	OK        int               // requests that succeeded
 	Errors    map[string]int    // failures by message
-	Late      int               // requests that left more than 10 ms behind schedule
-	Elapsed   time.Duration     // from the first request to the last answer
+	Late      int               // requests whose call left more than 10 ms behind schedule
+	Elapsed   time.Duration     // from the first call to the last answer
 	Starts    map[int]time.Time // scan mode: session index → start
 	MaxBehind time.Duration     // worst lag behind schedule
 }
 
-// drive makes count requests at rate per second, open loop: request i is
-// due at start + i/rate whatever happened to the others, with at most
-// inflight outstanding. pick chooses the session of request i.
+// drive makes count requests at rate per second, batch per call, open
+// loop: call j, which carries requests j×batch …, is due at start +
+// j×batch/rate whatever happened to the others, with at most inflight
+// calls outstanding. pick chooses the session of request i.
 //
-// A request goes to an idle worker goroutine, or to a new one when none is
+// A call goes to an idle worker goroutine, or to a new one when none is
 // idle, so it never waits for another. Workers live until the end: a new
-// goroutine per request would grow its stack along grpc-go's call path each
+// goroutine per call would grow its stack along grpc-go's call path each
 // time, a visible part of the tool's own CPU.
-func drive(ctx context.Context, o op, count int, rate float64, inflight int, pick func(i int) *Session, keepStarts bool) *Driven {
+func drive(ctx context.Context, o batchOp, count, batch int, rate float64, inflight int, pick func(i int) *Session, keepStarts bool) *Driven {
 	d := &Driven{Errors: map[string]int{}}
 	if keepStarts {
 		d.Starts = make(map[int]time.Time, count)
 	}
+	batch = max(batch, 1)
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
@@ -345,10 +260,10 @@ func drive(ctx context.Context, o op, count int, rate float64, inflight int, pic
 			job()
 		}
 	}
-	interval := float64(time.Second) / rate
+	interval := float64(time.Second) * float64(batch) / rate
 	begin := time.Now()
-	for i := 0; i < count && ctx.Err() == nil; i++ {
-		due := begin.Add(time.Duration(float64(i) * interval))
+	for call := 0; call*batch < count && ctx.Err() == nil; call++ {
+		due := begin.Add(time.Duration(float64(call) * interval))
 		if w := time.Until(due); w > 0 {
 			time.Sleep(w)
 		}
@@ -357,31 +272,38 @@ func drive(ctx context.Context, o op, count int, rate float64, inflight int, pic
 		case <-ctx.Done():
 			continue
 		}
+		first := call * batch
+		ss := make([]*Session, min(batch, count-first))
+		for k := range ss {
+			ss[k] = pick(first + k)
+		}
 		if lag := time.Since(due); lag > 10*time.Millisecond {
-			d.Late++
+			d.Late += len(ss)
 			d.MaxBehind = max(d.MaxBehind, lag)
 		}
-		s := pick(i)
-		d.Sent++
+		d.Calls++
+		d.Sent += len(ss)
 		wg.Add(1)
 		job := func() {
 			defer wg.Done()
-			start, err := o.do(ctx, i, s)
+			start, errs := o.doBatch(ctx, first, ss)
 			<-sem
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
-				msg := err.Error()
-				if len(d.Errors) < 20 || d.Errors[msg] > 0 {
-					d.Errors[msg]++
-				} else {
-					d.Errors["other errors"]++
+			for k, err := range errs {
+				if err != nil {
+					msg := err.Error()
+					if len(d.Errors) < 20 || d.Errors[msg] > 0 {
+						d.Errors[msg]++
+					} else {
+						d.Errors["other errors"]++
+					}
+					continue
 				}
-				return
-			}
-			d.OK++
-			if keepStarts {
-				d.Starts[s.Idx] = start
+				d.OK++
+				if keepStarts {
+					d.Starts[ss[k].Idx] = start
+				}
 			}
 		}
 		select {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -43,10 +44,19 @@ func newPostPool(addr string, timeout time.Duration) *postPool {
 // rawPost renders a POST of body to u with the given content type, as
 // postPool.post sends it.
 func rawPost(u *url.URL, contentType string, body []byte) []byte {
+	return rawPostAuth(u, contentType, "", body)
+}
+
+// rawPostAuth is rawPost with an Authorization header when auth is set.
+func rawPostAuth(u *url.URL, contentType, auth string, body []byte) []byte {
 	b := make([]byte, 0, 256+len(body))
 	b = append(b, "POST "+u.RequestURI()+" HTTP/1.1\r\nHost: "+u.Host+
 		"\r\nUser-Agent: scanlogin-loadtest\r\nContent-Type: "+contentType+
-		"\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"...)
+		"\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n"...)
+	if auth != "" {
+		b = append(b, "Authorization: "+auth+"\r\n"...)
+	}
+	b = append(b, "\r\n"...)
 	return append(b, body...)
 }
 
@@ -54,6 +64,18 @@ func rawPost(u *url.URL, contentType string, body []byte) []byte {
 // read its body. A connection that fails or that the server closes is not
 // reused; a failed request is not retried.
 func (p *postPool) post(ctx context.Context, req []byte) (int, error) {
+	return p.send(ctx, req, io.Discard)
+}
+
+// postRead is post that also returns the answer's body.
+func (p *postPool) postRead(ctx context.Context, req []byte) (int, []byte, error) {
+	var body bytes.Buffer
+	code, err := p.send(ctx, req, &body)
+	return code, body.Bytes(), err
+}
+
+// send is post with the answer's body copied to dst.
+func (p *postPool) send(ctx context.Context, req []byte, dst io.Writer) (int, error) {
 	pc, err := p.get(ctx)
 	if err != nil {
 		return 0, err
@@ -72,7 +94,7 @@ func (p *postPool) post(ctx context.Context, req []byte) (int, error) {
 		pc.c.Close()
 		return 0, fmt.Errorf("read response: %w", err)
 	}
-	_, err = io.Copy(io.Discard, res.Body)
+	_, err = io.Copy(dst, res.Body)
 	res.Body.Close()
 	if err != nil || res.Close {
 		pc.c.Close()

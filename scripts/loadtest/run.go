@@ -32,13 +32,21 @@ const (
 	maxSrcIPs       = 250
 	maxConnectPhase = 10 * time.Minute
 	defaultPerProc  = 15_000
+	maxBatch        = 1000 // pushes per call, as push-server's PushBatch takes
 )
 
 // Modes of the rate phase.
 const (
-	modePush = "push" // Push to random sessions
-	modeScan = "scan" // signed WeChat scans POSTed to the callback, each session once
-	modeIdle = "idle" // none: connections and memory only
+	modePush  = "push"  // Push to random sessions
+	modeBatch = "batch" // the same pushes, -batch per call
+	modeScan  = "scan"  // signed WeChat scans POSTed to the callback, each session once
+	modeIdle  = "idle"  // none: connections and memory only
+)
+
+// How pushes reach the server.
+const (
+	viaGRPC = "grpc" // scanlogin: PushService Push and PushBatch
+	viaHTTP = "http" // scanlogin: the HTTP/JSON API; baseline: its only way
 )
 
 // runOptions are the run subcommand's settings.
@@ -55,6 +63,9 @@ type runOptions struct {
 	perProc      int
 	settle       time.Duration
 	mode         string
+	batch        int    // pushes per call: 1, or -batch in batch mode
+	via          string // viaGRPC or viaHTTP
+	apiURLs      []string
 	rate         float64
 	duration     time.Duration
 	grace        time.Duration
@@ -85,7 +96,9 @@ type Result struct {
 		Processes   int     `json:"processes"`
 		SrcIPs      int     `json:"src_ips"`
 		ConnectRate float64 `json:"connect_rate"`
-		Rate        float64 `json:"rate"`
+		Rate        float64 `json:"rate"`  // requests (pushes, scans) per second
+		Batch       int     `json:"batch"` // pushes per call
+		Via         string  `json:"via,omitempty"`
 		DurationS   float64 `json:"duration_s"`
 		SettleS     float64 `json:"settle_s"`
 		GraceS      float64 `json:"grace_s"`
@@ -114,6 +127,7 @@ type Result struct {
 		SyscallsPerOp float64 `json:"syscalls_per_op"`
 	} `json:"server"`
 	Load struct {
+		Calls       int            `json:"calls"`
 		Sent        int            `json:"sent"`
 		OK          int            `json:"ok"`
 		Errors      int            `json:"errors"`
@@ -162,7 +176,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &runOptions{}
-	var ws, grpcs, pushes, callbacks, pids, watch string
+	var ws, grpcs, apis, pushes, callbacks, pids, watch string
 	fs.StringVar(&o.label, "label", "", "name of this run in reports (default: target)")
 	fs.StringVar(&o.target, "target", targetScanlogin, "scanlogin (first frame qrcode; Push over gRPC) or baseline (first frame hello; push over HTTP)")
 	fs.StringVar(&ws, "ws", "ws://127.0.0.1:8080/ws", "comma list of WebSocket URLs, one per server instance; connections go round-robin")
@@ -174,14 +188,17 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	fs.IntVar(&o.srcIPs, "src-ips", 16, "spread source addresses over 127.0.0.2 … 127.0.0.(1+K), for ephemeral ports")
 	fs.IntVar(&o.perProc, "per-process", defaultPerProc, "connections per process; more than this spawns worker processes")
 	fs.DurationVar(&o.settle, "settle", 10*time.Second, "wait with idle connections before reading the server's RSS")
-	fs.StringVar(&o.mode, "mode", modePush, "rate phase: push, scan or idle")
-	fs.Float64Var(&o.rate, "rate", 2000, "requests per second in the rate phase")
+	fs.StringVar(&o.mode, "mode", modePush, "rate phase: push (one per call), batch (-batch per call), scan or idle")
+	fs.IntVar(&o.batch, "batch", 100, "batch mode: pushes per call (PushBatch, /v1/push/batch, the baseline's /push/batch)")
+	fs.StringVar(&o.via, "via", "", "scanlogin pushes: grpc (PushService, the default) or http (the HTTP/JSON API at -api-url); the baseline only has http")
+	fs.StringVar(&apis, "api-url", "http://127.0.0.1:9091", "-via http: comma list of push-server HTTP/JSON API base URLs (PUSH_API_ADDR); pushes go round-robin")
+	fs.Float64Var(&o.rate, "rate", 2000, "requests (pushes or scans) per second in the rate phase; in batch mode, rate ÷ batch calls per second")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "length of the rate phase")
 	fs.DurationVar(&o.grace, "grace", 5*time.Second, "after the rate phase, how long a frame may still arrive before it counts as lost")
 	fs.IntVar(&o.inflight, "inflight", 1000, "requests outstanding at most; beyond, the schedule slips and requests count as late")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 5*time.Second, "timeout of one request")
 	fs.StringVar(&grpcs, "grpc", "127.0.0.1:9090", "comma list of push-server gRPC addresses; Push goes round-robin")
-	fs.StringVar(&o.grpcAuth, "grpc-auth", "", "GRPC_AUTH_TOKEN of the push server, if set")
+	fs.StringVar(&o.grpcAuth, "grpc-auth", "", "GRPC_AUTH_TOKEN of the push server, if set (sent over gRPC and to the HTTP/JSON API)")
 	fs.IntVar(&o.grpcWindow, "grpc-window", 0, "gRPC client: a fixed flow-control window of this many bytes (64 KiB or more), which turns off grpc-go's BDP pings; 0: grpc-go's defaults, one ping per answer")
 	fs.StringVar(&pushes, "push-url", "", "baseline: comma list of push URLs (default: the -ws URLs with http and /push)")
 	fs.StringVar(&callbacks, "callback", "http://127.0.0.1:8081/wechat/callback", "comma list of wechat-callback URLs (scan mode)")
@@ -257,7 +274,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	}
 	switch o.mode {
 	case modeIdle:
-	case modePush, modeScan:
+	case modePush, modeBatch, modeScan:
 		if o.rate <= 0 || o.rate > maxRate {
 			bad("-rate must be in (0, %d]", maxRate)
 		}
@@ -265,9 +282,37 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 			bad("-duration must be in (0, %v]", maxDuration)
 		}
 	default:
-		bad("-mode must be push, scan or idle")
+		bad("-mode must be push, batch, scan or idle")
 	}
-	if o.mode == modePush && o.target == targetScanlogin {
+	if o.mode == modeBatch {
+		if o.batch < 1 || o.batch > maxBatch {
+			bad("-batch must be 1..%d", maxBatch)
+		}
+	} else {
+		o.batch = 1
+	}
+	switch {
+	case o.via == "" && o.target == targetBaseline:
+		o.via = viaHTTP
+	case o.via == "":
+		o.via = viaGRPC
+	case o.via != viaGRPC && o.via != viaHTTP:
+		bad("-via must be grpc or http")
+	case o.via == viaGRPC && o.target == targetBaseline:
+		bad("-via grpc: the baseline only takes pushes over HTTP")
+	}
+	if o.pushes() && o.target == targetScanlogin && o.via == viaHTTP {
+		o.apiURLs = splitList(apis)
+		if len(o.apiURLs) == 0 {
+			bad("-api-url: at least one URL")
+		}
+		for _, u := range o.apiURLs {
+			if _, err := checkURL("api-url", u, "http"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if o.pushes() && o.target == targetScanlogin && o.via == viaGRPC {
 		o.grpcAddrs = splitList(grpcs)
 		if len(o.grpcAddrs) == 0 {
 			bad("-grpc: at least one address")
@@ -278,7 +323,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 			}
 		}
 	}
-	if o.mode == modePush && o.target == targetBaseline {
+	if o.pushes() && o.target == targetBaseline {
 		o.pushURLs = splitList(pushes)
 		if len(o.pushURLs) == 0 {
 			for _, w := range o.wsURLs {
@@ -346,7 +391,10 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, error) {
 	return o, nil
 }
 
-// requests is the number of requests of the rate phase.
+// pushes reports whether the rate phase pushes, one or several per call.
+func (o *runOptions) pushes() bool { return o.mode == modePush || o.mode == modeBatch }
+
+// requests is the number of requests (pushes or scans) of the rate phase.
 func (o *runOptions) requests() int {
 	if o.mode == modeIdle {
 		return 0
@@ -417,6 +465,10 @@ func runLoad(ctx context.Context, o *runOptions, stderr io.Writer) (*Result, err
 	r.Settings.GraceS = o.grace.Seconds()
 	if o.mode != modeIdle {
 		r.Settings.Rate = o.rate
+		r.Settings.Batch = o.batch
+		if o.pushes() {
+			r.Settings.Via = o.via
+		}
 		r.Settings.DurationS = o.duration.Seconds()
 		r.Settings.Requests = o.requests()
 	}
@@ -611,10 +663,12 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		err       error
 	)
 	switch {
-	case o.mode == modePush && o.target == targetScanlogin:
+	case o.pushes() && o.target == targetBaseline:
+		operation, err = newBaselinePush(o.pushURLs, o.opTimeout)
+	case o.pushes() && o.via == viaHTTP:
+		operation, err = newAPIPush(o.apiURLs, o.grpcAuth, o.opTimeout)
+	case o.pushes():
 		operation, err = newGRPCPush(o.grpcAddrs, o.grpcAuth, o.grpcWindow, o.opTimeout)
-	case o.mode == modePush:
-		operation = &httpPush{urls: o.pushURLs, hc: loopbackClient(o.inflight, o.opTimeout)}
 	default:
 		operation, err = newScanPost(o.scan, o.opTimeout)
 	}
@@ -622,6 +676,10 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		return err
 	}
 	defer operation.Close()
+	var calls batchOp = singles{operation}
+	if p, ok := operation.(pusher); ok && o.mode == modeBatch {
+		calls = p
+	}
 
 	count := o.requests()
 	rng := rand.New(rand.NewPCG(o.seed, 0x5ca9))
@@ -641,9 +699,9 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 	}
 	// Warm the path once (connection set-up, first-call costs) outside the
 	// measure, on a session the scans will not use.
-	if o.mode == modePush {
+	if o.pushes() {
 		wctx, wcancel := context.WithTimeout(ctx, o.opTimeout)
-		operation.do(wctx, -1, &sessions[0])
+		calls.doBatch(wctx, -1, []*Session{&sessions[0]})
 		wcancel()
 		if err := waitFor(ctx, groups, func(c Counts) bool { return c.Warm >= 1 }, time.Second); err != nil {
 			return err
@@ -681,9 +739,9 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 	stallDone := make(chan struct{})
 	stallRes := make(chan [2]float64, 1)
 	go watchStalls(stallDone, stallRes)
-	logf(stderr, "%s: %s at %v/s for %v (%d requests)", o.label, o.mode, o.rate, o.duration, count)
+	logf(stderr, "%s: %s at %v/s for %v (%d requests, %d per call)", o.label, o.mode, o.rate, o.duration, count, o.batch)
 	t0 := time.Now()
-	d := drive(ctx, operation, count, o.rate, o.inflight, pick, o.mode == modeScan)
+	d := drive(ctx, calls, count, o.batch, o.rate, o.inflight, pick, o.mode == modeScan)
 
 	// Drain: wait for every frame of a successful request, or the grace.
 	want := uint64(d.OK)
@@ -745,6 +803,7 @@ func ratePhase(ctx context.Context, o *runOptions, groups []group, sessions []Se
 		received = int(rep.Received - base.Received)
 	}
 
+	r.Load.Calls = d.Calls
 	r.Load.Sent = d.Sent
 	r.Load.OK = d.OK
 	r.Load.Errors = d.Sent - d.OK
