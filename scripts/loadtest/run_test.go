@@ -59,18 +59,22 @@ func TestPushAgainstBaseline(t *testing.T) {
 		name    string
 		perProc string
 		procs   int
+		batch   []string // flags of a batch run
+		calls   int
 	}{
-		{"one process", "1000", 1},
-		{"three workers", "20", 3},
+		{"one process", "1000", 1, nil, 200},
+		{"three workers", "20", 3, nil, 200},
+		{"batches of 10", "1000", 1, []string{"-mode", "batch", "-batch", "10"}, 20},
+		{"batches of 30 from three workers", "20", 3, []string{"-mode", "batch", "-batch", "30"}, 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, closeAll := newBaseline()
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			defer closeAll()
-			r := run(t, "-target", "baseline", "-ws", wsURL(srv), "-n", "50", "-per-process", tc.perProc,
+			r := run(t, append([]string{"-target", "baseline", "-ws", wsURL(srv), "-n", "50", "-per-process", tc.perProc,
 				"-src-ips", "4", "-settle", "0", "-rate", "400", "-duration", "500ms", "-grace", "2s",
-				"-server-pid", fmt.Sprint(os.Getpid()))
+				"-server-pid", fmt.Sprint(os.Getpid())}, tc.batch...)...)
 			if r.Connect.Connected != 50 || r.Connect.Failed != 0 {
 				t.Fatalf("connected %d, failed %d: %v", r.Connect.Connected, r.Connect.Failed, r.Connect.Errors)
 			}
@@ -78,6 +82,9 @@ func TestPushAgainstBaseline(t *testing.T) {
 				t.Errorf("processes %d, want %d", r.Settings.Processes, tc.procs)
 			}
 			l := r.Load
+			if l.Calls != tc.calls {
+				t.Errorf("calls %d, want %d", l.Calls, tc.calls)
+			}
 			if l.Sent != 200 || l.OK != 200 || l.Received != 200 || l.Lost != 0 || l.Errors != 0 {
 				t.Errorf("sent %d ok %d received %d lost %d errors %d %v", l.Sent, l.OK, l.Received, l.Lost, l.Errors, l.ErrorKinds)
 			}
@@ -103,11 +110,17 @@ type fakeScanlogin struct {
 	crypter *wechat.Crypter
 	token   string
 
-	mu     sync.Mutex
-	next   int
-	conns  map[string]*websocket.Conn // by scene
-	ticket map[string]string          // by scene
-	seen   map[string]bool            // nonces
+	mu       sync.Mutex // also serializes writes to the connections
+	next     int
+	conns    map[string]*websocket.Conn // by scene, until login
+	sessions map[string]*websocket.Conn // by session id
+	ticket   map[string]string          // by scene
+	seen     map[string]bool            // nonces
+}
+
+func newFakeScanlogin(t *testing.T) *fakeScanlogin {
+	return &fakeScanlogin{t: t, conns: map[string]*websocket.Conn{}, sessions: map[string]*websocket.Conn{},
+		ticket: map[string]string{}, seen: map[string]bool{}}
 }
 
 func (f *fakeScanlogin) ws(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +132,7 @@ func (f *fakeScanlogin) ws(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.next++
 	scene, ticket := fmt.Sprintf("sc%06d", f.next), fmt.Sprintf("gQ+t/%d==", f.next)
-	f.conns[scene], f.ticket[scene] = c, ticket
+	f.conns[scene], f.ticket[scene], f.sessions["s"+scene] = c, ticket, c
 	f.mu.Unlock()
 	msg, _ := json.Marshal(map[string]any{
 		"type": "qrcode", "session": "s" + scene, "resume": "r", "scene": scene,
@@ -188,7 +201,8 @@ func TestScanInSafeMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeScanlogin{t: t, crypter: cr, token: token, conns: map[string]*websocket.Conn{}, ticket: map[string]string{}, seen: map[string]bool{}}
+	f := newFakeScanlogin(t)
+	f.crypter, f.token = cr, token
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", f.ws)
 	mux.HandleFunc("POST /wechat/callback", f.callback)
@@ -223,6 +237,11 @@ func TestFlagsRefuse(t *testing.T) {
 		{"unbounded duration", []string{"-duration", "2h"}, "-duration"},
 		{"scan against baseline", []string{"-mode", "scan", "-target", "baseline", "-wechat-token", "t"}, "needs -target scanlogin"},
 		{"window grpc-go would ignore", []string{"-grpc-window", "1000"}, "-grpc-window"},
+		{"batch over PushBatch's bound", []string{"-mode", "batch", "-batch", "1001"}, "-batch"},
+		{"empty batch", []string{"-mode", "batch", "-batch", "0"}, "-batch"},
+		{"baseline over gRPC", []string{"-target", "baseline", "-via", "grpc"}, "only takes pushes over HTTP"},
+		{"unknown way", []string{"-via", "smtp"}, "-via"},
+		{"remote JSON API", []string{"-via", "http", "-api-url", "http://10.0.0.1:9091"}, "not a loopback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseRunFlags(tc.args, io.Discard)
