@@ -28,6 +28,9 @@ func printSummary(w io.Writer, r *Result) {
 		l := r.Load
 		fmt.Fprintf(w, "  %s: sent %d at %.0f/s, ok %d, received %d, lost %d, errors %d, late %d\n",
 			r.Mode, l.Sent, l.Achieved, l.OK, l.Received, l.Lost, l.Errors, l.Late)
+		if r.Mode == modeBatch {
+			fmt.Fprintf(w, "  in %d calls of up to %d pushes (%s); the figures are per push\n", l.Calls, r.Settings.Batch, r.Settings.Via)
+		}
 		fmt.Fprintf(w, "  latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f; server CPU %.1f µs/op, %.2f syscalls/op; tool %.2f cores; others %.2f cores; tool stalls up to %.1f ms\n",
 			l.Latency.P50, l.Latency.P90, l.Latency.P99, l.Latency.P999, l.Latency.Max, r.Server.CPUPerOpMicros, r.Server.SyscallsPerOp, r.Tool.Cores, r.Machine.OthersS/max(r.Machine.Seconds, 1e-9), r.Machine.MaxStallMS)
 		for k, v := range l.ErrorKinds {
@@ -128,6 +131,7 @@ type ReportSpec struct {
 	Title     string
 	Intro     string
 	Scenarios []Scenario
+	Compare   string // markdown after the scenarios: single and batch pushes side by side
 	Targets   string // markdown after the figures
 	Commands  string // file with the exact commands, shown verbatim
 	Kept      string // hand-written notes carried over from the previous report
@@ -141,6 +145,10 @@ const (
 	filePushScanlogin  = "push-scanlogin"
 	filePushWindow     = "push-scanlogin-window" // the same with a fixed client window; optional
 	filePushBaseline   = "push-baseline"
+	filePushJSON       = "push-scanlogin-json"  // single pushes over the HTTP/JSON API
+	fileBatchBaseline  = "batch-baseline"       // the baseline's POST /push/batch
+	fileBatchScanlogin = "batch-scanlogin"      // PushBatch over gRPC
+	fileBatchJSON      = "batch-scanlogin-json" // POST /v1/push/batch
 	fileScanScanlogin  = "scan-scanlogin"
 	fileMemScanlogin   = "mem-scanlogin"
 	fileMemBaseline    = "mem-baseline"
@@ -153,8 +161,8 @@ const (
 	notesEnd     = "<!-- notes:end -->"
 	historyBegin = "<!-- history:begin: one row per make bench; kept when make bench rewrites this file -->"
 	historyEnd   = "<!-- history:end -->"
-	historyHead  = "| date (UTC) | revision | RSS / idle conn (19k) | push p50 / p99 (10k) | scan p50 / p99 (10k) | server CPU / push | lost | baseline: RSS / push p99 | other work (cores) |"
-	historyRule  = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+	historyHead  = "| date (UTC) | revision | RSS / idle conn (19k) | push p50 / p99 (10k) | scan p50 / p99 (10k) | server CPU / push | lost | baseline: RSS / push p99 | other work (cores) | batch ×100: CPU / push, p99 |"
+	historyRule  = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
 )
 
 // runReport is the "report" subcommand: docs/benchmarks.md from the
@@ -233,20 +241,31 @@ func standardSpec(dir, commands, rev, prev string, addHistory bool) *ReportSpec 
 		Title: "Benchmarks",
 		Intro: `Written by ` + "`make bench`" + ` (scripts/bench.sh with the load tool in scripts/loadtest/); do not edit the figures by hand: run it again. Text between the notes markers below is kept when the file is rewritten, and so is the history table at the end.
 
-Every run starts fresh servers (the WeChat simulator, wechat-callback and push-server as separate processes, LOG_LEVEL=warn, LIMIT_CONNS_PER_IP=0, LIMIT_QR_PER_IP=0), opens the connections from the load tool on the same machine (source addresses spread over 127.0.0.2-17), waits 10 s, reads the server's RSS (VmRSS) from /proc, then drives the requests at a fixed rate, open loop, and times each one from just before the call to the arrival of its frame in the load tool's WebSocket reader. The baseline is the gorilla/websocket chat example made push-by-id (two goroutines per connection, default buffers, push over HTTP: ` + "`loadtest baseline`" + `), run the same way side by side. Ratio rows are baseline ÷ scanlogin: above 1, scanlogin costs less or answers faster.
+Every run starts fresh servers (the WeChat simulator, wechat-callback and push-server as separate processes, LOG_LEVEL=warn, LIMIT_CONNS_PER_IP=0, LIMIT_QR_PER_IP=0), opens the connections from the load tool on the same machine (source addresses spread over 127.0.0.2-17), waits 10 s, reads the server's RSS (VmRSS) from /proc, then drives the requests at a fixed rate, open loop, and times each one from just before the call to the arrival of its frame in the load tool's WebSocket reader. The baseline is the gorilla/websocket chat example made push-by-id (two goroutines per connection, default buffers, push over HTTP, and a batch endpoint that decodes a JSON array and pushes each in turn: ` + "`loadtest baseline`" + `), run the same way side by side. Ratio rows are baseline ÷ scanlogin: above 1, scanlogin costs less or answers faster.
 
-Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any connection) ÷ connections; p50…max = latency; lost = requests that succeeded but whose frame never arrived (5 s grace); server CPU / op = push-server utime+stime during the rate phase ÷ requests; tool CPU = CPU of the load tool's processes during the rate phase ÷ its length. The machine is shared with other work while this runs (see the load average in each run's notes): figures are noisy, tails most of all.`,
+Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any connection) ÷ connections; p50…max = latency; lost = requests that succeeded but whose frame never arrived (5 s grace); server CPU / op = push-server utime+stime during the rate phase ÷ requests (a request is one pushed message, in batch runs too); tool CPU = CPU of the load tool's processes during the rate phase ÷ its length. The machine is shared with other work while this runs (see the load average in each run's notes): figures are noisy, tails most of all.`,
 		Commands: commands,
 	}
 	pushRuns := []string{path(filePushBaseline), path(filePushScanlogin)}
-	if get(filePushWindow) != nil {
-		pushRuns = append(pushRuns, path(filePushWindow))
+	for _, name := range []string{filePushWindow, filePushJSON} {
+		if get(name) != nil {
+			pushRuns = append(pushRuns, path(name))
+		}
+	}
+	batchSkip := skip(fileBatchScanlogin)
+	if batchSkip == "" && get(fileBatchScanlogin) == nil && get(fileBatchJSON) == nil {
+		batchSkip = "no batch run in this report"
 	}
 	spec.Scenarios = []Scenario{
 		{Title: "Push, 10,000 connections",
 			Text: "Push over gRPC (scanlogin) or HTTP POST /push?id=N (baseline) to a random connection per request: " + profile(filePushScanlogin, "not run") + ". " +
-				"The scanlogin run uses grpc-go's client defaults, under which the client pings the server after each answer (bandwidth estimation); the \"fixed window\" run, on fresh servers, is the same with `-grpc-window 1048576` (a fixed flow-control window, no pings), as wechat-callback's client is configured.",
+				"The scanlogin run uses grpc-go's client defaults, under which the client pings the server after each answer (bandwidth estimation); the \"fixed window\" run, on fresh servers, is the same with `-grpc-window 1048576` (a fixed flow-control window, no pings), as wechat-callback's client is configured. " +
+				"The \"HTTP/JSON\" run pushes through push-server's `POST /v1/push` instead (`-via http`). Every HTTP push, the baseline's included, goes through the same client of the load tool (one request at a time per kept-alive connection).",
 			Runs: pushRuns, Skip: skip(filePushScanlogin)},
+		{Title: "Batch pushes, 100 per call, 10,000 connections",
+			Text: "The same pushes at the same rate of messages, 100 to distinct random connections per call (`-mode batch -batch 100`: 20 calls a second at 2,000 messages a second): gRPC `PushBatch`, push-server's `POST /v1/push/batch`, and the baseline's `POST /push/batch` (a JSON array of `{id, data}` decoded with encoding/json, each pushed in turn). " +
+				"Each message is timed from just before its call left to the arrival of its frame; the server's CPU, the requests, lost and errors are per message, not per call. " + profile(fileBatchScanlogin, "PushBatch not run") + ".",
+			Runs: []string{path(fileBatchBaseline), path(fileBatchScanlogin), path(fileBatchJSON)}, Skip: batchSkip},
 		{Title: "Scan to login, 10,000 connections",
 			Text: "Signed WeChat SCAN events (safe mode: AES-encrypted, signature and msg_signature) POSTed to wechat-callback for distinct waiting sessions, timed from just before the POST to the login frame; wechat-callback calls Notify on the push server, which sends the login frame and closes with 1000. Each session logs in once, so at 2,000/s with 10,000 connections the run lasts 5 s (10,000 scans), not 20 s: " + profile(fileScanScanlogin, "not run") + ". The baseline has no login flow.",
 			Runs: []string{path(fileScanScanlogin)}, Skip: skip(fileScanScanlogin)},
@@ -257,7 +276,18 @@ Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any
 			Text: "Connections spread round-robin over the instances, opened at 1,000/s with at most 64 handshakes in flight per load-tool process (the simulator's QR creation is the limit); each Push enters the next instance round-robin, so most land on an instance that does not hold the connection. " + profile(fileScaleScanlogin, "not run") + ".",
 			Runs: []string{path(fileScaleScanlogin)}, Skip: skip(fileScaleScanlogin)},
 	}
-	spec.Targets = targets(get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin))
+	var perMessage []*Result
+	for _, name := range []string{filePushBaseline, filePushScanlogin, filePushWindow, filePushJSON, fileBatchBaseline, fileBatchScanlogin, fileBatchJSON} {
+		if r := get(name); r != nil {
+			perMessage = append(perMessage, r)
+		}
+	}
+	spec.Compare = compare(perMessage)
+	spec.Targets = targets(targetRuns{
+		mem: get(fileMemScanlogin), push: get(filePushScanlogin), scan: get(fileScanScanlogin),
+		window: get(filePushWindow), pushJSON: get(filePushJSON), batch: get(fileBatchScanlogin), batchJSON: get(fileBatchJSON),
+		pushBase: get(filePushBaseline),
+	})
 	if kept, ok := between(prev, notesBegin, notesEnd); ok {
 		spec.Kept = kept
 	}
@@ -270,13 +300,20 @@ Columns: RSS / idle conn = (RSS after connecting and settling − RSS before any
 		}
 	}
 	if addHistory {
-		spec.History = append(spec.History, historyRow(rev, get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin), get(fileMemBaseline), get(filePushBaseline)))
+		spec.History = append(spec.History, historyRow(rev, get(fileMemScanlogin), get(filePushScanlogin), get(fileScanScanlogin), get(fileMemBaseline), get(filePushBaseline), get(fileBatchScanlogin)))
 	}
 	return spec
 }
 
+// targetRuns are the runs the targets are read from; any may be nil.
+type targetRuns struct {
+	mem, push, scan                    *Result
+	window, pushJSON, batch, batchJSON *Result // more scanlogin push runs
+	pushBase                           *Result // the baseline's single HTTP push
+}
+
 // targets compares the figures with the issue's targets.
-func targets(mem, push, scan *Result) string {
+func targets(t targetRuns) string {
 	var b strings.Builder
 	b.WriteString("## Targets\n\n| target | measured | met |\n| --- | ---: | --- |\n")
 	line := func(what, measured string, ok bool, have bool) {
@@ -290,20 +327,62 @@ func targets(mem, push, scan *Result) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", what, measured, mark)
 	}
+	mem, push, scan := t.mem, t.push, t.scan
 	if mem != nil {
 		line("RSS per idle connection ≤ 4 KiB at 19,000 connections, one instance",
 			fmt.Sprintf("%.2f KiB at %d", mem.Server.RSSPerConn/1024, mem.Connect.Connected), mem.Server.RSSPerConn <= 4096, mem.Server.Measured)
 	} else {
 		line("RSS per idle connection ≤ 4 KiB at 19,000 connections, one instance", "", false, false)
 	}
+	// p99 ≤ 1 ms at 2,000 messages/s, 0 lost, single or batch.
+	fast := func(what string, r *Result) {
+		if r == nil {
+			line(what, "", false, false)
+			return
+		}
+		l := r.Load
+		line(what, fmt.Sprintf("%.3f ms, %d lost, %d errors", l.Latency.P99, l.Lost, l.Errors), l.Latency.P99 <= 1 && l.Lost == 0 && l.Errors == 0, true)
+	}
+	fast("Push p99 ≤ 1 ms at 2,000/s, 10,000 connections, 0 lost", push)
 	if push != nil {
-		l := push.Load
-		line("Push p99 ≤ 1 ms at 2,000/s, 10,000 connections, 0 lost",
-			fmt.Sprintf("%.3f ms, %d lost, %d errors", l.Latency.P99, l.Lost, l.Errors), l.Latency.P99 <= 1 && l.Lost == 0 && l.Errors == 0, true)
 		line("push-server CPU per push ≤ 50 µs", fmt.Sprintf("%.1f µs", push.Server.CPUPerOpMicros), push.Server.CPUPerOpMicros <= 50, push.Server.Measured)
 	} else {
-		line("Push p99 ≤ 1 ms at 2,000/s, 10,000 connections, 0 lost", "", false, false)
 		line("push-server CPU per push ≤ 50 µs", "", false, false)
+	}
+	if t.pushJSON != nil {
+		fast("Push over HTTP/JSON: p99 ≤ 1 ms at 2,000/s, 0 lost", t.pushJSON)
+	}
+	fast("batch of 100 over gRPC: p99 ≤ 1 ms at 2,000 messages/s, 0 lost", t.batch)
+	if t.batchJSON != nil {
+		fast("batch of 100 over HTTP/JSON: p99 ≤ 1 ms at 2,000 messages/s, 0 lost", t.batchJSON)
+	}
+	cheap := func(what string, r *Result) {
+		if r == nil {
+			line(what, "", false, false)
+			return
+		}
+		line(what, fmt.Sprintf("%.1f µs", r.Server.CPUPerOpMicros), r.Server.CPUPerOpMicros <= 20, r.Server.Measured)
+	}
+	cheap("batch of 100 over gRPC: push-server CPU per message ≤ 20 µs", t.batch)
+	if t.batchJSON != nil {
+		cheap("batch of 100 over HTTP/JSON: push-server CPU per message ≤ 20 µs", t.batchJSON)
+	}
+	// Single pushes cost push-server no more than the baseline's HTTP push
+	// costs the baseline, in the same make bench.
+	asBase := func(what string, r *Result) {
+		base := t.pushBase
+		if r == nil || base == nil || !r.Server.Measured || !base.Server.Measured {
+			line(what, "", false, false)
+			return
+		}
+		line(what, fmt.Sprintf("%.1f µs against %.1f µs", r.Server.CPUPerOpMicros, base.Server.CPUPerOpMicros), r.Server.CPUPerOpMicros <= base.Server.CPUPerOpMicros, true)
+	}
+	asBase("single Push over gRPC: push-server CPU per push ≤ the baseline's per HTTP push, same run", push)
+	if t.window != nil {
+		asBase("single Push over gRPC, fixed window: CPU per push ≤ the baseline's", t.window)
+	}
+	if t.pushJSON != nil {
+		asBase("single Push over HTTP/JSON: CPU per push ≤ the baseline's", t.pushJSON)
 	}
 	if scan != nil {
 		l := scan.Load
@@ -315,8 +394,60 @@ func targets(mem, push, scan *Result) string {
 	return b.String()
 }
 
+// compare renders the push runs side by side, per pushed message: each
+// run's CPU is also given as the baseline's of the same kind (single or
+// batch) ÷ its own.
+func compare(runs []*Result) string {
+	if len(runs) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("## Per pushed message: single and batch pushes\n\n" +
+		"The push runs above, one message at a time or 100 per call, at the same rate of messages. Server CPU and syscalls are per message; the last column is the baseline's CPU per message in the run of the same kind (single or batch) ÷ this run's: above 1, this run costs its server less.\n\n" +
+		"| run | way | per call | calls/s | p50 | p99 | lost | errors | server CPU / message | syscalls / message | baseline ÷ this (CPU) |\n" +
+		"| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	var base [2]*Result // single, batch
+	kind := func(r *Result) int {
+		if r.Settings.Batch > 1 {
+			return 1
+		}
+		return 0
+	}
+	for _, r := range runs {
+		if r.Target == targetBaseline && base[kind(r)] == nil {
+			base[kind(r)] = r
+		}
+	}
+	for _, r := range runs {
+		way := "gRPC"
+		switch {
+		case r.Target == targetBaseline:
+			way = "HTTP"
+		case r.Settings.Via == viaHTTP:
+			way = "HTTP/JSON"
+		}
+		per := max(r.Settings.Batch, 1)
+		cpu, sys, vs := "n/a", "n/a", "—"
+		if r.Server.Measured {
+			cpu = fmt.Sprintf("%.1f µs", r.Server.CPUPerOpMicros)
+			sys = fmt.Sprintf("%.2f", r.Server.SyscallsPerOp)
+			if bb := base[kind(r)]; bb != nil && bb != r && bb.Server.Measured {
+				vs = ratio(bb.Server.CPUPerOpMicros, r.Server.CPUPerOpMicros)
+			}
+		}
+		label := r.Label
+		if noisy(r) {
+			label += " †"
+		}
+		l := r.Load
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.3f ms | %.3f ms | %d | %d | %s | %s | %s |\n",
+			label, way, per, r.Settings.Rate/float64(per), l.Latency.P50, l.Latency.P99, l.Lost, l.Errors, cpu, sys, vs)
+	}
+	return b.String()
+}
+
 // historyRow summarises this report in one row of the history table.
-func historyRow(rev string, mem, push, scan, memBase, pushBase *Result) string {
+func historyRow(rev string, mem, push, scan, memBase, pushBase, batch *Result) string {
 	na := "—"
 	kib := func(r *Result) string {
 		if r == nil || !r.Server.Measured {
@@ -336,9 +467,9 @@ func historyRow(rev string, mem, push, scan, memBase, pushBase *Result) string {
 		}
 		return fmt.Sprintf("%.2f / %.2f ms", r.Load.Latency.P50, r.Load.Latency.P99)
 	}
-	cpu, lost, others := na, 0, []string{}
+	cpu, batchCell, lost, others := na, na, 0, []string{}
 	when := time.Now()
-	for _, r := range []*Result{push, scan, mem} {
+	for _, r := range []*Result{push, scan, mem, batch} {
 		if r == nil {
 			continue
 		}
@@ -353,14 +484,17 @@ func historyRow(rev string, mem, push, scan, memBase, pushBase *Result) string {
 	if push != nil {
 		cpu = fmt.Sprintf("%.1f µs", push.Server.CPUPerOpMicros)
 	}
+	if batch != nil {
+		batchCell = fmt.Sprintf("%.1f µs, %.3f ms", batch.Server.CPUPerOpMicros, batch.Load.Latency.P99)
+	}
 	if rev == "" {
 		rev = na
 	}
 	if len(others) == 0 {
 		others = []string{na}
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d | %s / %s | %s |", when.UTC().Format("2006-01-02 15:04"), rev,
-		kib(mem), both(push), both(scan), cpu, lost, kib(memBase), p99(pushBase), strings.Join(others, ", "))
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d | %s / %s | %s | %s |", when.UTC().Format("2006-01-02 15:04"), rev,
+		kib(mem), both(push), both(scan), cpu, lost, kib(memBase), p99(pushBase), strings.Join(others, ", "), batchCell)
 }
 
 func loadResult(path string) (*Result, error) {
@@ -434,6 +568,9 @@ func renderReport(w io.Writer, spec *ReportSpec) error {
 			fmt.Fprintln(w)
 		}
 	}
+	if spec.Compare != "" {
+		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(spec.Compare))
+	}
 	if spec.Targets != "" {
 		fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(spec.Targets))
 	}
@@ -468,6 +605,9 @@ func runNotes(r *Result) []string {
 		for _, k := range names {
 			p("%s used %.2f CPU s while the connections opened", k, r.WatchedConnect[k])
 		}
+	}
+	if r.Mode == modeBatch {
+		p("batch: %d calls of up to %d pushes (%.0f calls/s); requests below are pushes", r.Load.Calls, r.Settings.Batch, r.Settings.Rate/float64(max(r.Settings.Batch, 1)))
 	}
 	if r.Mode != modeIdle {
 		p("%s: %d requests planned at %.0f/s for %g s, %d sent in %.1f s, %d ok, %d received, %d late (max %.1f ms behind); server CPU %.2f s, %.2f read and write syscalls per request; load tool %.2f CPU s (%.2f cores)",

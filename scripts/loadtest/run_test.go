@@ -290,3 +290,62 @@ func TestReportRenders(t *testing.T) {
 		}
 	}
 }
+
+// TestStandardReportWithBatches renders the standard report from runs
+// named as bench.sh names them: the batch table, the per-message
+// comparison, the new targets and the history's batch column, with the
+// previous file's notes kept.
+func TestStandardReportWithBatches(t *testing.T) {
+	dir := t.TempDir()
+	put := func(name, label, target, via string, batch int, cpu, p99 float64) {
+		r := &Result{Label: label, Target: target, Mode: modePush}
+		if batch > 1 {
+			r.Mode = modeBatch
+		}
+		r.Settings.Rate, r.Settings.Batch, r.Settings.Via = 2000, batch, via
+		r.Server.Measured, r.Server.CPUPerOpMicros, r.Server.SyscallsPerOp = true, cpu, 1.5
+		r.Load.Calls, r.Load.Sent, r.Load.OK, r.Load.Received = 40000/batch, 40000, 40000, 40000
+		r.Load.Latency = Latency{P50: p99 / 2, P90: p99, P99: p99, P999: p99, Max: p99}
+		b, _ := json.Marshal(r)
+		if err := os.WriteFile(dir+"/"+name+".json", b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(filePushBaseline, "baseline", targetBaseline, viaHTTP, 1, 90, 0.6)
+	put(filePushScanlogin, "scanlogin", targetScanlogin, viaGRPC, 1, 75, 0.7)
+	put(filePushJSON, "scanlogin, HTTP/JSON", targetScanlogin, viaHTTP, 1, 100, 0.8)
+	put(fileBatchBaseline, "baseline, batch", targetBaseline, viaHTTP, 100, 30, 2)
+	put(fileBatchScanlogin, "scanlogin, PushBatch", targetScanlogin, viaGRPC, 100, 15, 0.9)
+	put(fileBatchJSON, "scanlogin, batch HTTP/JSON", targetScanlogin, viaHTTP, 100, 24, 1.5)
+	prev := "x\n" + notesBegin + "\nmy notes\n" + notesEnd + "\n"
+	var md strings.Builder
+	if err := renderReport(&md, standardSpec(dir, "", "abc123", prev, true)); err != nil {
+		t.Fatal(err)
+	}
+	out := md.String()
+	for _, want := range []string{
+		"my notes\n" + notesEnd,
+		"## Batch pushes, 100 per call, 10,000 connections",
+		"| baseline ÷ scanlogin, PushBatch |  | — | ×2.22 |", // p50: 1 ÷ 0.45
+		"| baseline ÷ scanlogin, HTTP/JSON |",
+		"| scanlogin, PushBatch | gRPC | 100 | 20 | 0.450 ms | 0.900 ms | 0 | 0 | 15.0 µs | 1.50 | ×2.00 |",
+		"| scanlogin, batch HTTP/JSON | HTTP/JSON | 100 | 20 | 0.750 ms | 1.500 ms | 0 | 0 | 24.0 µs | 1.50 | ×1.25 |",
+		"| scanlogin | gRPC | 1 | 2000 | 0.350 ms | 0.700 ms | 0 | 0 | 75.0 µs | 1.50 | ×1.20 |",
+		"| baseline | HTTP | 1 | 2000 | 0.300 ms | 0.600 ms | 0 | 0 | 90.0 µs | 1.50 | — |",
+		"| batch of 100 over gRPC: p99 ≤ 1 ms at 2,000 messages/s, 0 lost | 0.900 ms, 0 lost, 0 errors | yes |",
+		"| batch of 100 over HTTP/JSON: p99 ≤ 1 ms at 2,000 messages/s, 0 lost | 1.500 ms, 0 lost, 0 errors | no |",
+		"| batch of 100 over gRPC: push-server CPU per message ≤ 20 µs | 15.0 µs | yes |",
+		"| batch of 100 over HTTP/JSON: push-server CPU per message ≤ 20 µs | 24.0 µs | no |",
+		"| single Push over gRPC: push-server CPU per push ≤ the baseline's per HTTP push, same run | 75.0 µs against 90.0 µs | yes |",
+		"| single Push over HTTP/JSON: CPU per push ≤ the baseline's | 100.0 µs against 90.0 µs | no |",
+		"| abc123 |",
+		" | 15.0 µs, 0.900 ms |\n" + historyEnd,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
