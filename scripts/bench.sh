@@ -6,18 +6,22 @@
 # server), drives them with bin/loadtest and writes docs/benchmarks.md:
 #
 #   push   10,000 connections, Push over gRPC at 2,000/s for 20 s; then again
-#          with a fixed client flow-control window (no BDP pings)
+#          with a fixed client flow-control window (no BDP pings); then over
+#          the HTTP/JSON API (POST /v1/push); then the same 2,000 messages/s
+#          in batches of BENCH_BATCH (100) per call: gRPC PushBatch and POST
+#          /v1/push/batch
 #   scan   10,000 connections, signed safe-mode scans at 2,000/s for 5 s
 #          (each session logs in once: 10,000 scans need 10,000 sessions)
 #   mem    19,000 connections on one instance, then Push at 2,000/s for 20 s
 #   scale  3 instances + Redis, 50,000 connections (skipped while push-server
 #          refuses REDIS_URL)
 #
-# and the push and mem runs again against the baseline (`loadtest baseline`).
-# Needs bin/ built (make bench does it). Takes 6.5-8 minutes on 2 cores.
+# and the push (single and batch) and mem runs again against the baseline
+# (`loadtest baseline`). Needs bin/ built (make bench does it). Takes 10-12
+# minutes on 2 cores.
 #
 # Environment (for quick runs while developing; the defaults are the
-# standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE,
+# standard profile): BENCH_N, BENCH_MEM_N, BENCH_SCALE_N, BENCH_RATE, BENCH_BATCH,
 # BENCH_DURATION, BENCH_SCAN_DURATION, BENCH_SETTLE, BENCH_QUIET_WAIT (how
 # long each run may wait for a quiet machine, default 5s), BENCH_ONLY (space
 # list of push scan mem scale), BENCH_OUT (default docs/benchmarks.md),
@@ -31,6 +35,7 @@ N=${BENCH_N:-10000}
 MEM_N=${BENCH_MEM_N:-19000}
 SCALE_N=${BENCH_SCALE_N:-50000}
 RATE=${BENCH_RATE:-2000}
+BATCH=${BENCH_BATCH:-100}
 DURATION=${BENCH_DURATION:-20s}
 SCAN_DURATION=${BENCH_SCAN_DURATION:-5s}
 SETTLE=${BENCH_SETTLE:-10s}
@@ -103,10 +108,10 @@ wait_up() {
 
 # scanlogin_up INSTANCES [REDIS_URL]: the simulator, one wechat-callback and
 # INSTANCES push servers. Sets PUSH_PIDS, SIM_PID, CB_PID, WS_URLS,
-# GRPC_ADDRS, CB_URL.
+# GRPC_ADDRS, API_URLS, CB_URL.
 scanlogin_up() {
 	local instances=$1 redis=${2:-} p i
-	read -r -a p <<<"$(ports $((2 + 2 * instances)))"
+	read -r -a p <<<"$(ports $((2 + 3 * instances)))"
 	local sim=${p[0]} cb=${p[1]}
 	note ""
 	note "# fresh servers"
@@ -114,11 +119,11 @@ scanlogin_up() {
 		WECHAT_APPID=$WECHAT_APPID WECHAT_SECRET=$WECHAT_SECRET WECHAT_TOKEN=$WECHAT_TOKEN WECHAT_AES_KEY=$WECHAT_AES_KEY \
 		-- "$BIN/wechat-sim"
 	SIM_PID=$LAST_PID
-	PUSH_PIDS="" WS_URLS="" GRPC_ADDRS=""
+	PUSH_PIDS="" WS_URLS="" GRPC_ADDRS="" API_URLS=""
 	local health=("http://127.0.0.1:$sim/healthz")
 	for ((i = 0; i < instances; i++)); do
-		local h=${p[$((2 + 2 * i))]} g=${p[$((3 + 2 * i))]}
-		start "push$i" LOG_LEVEL=warn PUSH_HTTP_ADDR=127.0.0.1:$h PUSH_GRPC_ADDR=127.0.0.1:$g PUSH_API_ADDR=127.0.0.1:0 \
+		local h=${p[$((2 + 3 * i))]} g=${p[$((3 + 3 * i))]} a=${p[$((4 + 3 * i))]}
+		start "push$i" LOG_LEVEL=warn PUSH_HTTP_ADDR=127.0.0.1:$h PUSH_GRPC_ADDR=127.0.0.1:$g PUSH_API_ADDR=127.0.0.1:$a \
 			WECHAT_APPID=$WECHAT_APPID WECHAT_SECRET=$WECHAT_SECRET \
 			WECHAT_API_BASE=http://127.0.0.1:$sim WECHAT_MP_BASE=http://127.0.0.1:$sim \
 			LOGIN_TTL=10m LIMIT_CONNS_PER_IP=0 LIMIT_QR_PER_IP=0 ${redis:+REDIS_URL=$redis} \
@@ -126,6 +131,7 @@ scanlogin_up() {
 		PUSH_PIDS+=${PUSH_PIDS:+,}$LAST_PID
 		WS_URLS+=${WS_URLS:+,}ws://127.0.0.1:$h/ws
 		GRPC_ADDRS+=${GRPC_ADDRS:+,}127.0.0.1:$g
+		API_URLS+=${API_URLS:+,}http://127.0.0.1:$a
 		health+=("http://127.0.0.1:$h/healthz")
 	done
 	start callback LOG_LEVEL=warn CALLBACK_HTTP_ADDR=127.0.0.1:$cb \
@@ -183,6 +189,27 @@ if has push; then
 	load push-scanlogin-window -label "scanlogin, fixed window" -grpc-window 1048576 -ws "$WS_URLS" -grpc "$GRPC_ADDRS" -n "$N" \
 		-connect-rate $CONNECT_RATE -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" -server-pid "$PUSH_PIDS" \
 		-watch-pid "simulator=$SIM_PID,callback=$CB_PID"
+	cleanup
+	# The same pushes over the HTTP/JSON API.
+	scanlogin_up 1
+	load push-scanlogin-json -label "scanlogin, HTTP/JSON" -via http -api-url "$API_URLS" -ws "$WS_URLS" -n "$N" \
+		-connect-rate $CONNECT_RATE -settle "$SETTLE" -mode push -rate "$RATE" -duration "$DURATION" -server-pid "$PUSH_PIDS" \
+		-watch-pid "simulator=$SIM_PID,callback=$CB_PID"
+	cleanup
+	# The same rate of messages, $BATCH per call.
+	baseline_up
+	load batch-baseline -label "baseline, batch ×$BATCH" -target baseline -ws "$BASE_WS" -n "$N" -connect-rate $CONNECT_RATE \
+		-settle "$SETTLE" -mode batch -batch "$BATCH" -rate "$RATE" -duration "$DURATION" -server-pid "$BASE_PID"
+	cleanup
+	scanlogin_up 1
+	load batch-scanlogin -label "scanlogin, PushBatch ×$BATCH" -ws "$WS_URLS" -grpc "$GRPC_ADDRS" -n "$N" -connect-rate $CONNECT_RATE \
+		-settle "$SETTLE" -mode batch -batch "$BATCH" -rate "$RATE" -duration "$DURATION" -server-pid "$PUSH_PIDS" \
+		-watch-pid "simulator=$SIM_PID,callback=$CB_PID"
+	cleanup
+	scanlogin_up 1
+	load batch-scanlogin-json -label "scanlogin, HTTP/JSON batch ×$BATCH" -via http -api-url "$API_URLS" -ws "$WS_URLS" -n "$N" \
+		-connect-rate $CONNECT_RATE -settle "$SETTLE" -mode batch -batch "$BATCH" -rate "$RATE" -duration "$DURATION" \
+		-server-pid "$PUSH_PIDS" -watch-pid "simulator=$SIM_PID,callback=$CB_PID"
 	cleanup
 fi
 

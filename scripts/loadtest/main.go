@@ -1,12 +1,13 @@
 // Command loadtest measures scanlogin: it opens many browser WebSockets
 // to the push server, reads what each connection costs in server memory,
-// then drives Push calls or signed WeChat scans at a fixed rate and times
-// each one from the call to the frame in the browser. It also holds the
+// then drives pushes (one or a batch per call) or signed WeChat scans at a
+// fixed rate and times each one from the call to the frame in the browser.
+// It also holds the
 // baseline server the figures are compared with. It only talks to
 // loopback addresses.
 //
 //	loadtest run       the measurement (see -h); JSON and a table row
-//	loadtest baseline  the gorilla chat-example-shaped server with POST /push?id=N
+//	loadtest baseline  the gorilla chat-example-shaped server with POST /push?id=N and /push/batch
 //	loadtest report    docs/benchmarks.md from the JSON of several runs
 //	loadtest freeports print free loopback TCP ports
 //	loadtest wait      wait until HTTP URLs answer 200
