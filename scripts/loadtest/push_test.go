@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"google.golang.org/grpc"
@@ -264,5 +265,24 @@ func TestBaselineBatchEndpoint(t *testing.T) {
 		if code, _ := post(bad); code != http.StatusBadRequest {
 			t.Errorf("%.40s…: HTTP %d, want 400", bad, code)
 		}
+	}
+}
+
+func TestPushBodies(t *testing.T) {
+	for _, s := range []string{"AbC-12_x.y~", `q"uote\`, "tab\there", "中文", "<&>"} {
+		got := appendJSONString([]byte("x"), s)
+		want, _ := json.Marshal(s)
+		if string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, want x%s", s, got, want)
+		}
+	}
+	at := time.Unix(1, 5)
+	var p fakeAPIPush
+	b := appendAPIPush(nil, &Session{ID: `s"1`}, 7, at)
+	if err := json.Unmarshal(b, &p); err != nil || p.Session != `s"1` || p.Event != "bench" || string(p.Data) != `{"id":7,"t":1000000005}` {
+		t.Errorf("%s: %+v %v", b, p, err)
+	}
+	if pushID(-1, 5) != -1 || pushID(100, 5) != 105 {
+		t.Errorf("pushID")
 	}
 }
