@@ -119,4 +119,3 @@ func block(t *testing.T, conf, head string) string {
 	}
 	return strings.Join(strings.Fields(rest[open+1:end]), " ")
 }
-
