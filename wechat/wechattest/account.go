@@ -111,6 +111,7 @@ type Account struct {
 	users     map[string]*User
 	jsCodes   map[string]*jsCode
 	wxaCodes  map[string]WxaCode
+	oauth     oauthState // web authorization (oauth.go)
 	permanent int
 	swept     time.Time // last sweep
 }
@@ -196,6 +197,7 @@ func NewAccount(appID, secret string, opts ...Option) *Account {
 		users:     map[string]*User{},
 		jsCodes:   map[string]*jsCode{},
 		wxaCodes:  map[string]WxaCode{},
+		oauth:     oauthState{codes: map[string]*oauthCode{}},
 	}
 	for _, o := range opts {
 		o(a)

@@ -28,7 +28,7 @@ const (
 
 // prefixes are the path prefixes of WeChat's API; unknown paths under
 // them answer 40066.
-var prefixes = []string{"/cgi-bin/", "/wxa/", "/sns/"}
+var prefixes = []string{"/cgi-bin/", "/wxa/", "/sns/", "/connect/"}
 
 // maxBody bounds every JSON request body.
 const maxBody = 64 << 10
@@ -39,8 +39,8 @@ const showQRSize = 430
 // ServeHTTP serves WeChat's API for the account.
 func (a *Account) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
-// Register adds the API's paths (everything under /cgi-bin/, /wxa/ and
-// /sns/) to mux.
+// Register adds the API's paths (everything under /cgi-bin/, /wxa/, /sns/
+// and /connect/) to mux.
 func (a *Account) Register(mux *http.ServeMux) {
 	for _, p := range prefixes {
 		mux.Handle(p, a)
@@ -57,6 +57,8 @@ func (a *Account) routes() http.Handler {
 	mux.HandleFunc(PathCallbackIP, a.get(a.callbackIP))
 	mux.HandleFunc(PathWxaCode, a.post(a.wxaCode))
 	mux.HandleFunc(PathJSCode2Session, a.get(a.code2Session))
+	mux.HandleFunc(PathOAuthToken, a.get(a.oauthToken))
+	mux.HandleFunc(PathOAuthAuthorize, a.authorize)
 	for _, p := range prefixes {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { a.fail(w, r, ErrInvalidURL) })
 	}

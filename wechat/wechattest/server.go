@@ -12,6 +12,8 @@
 //	GET  /cgi-bin/getcallbackip     the addresses events come from
 //	POST /wxa/getwxacodeunlimit     a Mini Program code image; JSON on error
 //	GET  /sns/jscode2session        a Mini Program login code exchange
+//	GET  /connect/oauth2/authorize  web authorization: 302 to redirect_uri?code=&state=
+//	GET  /sns/oauth2/access_token   a web-authorization code exchange
 //
 // Like WeChat, errors are HTTP 200 with {"errcode":N,"errmsg":"... rid: ..."}
 // and Content-Type "application/json; encoding=utf-8"; other paths under
@@ -25,7 +27,22 @@
 // Tests steer and observe it with [Account.FailNext],
 // [Account.FailNextStatus], [Account.ExpireTokens], [Account.SetLatency],
 // [Account.TokenFetches], [Account.Calls], [Account.QRCodes],
-// [Account.TicketForScene], [Account.AddUser] and [Account.Follow].
+// [Account.TicketForScene], [Account.AddUser], [Account.Follow],
+// [Account.IssueOAuthCode] and [Account.SetOAuthDomain].
+//
+// Web authorization: /connect/oauth2/authorize plays WeChat's in-app
+// browser, which knows its user. The fake learns who opens the link from
+// the query parameter wechattest_openid ([OAuthUserParam]) of the authorize
+// request or, without it, from the cookie of that name on the fake's host
+// (a phone page sets it for the user it shows; a test puts [OAuthCookie]
+// in its cookie jar). The value is the user's official-account OpenID. It
+// then answers 302 to redirect_uri with code and state appended; without a
+// user it answers WeChat's page "open the link in the WeChat client" (200,
+// no redirect); a bad appid, redirect_uri (see [Account.SetOAuthDomain]),
+// response_type, scope or state gets a 400 page. Codes are single-use and
+// live [OAuthCodeLife]; /sns/oauth2/access_token answers 40029 for an
+// unknown or expired code, 40163 for a used one, 40013/40125 for a wrong
+// appid/secret, 40002 for another grant_type.
 package wechattest
 
 import (

@@ -32,8 +32,10 @@ import (
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/callback"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/confirm"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/miniprogram"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/oaconfirm"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/pushclient"
 	"github.com/scanlogin/scanlogin/wechat/redistoken"
 	"golang.org/x/sync/errgroup"
@@ -89,6 +91,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 	var store dedup.Store = dedup.NewMemory() // a single instance
 	var tokens wechat.TokenCache              // nil: the client's own memory
 	var mpStore miniprogram.Store = miniprogram.NewMemory(nil)
+	var oaStore confirm.Store = confirm.NewMemory(nil)
 	if cfg.RedisURL != "" {
 		rdb, err := dedup.OpenRedis(cfg.RedisURL, cfg.RedisPrefix)
 		if err != nil {
@@ -98,6 +101,7 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		// The same key the push servers use: one access token per account.
 		tokens = redistoken.New(rdb.Client(), cfg.RedisPrefix, cfg.AppID)
 		mpStore = miniprogram.NewRedis(rdb.Client(), cfg.RedisPrefix)
+		oaStore = confirm.NewRedis(rdb.Client(), cfg.RedisPrefix+"callback:oa:")
 		if err := rdb.Ping(ctx); err != nil {
 			log.Warn("redis unreachable at start; callbacks are answered unavailable until it answers", "err", err)
 		}
@@ -153,6 +157,33 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		}
 	}
 
+	var oa callback.OAConfirm // nil: scans log in at once
+	if cfg.OAConfirm.Enabled {
+		client, err := wechat.NewClient(wechat.Config{
+			APIBase:    cfg.APIBase,
+			AppID:      cfg.AppID,
+			Secret:     cfg.Secret,
+			HTTPClient: wechat.NewHTTPClient(3 * time.Second),
+			Tokens:     tokens,
+			Logger:     log,
+		})
+		if err != nil {
+			return fmt.Errorf("OA_CONFIRM: %w", err)
+		}
+		oa, err = oaconfirm.New(oaconfirm.Deps{
+			Logger:     log,
+			Config:     cfg.OAConfirm,
+			AppID:      cfg.AppID,
+			Exchanger:  client,
+			Notifier:   push,
+			Store:      oaStore,
+			Registerer: reg,
+		})
+		if err != nil {
+			return err
+		}
+	}
+
 	handler, err := callback.NewServer(callback.Deps{
 		Logger:   log,
 		Config:   cfg,
@@ -164,6 +195,8 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		Metrics:  metrics,
 		// The Mini Program API, when MINIPROGRAM_APPID is set.
 		MiniProgram: mini,
+		// The official-account confirm page, with OA_CONFIRM.
+		OAConfirm: oa,
 	})
 	if err != nil {
 		return err

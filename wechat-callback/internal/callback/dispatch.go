@@ -12,6 +12,7 @@ import (
 
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/oaconfirm"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -117,8 +118,16 @@ func (h *handler) process(ctx context.Context, msg *wechat.Message) string {
 			text, result = h.cfg.Replies.Welcome, resultWelcome
 			break
 		}
+		if h.oa != nil {
+			text, result = h.scanned(ctx, msg, scene)
+			break
+		}
 		text, result = h.login(ctx, msg, pushv1.Event_EVENT_SUBSCRIBE, scene)
 	case "scan":
+		if h.oa != nil {
+			text, result = h.scanned(ctx, msg, msg.EventKey)
+			break
+		}
 		text, result = h.login(ctx, msg, pushv1.Event_EVENT_SCAN, msg.EventKey)
 	default:
 		result = resultIgnored
@@ -166,6 +175,72 @@ func (h *handler) login(ctx context.Context, msg *wechat.Message, ev pushv1.Even
 		}
 	}
 	h.metrics.notify.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return text, result
+}
+
+// scanned reports a scan with OA_CONFIRM: the session moves to scanned,
+// bound to the scanner, and the reply links to the confirm page. The reply
+// is stored by dedupe, so that WeChat's retries get the same link.
+func (h *handler) scanned(ctx context.Context, msg *wechat.Message, scene string) (text, result string) {
+	r := h.cfg.Replies
+	if !wechat.ValidScene(scene) {
+		return r.NotFound, resultNoScene
+	}
+	user := h.user(ctx, msg.FromUserName)
+	start := time.Now()
+	resp, err := h.notifier.Notify(ctx, &pushv1.NotifyRequest{
+		Scene:   scene,
+		Ticket:  msg.Ticket,
+		Event:   pushv1.Event_EVENT_SCANNED,
+		User:    user,
+		EventId: eventID(msg),
+	})
+	if err != nil {
+		switch status.Code(err) {
+		case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition:
+			text, result = r.NotFound, resultInvalid
+		default:
+			text, result = r.Unavailable, resultUnavailable
+		}
+		h.log.Warn("notify failed", "code", status.Code(err).String(), "err", err)
+		h.metrics.notify.WithLabelValues(result).Observe(time.Since(start).Seconds())
+		return text, result
+	}
+	result = strings.ToLower(strings.TrimPrefix(resp.GetResult().String(), "RESULT_"))
+	h.metrics.notify.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	switch resp.GetResult() {
+	case pushv1.Result_RESULT_DELIVERED, pushv1.Result_RESULT_STORED:
+	case pushv1.Result_RESULT_EXPIRED:
+		return r.Expired, result
+	default: // not found, ticket mismatch, already used (another scanner), forbidden
+		return r.NotFound, result
+	}
+	conf := resp.GetConfirmation()
+	if conf.GetSecret() == "" {
+		// A duplicate whose first answer this instance lost: the secret
+		// went with it. Scanning again gives a new one.
+		h.log.Warn("scan accepted without a confirm secret", "duplicate", resp.GetDuplicate())
+		return r.Unavailable, resultUnavailable
+	}
+	link, err := h.oa.Link(ctx, oaconfirm.Scan{
+		Scene: scene, Ticket: msg.Ticket, OpenID: user.GetOpenid(), UnionID: user.GetUnionid(), Confirmation: conf,
+	})
+	if err != nil {
+		h.log.Error("confirm link not made", "err", err)
+		return r.Unavailable, resultUnavailable
+	}
+	site := h.cfg.OAConfirm.SiteName
+	if site == "" {
+		site = "the website"
+	}
+	req := conf.GetRequester()
+	text = strings.NewReplacer(
+		"{site}", oaconfirm.Shown(site),
+		"{browser}", oaconfirm.Shown(req.GetBrowser()),
+		"{os}", oaconfirm.Shown(req.GetOs()),
+		"{ip}", oaconfirm.Shown(req.GetIp()),
+		"{link}", link,
+	).Replace(r.Confirm)
 	return text, result
 }
 

@@ -57,6 +57,7 @@ type handler struct {
 	notifier Notifier
 	store    dedup.Store
 	users    UserInfoFetcher // nil: FETCH_USER_INFO off
+	oa       OAConfirm       // nil: OA_CONFIRM off
 	metrics  *Metrics
 	failures *failureLimit // nil: no limit
 	now      func() time.Time

@@ -21,6 +21,7 @@ import (
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/oaconfirm"
 )
 
 // MaxBodyBytes bounds a callback body. WeChat's events are well under 2 KiB
@@ -59,11 +60,24 @@ type Deps struct {
 	Now func() time.Time
 	// MiniProgram serves /miniprogram/*; nil: those paths answer 404.
 	MiniProgram http.Handler
+	// OAConfirm, with OA_CONFIRM, makes scans two-step: it makes the
+	// confirm links of the replies and serves /oa/confirm. nil: scans
+	// log in at once.
+	OAConfirm OAConfirm
+}
+
+// OAConfirm is the official-account confirm page as the callback sees it
+// (oaconfirm.Service).
+type OAConfirm interface {
+	http.Handler
+	// Link binds an accepted two-step scan and returns its confirm link.
+	Link(ctx context.Context, sc oaconfirm.Scan) (string, error)
 }
 
 // NewServer returns the HTTP handler of wechat-callback: /wechat/callback
 // (unless WECHAT_TOKEN is empty, in a deployment with only a Mini Program),
-// /miniprogram/* (with Deps.MiniProgram), /healthz, /readyz and /metrics.
+// /miniprogram/* (with Deps.MiniProgram), /oa/confirm (with
+// Deps.OAConfirm), /healthz, /readyz and /metrics.
 func NewServer(d Deps) (http.Handler, error) {
 	if d.Logger == nil || d.Config == nil || d.Notifier == nil || d.Store == nil || d.Registry == nil {
 		return nil, errors.New("callback: Logger, Config, Notifier, Store and Registry are required")
@@ -74,6 +88,7 @@ func NewServer(d Deps) (http.Handler, error) {
 		notifier: d.Notifier,
 		store:    d.Store,
 		users:    d.Users,
+		oa:       d.OAConfirm,
 		metrics:  d.Metrics,
 		failures: newFailureLimit(d.Config.DecryptFailures),
 		now:      d.Now,
@@ -107,6 +122,9 @@ func NewServer(d Deps) (http.Handler, error) {
 	}
 	if d.MiniProgram != nil {
 		r.Any("/miniprogram/*path", gin.WrapH(d.MiniProgram))
+	}
+	if d.OAConfirm != nil {
+		r.Any(oaconfirm.Path, gin.WrapH(d.OAConfirm))
 	}
 
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok\n") })

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -51,6 +53,8 @@ type Config struct {
 
 	MiniProgram MiniProgram
 
+	OAConfirm OAConfirm
+
 	LogLevel slog.Level // LOG_LEVEL
 }
 
@@ -69,6 +73,20 @@ type MiniProgram struct {
 // Enabled reports whether the Mini Program API is served.
 func (m MiniProgram) Enabled() bool { return m.AppID != "" }
 
+// OAConfirm configures the confirmation inside WeChat of official-account
+// scans: with Enabled, a scan only binds the scanner and the reply links to
+// /oa/confirm, where the scanner confirms or cancels.
+type OAConfirm struct {
+	Enabled   bool   // OA_CONFIRM
+	PublicURL string // CALLBACK_PUBLIC_URL: an origin, without a trailing slash
+	OpenBase  string // WECHAT_OPEN_BASE: host of /connect/oauth2/authorize
+	PerIP     Rate   // OA_CONFIRM_PER_IP: requests to /oa/confirm per client; zero: no limit
+	// SiteName and TrustedProxies are the SITE_NAME and TRUSTED_PROXIES
+	// settings, as for the Mini Program API.
+	SiteName       string
+	TrustedProxies []string
+}
+
 // Rate is the CALLBACK_DECRYPT_FAILURES_PER_IP setting: N per Per, the
 // zero Rate meaning no limit.
 type Rate = settings.Rate
@@ -82,6 +100,10 @@ type Replies struct {
 	NotFound    string // REPLY_NOT_FOUND: unknown scene, wrong ticket, already used
 	Unavailable string // REPLY_UNAVAILABLE: the push server cannot be reached
 	Welcome     string // REPLY_WELCOME: a plain follow; empty answers "success"
+	// Confirm is REPLY_CONFIRM, the answer to a scan with OA_CONFIRM: it
+	// names who asks and links to the confirm page. Placeholders: {site}
+	// {browser} {os} {ip} {link}; it must hold {link}.
+	Confirm string
 }
 
 // Defaults used when a variable is unset.
@@ -106,6 +128,10 @@ const (
 	DefaultReplyNotFound    = "Sorry, this login request could not be completed. Please refresh the login page and try again."
 	DefaultReplyUnavailable = "Login is temporarily unavailable. Please try again in a moment."
 	DefaultReplyWelcome     = "Thanks for following!"
+	DefaultReplyConfirm     = "Log in to {site} on {browser}, {os} (IP {ip})? Open this link to confirm or cancel: {link}\nIf you did not ask to log in, ignore this message."
+
+	DefaultOpenBase     = "https://open.weixin.qq.com"
+	DefaultOAConfirmIPs = "30/m"
 )
 
 // Limits enforced by Load.
@@ -160,6 +186,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			NotFound:    e.Text("REPLY_NOT_FOUND", DefaultReplyNotFound),
 			Unavailable: e.Text("REPLY_UNAVAILABLE", DefaultReplyUnavailable),
 			Welcome:     e.Text("REPLY_WELCOME", DefaultReplyWelcome),
+			Confirm:     e.Text("REPLY_CONFIRM", DefaultReplyConfirm),
 		},
 		MiniProgram: MiniProgram{
 			AppID:          e.String("MINIPROGRAM_APPID", ""),
@@ -170,10 +197,19 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			ConfirmsPerIP:  e.Rate("MINIPROGRAM_CONFIRMS_PER_IP", DefaultConfirmsPerIP),
 			ScansPerScene:  e.Int("MINIPROGRAM_SCANS_PER_SCENE", DefaultScansPerScene, 0, maxScansPerScene),
 		},
+		OAConfirm: OAConfirm{
+			Enabled:        e.Bool("OA_CONFIRM", false),
+			PublicURL:      strings.TrimSuffix(e.String("CALLBACK_PUBLIC_URL", ""), "/"),
+			OpenBase:       strings.TrimSuffix(e.URL("WECHAT_OPEN_BASE", DefaultOpenBase), "/"),
+			PerIP:          e.Rate("OA_CONFIRM_PER_IP", DefaultOAConfirmIPs),
+			SiteName:       e.String("SITE_NAME", ""),
+			TrustedProxies: e.List("TRUSTED_PROXIES", ""),
+		},
 		LogLevel: e.LogLevel("LOG_LEVEL"),
 	}
 	c.validate(e)
 	c.MiniProgram.validate(e)
+	c.validateOAConfirm(e)
 	if err := e.Err(); err != nil {
 		return nil, err
 	}
@@ -249,6 +285,51 @@ func (m *MiniProgram) validate(e *settings.Env) {
 	}
 }
 
+// validateOAConfirm checks the settings of OA_CONFIRM, recording problems on e.
+func (c *Config) validateOAConfirm(e *settings.Env) {
+	o := c.OAConfirm
+	if !o.Enabled {
+		return
+	}
+	switch {
+	case c.Token == "":
+		e.Check("WECHAT_TOKEN", errors.New("required when OA_CONFIRM is true"))
+	case o.PublicURL == "":
+		e.Check("CALLBACK_PUBLIC_URL", errors.New("required when OA_CONFIRM is true (the origin at which WeChat users reach this service)"))
+	case c.AppID == "":
+		e.Check("WECHAT_APPID", errors.New("required when OA_CONFIRM is true (web authorization)"))
+	case c.Secret == "":
+		e.Check("WECHAT_SECRET", errors.New("required when OA_CONFIRM is true (web authorization)"))
+	case !strings.Contains(c.Replies.Confirm, "{link}"):
+		e.Check("REPLY_CONFIRM", errors.New("must contain {link} when OA_CONFIRM is true"))
+	}
+	if o.PublicURL != "" {
+		if err := checkOrigin(o.PublicURL); err != nil {
+			e.Check("CALLBACK_PUBLIC_URL", err)
+		}
+	}
+}
+
+// checkOrigin accepts an origin: https://host[:port], or http:// for a
+// loopback host (development), with no path, query or credentials.
+func checkOrigin(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return fmt.Errorf("%q is not an origin like https://login.example.com", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || host == "localhost" {
+			return nil
+		}
+		return fmt.Errorf("%q must be https (http only for a loopback host)", s)
+	}
+	return fmt.Errorf("%q is not an origin like https://login.example.com", s)
+}
+
 // LogValue lists the settings that are not secret, for the start-up log line.
 func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
@@ -274,6 +355,10 @@ func (c *Config) LogValue() slog.Value {
 		slog.String("miniprogram_scans_per_ip", c.MiniProgram.ScansPerIP.String()),
 		slog.String("miniprogram_confirms_per_ip", c.MiniProgram.ConfirmsPerIP.String()),
 		slog.Int("miniprogram_scans_per_scene", c.MiniProgram.ScansPerScene),
+		slog.Bool("oa_confirm", c.OAConfirm.Enabled),
+		slog.String("callback_public_url", c.OAConfirm.PublicURL),
+		slog.String("open_base", c.OAConfirm.OpenBase),
+		slog.String("oa_confirm_per_ip", c.OAConfirm.PerIP.String()),
 		slog.String("log_level", c.LogLevel.String()),
 	)
 }

@@ -133,6 +133,16 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "MINIPROGRAM_SCANS_PER_SCENE", "-1"}, "MINIPROGRAM_SCANS_PER_SCENE"},
 		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "TRUSTED_PROXIES", "10.0.0.0/8, proxy"}, "TRUSTED_PROXIES"},
 		{[]string{"MINIPROGRAM_APPID", "wx1", "MINIPROGRAM_SECRET", "s", "SITE_NAME", strings.Repeat("x", 101)}, "SITE_NAME"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s"}, "CALLBACK_PUBLIC_URL"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "CALLBACK_PUBLIC_URL", "https://login.example.com"}, "WECHAT_APPID"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "CALLBACK_PUBLIC_URL", "https://login.example.com"}, "WECHAT_SECRET"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "http://login.example.com"}, "CALLBACK_PUBLIC_URL"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "https://login.example.com/path"}, "CALLBACK_PUBLIC_URL"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "https://user:pw@login.example.com"}, "CALLBACK_PUBLIC_URL"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "login.example.com"}, "CALLBACK_PUBLIC_URL"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "https://login.example.com", "REPLY_CONFIRM", "no link here"}, "REPLY_CONFIRM"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "https://login.example.com", "WECHAT_OPEN_BASE", "ftp://x"}, "WECHAT_OPEN_BASE"},
+		{[]string{"WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", "https://login.example.com", "OA_CONFIRM", "maybe"}, "OA_CONFIRM"},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.env), func(t *testing.T) {
@@ -198,6 +208,19 @@ func TestLogValueHidesSecrets(t *testing.T) {
 	for _, secret := range []string{"tokenSECRET1", aesKey, "appSECRET2", "grpcSECRET3", "pwSECRET4", "miniSECRET5"} {
 		if strings.Contains(b.String(), secret) {
 			t.Errorf("log line contains a secret: %s", b.String())
+		}
+	}
+}
+
+func TestOAConfirmSettings(t *testing.T) {
+	c, err := Load(env("WECHAT_TOKEN", "tok"))
+	if err != nil || c.OAConfirm.Enabled || c.OAConfirm.OpenBase != DefaultOpenBase {
+		t.Fatalf("defaults: %+v %v", c.OAConfirm, err)
+	}
+	for _, origin := range []string{"https://login.example.com", "https://login.example.com:8443/", "http://127.0.0.1:8081", "http://localhost:8081", "http://[::1]:8081"} {
+		c, err := Load(env("WECHAT_TOKEN", "tok", "OA_CONFIRM", "true", "WECHAT_APPID", "wx1", "WECHAT_SECRET", "s", "CALLBACK_PUBLIC_URL", origin))
+		if err != nil || !c.OAConfirm.Enabled || strings.HasSuffix(c.OAConfirm.PublicURL, "/") {
+			t.Errorf("%s: %+v %v", origin, c, err)
 		}
 	}
 }

@@ -16,9 +16,6 @@ package miniprogram
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,10 +29,11 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
-	"google.golang.org/grpc/codes"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/confirm"
 	"google.golang.org/grpc/status"
 )
 
@@ -50,11 +48,6 @@ const (
 	// sceneWindow is how long the scans of one scene are counted against
 	// MINIPROGRAM_SCANS_PER_SCENE.
 	sceneWindow = 10 * time.Minute
-	// bindingGrace keeps a secret's user past the session's end, so that a
-	// late confirm gets the push server's "expired" rather than 403.
-	bindingGrace = 10 * time.Minute
-	// maxBindingTTL caps how long a secret's user is kept.
-	maxBindingTTL = 31 * 24 * time.Hour
 	// maxSecretLen bounds a confirm secret.
 	maxSecretLen = 128
 	// quotaRetryAfter is what 429 says after WeChat's per-user minute quota.
@@ -63,16 +56,28 @@ const (
 
 // Error codes of the API.
 const (
-	errBadRequest  = "bad_request"
+	errBadRequest  = confirm.CodeBadRequest
 	errInvalidCode = "invalid_code"
-	errForbidden   = "forbidden"
-	errNotFound    = "not_found"
-	errAlreadyUsed = "already_used"
-	errExpired     = "expired"
-	errRateLimited = "rate_limited"
-	errUnavailable = "unavailable"
+	errForbidden   = confirm.CodeForbidden
+	errNotFound    = confirm.CodeNotFound
+	errAlreadyUsed = confirm.CodeAlreadyUsed
+	errExpired     = confirm.CodeExpired
+	errRateLimited = confirm.CodeRateLimited
+	errUnavailable = confirm.CodeUnavailable
 	errMethod      = "method_not_allowed"
 )
+
+// Store keeps the API's bindings and counters (see confirm.Store).
+type Store = confirm.Store
+
+// NewMemory returns a Store in this process (see confirm.NewMemory).
+func NewMemory(now func() time.Time) *confirm.Memory { return confirm.NewMemory(now) }
+
+// NewRedis returns a Store on rdb whose keys start with prefix (the
+// REDIS_PREFIX setting) and "callback:mp:".
+func NewRedis(rdb redis.UniversalClient, prefix string) *confirm.Redis {
+	return confirm.NewRedis(rdb, prefix+"callback:mp:")
+}
 
 // messages are what the phone may show for each error code.
 var messages = map[string]string{
@@ -123,8 +128,8 @@ type api struct {
 	sessions  Sessions
 	notifier  Notifier
 	store     Store
-	scanIP    *ipLimit
-	confirmIP *ipLimit
+	scanIP    *confirm.IPLimit
+	confirmIP *confirm.IPLimit
 	metrics   *metrics
 	now       func() time.Time
 }
@@ -143,8 +148,8 @@ func New(d Deps) (http.Handler, error) {
 		sessions:  d.Sessions,
 		notifier:  d.Notifier,
 		store:     d.Store,
-		scanIP:    newIPLimit(d.Config.ScansPerIP),
-		confirmIP: newIPLimit(d.Config.ConfirmsPerIP),
+		scanIP:    confirm.NewIPLimit(d.Config.ScansPerIP),
+		confirmIP: confirm.NewIPLimit(d.Config.ConfirmsPerIP),
 		metrics:   newMetrics(d.Registerer),
 		now:       d.Now,
 	}
@@ -220,7 +225,7 @@ func (a *api) scan(c *gin.Context) {
 }
 
 func (a *api) doScan(c *gin.Context, sceneOut *string) (any, *refusal) {
-	if ok, wait := a.scanIP.allow(c.ClientIP(), a.now()); !ok {
+	if ok, wait := a.scanIP.Allow(c.ClientIP(), a.now()); !ok {
 		return nil, &refusal{status: http.StatusTooManyRequests, code: errRateLimited, reason: "scans per IP", retryAfter: wait}
 	}
 	var req scanRequest
@@ -274,7 +279,7 @@ func (a *api) doScan(c *gin.Context, sceneOut *string) (any, *refusal) {
 	}
 	now := a.now()
 	expires := time.UnixMilli(conf.GetExpiresAtMs())
-	ttl := min(max(expires.Sub(now), 0)+bindingGrace, maxBindingTTL)
+	ttl := confirm.BindingTTL(expires, now)
 	if err := a.store.Put(ctx, bindingKey(scene, conf.GetSecret()), user.Openid+" "+user.Unionid, ttl); err != nil {
 		a.metrics.storeFailures.Inc()
 		return nil, unavailable("store: " + err.Error())
@@ -347,7 +352,7 @@ func (a *api) confirm(c *gin.Context) {
 }
 
 func (a *api) doConfirm(c *gin.Context, sceneOut *string) (any, *refusal) {
-	if ok, wait := a.confirmIP.allow(c.ClientIP(), a.now()); !ok {
+	if ok, wait := a.confirmIP.Allow(c.ClientIP(), a.now()); !ok {
 		return nil, &refusal{status: http.StatusTooManyRequests, code: errRateLimited, reason: "confirms per IP", retryAfter: wait}
 	}
 	var req confirmRequest
@@ -421,28 +426,19 @@ func (a *api) notify(ctx context.Context, req *pushv1.NotifyRequest) (*pushv1.No
 	if err == nil {
 		return resp, nil
 	}
-	switch code := status.Code(err); code {
-	case codes.InvalidArgument, codes.NotFound:
-		return nil, &refusal{status: http.StatusNotFound, code: errNotFound, reason: "notify: " + code.String()}
-	default:
-		return nil, unavailable("notify: " + code.String())
-	}
+	st, code := confirm.RefuseError(err)
+	return nil, &refusal{status: st, code: code, reason: "notify: " + grpcCode(err)}
 }
 
-// refuseResult maps the push server's refusals shared by both endpoints.
+// refuseResult maps the push server's refusals shared by both endpoints
+// (and by the official-account confirm page).
 func refuseResult(r pushv1.Result) *refusal {
-	reason := "notify: " + r.String()
-	switch r {
-	case pushv1.Result_RESULT_NOT_FOUND, pushv1.Result_RESULT_TICKET_MISMATCH:
-		// A mismatch: the scene is an official-account session's.
-		return &refusal{status: http.StatusNotFound, code: errNotFound, reason: reason}
-	case pushv1.Result_RESULT_EXPIRED:
-		return &refusal{status: http.StatusGone, code: errExpired, reason: reason}
-	case pushv1.Result_RESULT_ALREADY_USED:
-		return &refusal{status: http.StatusConflict, code: errAlreadyUsed, reason: reason}
-	}
-	return unavailable(reason)
+	st, code := confirm.Refuse(r)
+	return &refusal{status: st, code: code, reason: "notify: " + r.String()}
 }
+
+// grpcCode names the gRPC code of err for the log.
+func grpcCode(err error) string { return status.Code(err).String() }
 
 // decode reads the JSON object of the body into v: at most MaxBodyBytes
 // (413), one JSON value and nothing after it (400).
@@ -516,31 +512,11 @@ func validSecret(s string) bool {
 // the store never holds a secret that works.
 func bindingKey(scene, secret string) string { return "confirm:" + digest(scene, secret) }
 
-// digest hashes parts, separated by NUL, to hex.
-func digest(parts ...string) string {
-	h := sha256.New()
-	for i, p := range parts {
-		if i > 0 {
-			h.Write([]byte{0})
-		}
-		h.Write([]byte(p))
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// short names a scene or a user in logs by a hash prefix.
-func short(s string) string {
-	if s == "" {
-		return ""
-	}
-	return digest(s)[:12]
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand never fails
-	return hex.EncodeToString(b)
-}
+var (
+	digest    = confirm.Digest
+	short     = confirm.Short
+	randomHex = confirm.RandomHex
+)
 
 // finish writes the answer or the refusal, counts it and logs a refusal.
 func (a *api) finish(c *gin.Context, endpoint, scene string, ans any, ref *refusal) {

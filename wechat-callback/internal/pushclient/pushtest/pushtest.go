@@ -1,6 +1,7 @@
 // Package pushtest runs a fake PushService on a real gRPC listener for
 // wechat-callback's tests. It answers Notify from a scene table, or for
-// two-step (Mini Program) sessions by the push server's rules, records
+// two-step sessions (Mini Program, and official-account with OA_CONFIRM)
+// by the push server's rules, records
 // every call, can be slowed down, made to fail, stopped and restarted on
 // the same port, and checks the bearer token like the real push server.
 package pushtest
@@ -241,6 +242,8 @@ type TwoStep struct {
 	Requester *pushv1.Requester
 
 	secret string
+	ticket string // the QR code's ticket of an oa session; empty: miniprogram
+	flow   string
 }
 
 // AddTwoStep makes scene a two-step session of the miniprogram flow that
@@ -253,7 +256,18 @@ type TwoStep struct {
 func (s *Server) AddTwoStep(scene string, expires time.Time, requester *pushv1.Requester) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.twoStep[scene] = &TwoStep{State: StateWaiting, Expires: expires, Requester: requester}
+	s.twoStep[scene] = &TwoStep{State: StateWaiting, Expires: expires, Requester: requester, flow: "miniprogram"}
+}
+
+// AddTwoStepOA makes scene a session of the oa flow whose QR code has
+// ticket, for OA_CONFIRM: the same rules as AddTwoStep, except that every
+// event must carry ticket (else TICKET_MISMATCH), and a one-step event
+// (subscribe, scan) logs a waiting session in at once, as without
+// OA_CONFIRM.
+func (s *Server) AddTwoStepOA(scene, ticket string, expires time.Time, requester *pushv1.Requester) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.twoStep[scene] = &TwoStep{State: StateWaiting, Expires: expires, Requester: requester, ticket: ticket, flow: "oa"}
 }
 
 // TwoStep returns a copy of the two-step session of scene.
@@ -281,7 +295,7 @@ func (ts *TwoStep) notify(req *pushv1.NotifyRequest, now time.Time) *pushv1.Noti
 	answer := func(r pushv1.Result) *pushv1.NotifyResponse { return &pushv1.NotifyResponse{Result: r} }
 	openid := req.GetUser().GetOpenid()
 	switch {
-	case req.GetTicket() != "":
+	case req.GetTicket() != ts.ticket:
 		return answer(pushv1.Result_RESULT_TICKET_MISMATCH)
 	case !now.Before(ts.Expires):
 		return answer(pushv1.Result_RESULT_EXPIRED)
@@ -304,7 +318,7 @@ func (ts *TwoStep) notify(req *pushv1.NotifyRequest, now time.Time) *pushv1.Noti
 				Secret:      ts.secret,
 				ExpiresAtMs: ts.Expires.UnixMilli(),
 				Requester:   ts.Requester,
-				Flow:        "miniprogram",
+				Flow:        ts.flow,
 			},
 		}
 	case pushv1.Event_EVENT_CONFIRMED, pushv1.Event_EVENT_CANCELLED:
@@ -321,7 +335,18 @@ func (ts *TwoStep) notify(req *pushv1.NotifyRequest, now time.Time) *pushv1.Noti
 		}
 		return answer(pushv1.Result_RESULT_DELIVERED)
 	}
-	return answer(pushv1.Result_RESULT_TICKET_MISMATCH) // an official-account event
+	if ts.flow != "oa" {
+		return answer(pushv1.Result_RESULT_TICKET_MISMATCH) // an official-account event
+	}
+	switch {
+	case ts.State == StateWaiting:
+		ts.State, ts.Scanner, ts.Confirmer = StateConfirmed, openid, openid
+		ts.Sent = append(ts.Sent, "login")
+		return answer(pushv1.Result_RESULT_DELIVERED)
+	case openid == ts.Scanner:
+		return answer(pushv1.Result_RESULT_FORBIDDEN)
+	}
+	return answer(pushv1.Result_RESULT_ALREADY_USED)
 }
 
 func newSecret() string {

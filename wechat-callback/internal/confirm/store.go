@@ -1,4 +1,4 @@
-package miniprogram
+package confirm
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Store is the state the API keeps between a scan and its confirmation,
-// shared by every callback instance when it is Redis: which user a confirm
-// secret belongs to, and how often each scene was scanned. Keys are opaque
-// strings chosen by the API (hashes: no secret is a key).
+// Store is the state a confirm API keeps between a scan and its
+// confirmation, shared by every callback instance when it is Redis: which
+// user a confirm secret belongs to, one-time values, counters. Keys are
+// opaque strings chosen by the API (hashes: no secret is a key).
 type Store interface {
 	// Put stores value under key for ttl, replacing any value.
 	Put(ctx context.Context, key, value string, ttl time.Duration) error
@@ -26,7 +26,7 @@ type Store interface {
 }
 
 // maxMemoryEntries bounds a Memory store; past it Put and Incr fail (the
-// API answers 503) until entries expire.
+// APIs answer 503) until entries expire.
 const maxMemoryEntries = 200_000
 
 // Memory is a Store in this process, for a single callback instance.
@@ -52,7 +52,7 @@ func NewMemory(now func() time.Time) *Memory {
 	return &Memory{now: now, m: map[string]*memEntry{}}
 }
 
-var errMemoryFull = errors.New("miniprogram: memory store full")
+var errMemoryFull = errors.New("confirm: memory store full")
 
 // entry returns the live entry under key, creating it for ttl when create
 // is set; mu must be held.
@@ -135,16 +135,16 @@ return {n, redis.call('PTTL', KEYS[1])}
 `)
 
 // Redis is a Store shared by every callback instance on the same Redis.
-// Its keys are <REDIS_PREFIX>callback:mp:<key>.
+// Its keys are <prefix><key>.
 type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
 }
 
 // NewRedis returns a Store on rdb whose keys start with prefix (the
-// REDIS_PREFIX setting) and "callback:mp:".
+// REDIS_PREFIX setting and the API's own part, such as "callback:mp:").
 func NewRedis(rdb redis.UniversalClient, prefix string) *Redis {
-	return &Redis{rdb: rdb, prefix: prefix + "callback:mp:"}
+	return &Redis{rdb: rdb, prefix: prefix}
 }
 
 // Put implements Store.

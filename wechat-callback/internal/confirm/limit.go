@@ -1,4 +1,4 @@
-package miniprogram
+package confirm
 
 import (
 	"math"
@@ -9,10 +9,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// ipLimit allows each client address N requests at once, refilled at N per
+// IPLimit allows each client address N requests at once, refilled at N per
 // period (a token bucket per address), in this instance's memory. A nil
-// *ipLimit limits nothing.
-type ipLimit struct {
+// *IPLimit limits nothing.
+type IPLimit struct {
 	every rate.Limit
 	burst int
 	per   time.Duration
@@ -22,12 +22,12 @@ type ipLimit struct {
 	swept time.Time                // guarded by mu
 }
 
-// newIPLimit returns the limit for r, or nil for the zero Rate.
-func newIPLimit(r settings.Rate) *ipLimit {
+// NewIPLimit returns the limit for r, or nil for the zero Rate.
+func NewIPLimit(r settings.Rate) *IPLimit {
 	if r.N == 0 {
 		return nil
 	}
-	return &ipLimit{
+	return &IPLimit{
 		every: rate.Every(r.Per / time.Duration(r.N)),
 		burst: r.N,
 		per:   r.Per,
@@ -35,9 +35,9 @@ func newIPLimit(r settings.Rate) *ipLimit {
 	}
 }
 
-// allow takes one request of addr at now; when none is left it reports
+// Allow takes one request of addr at now; when none is left it reports
 // false and how long until one is.
-func (l *ipLimit) allow(addr string, now time.Time) (bool, time.Duration) {
+func (l *IPLimit) Allow(addr string, now time.Time) (bool, time.Duration) {
 	if l == nil {
 		return true, 0
 	}
