@@ -595,3 +595,134 @@ func TestBrowserMiniProgramCancel(t *testing.T) {
 	tap(t, phone, "#mp-confirm", "confirmed")
 	p.waitLoggedIn(openid)
 }
+
+// Official-account scans confirmed inside WeChat (OA_CONFIRM=true): the
+// reply's link opens the callback's confirm page through the simulator's
+// web authorization, as the phone's user.
+
+// scanForConfirm shows a code on the page and scans it on the phone as a
+// new follower; the reply names the site and the requester and carries
+// the confirm link, and the page shows "scanned". It returns the scanner's
+// OpenID and the link.
+func scanForConfirm(t *testing.T, p *page, s *stack, phone context.Context) (openid, link string) {
+	t.Helper()
+	src := p.waitFlowQR("oa", "", 15*time.Second)
+	openid, reply := scanInBrowser(t, phone, decodeQR(t, src))
+	// The requester is the page's browser: headless Chromium on this machine.
+	for _, want := range []string{devSiteName, "Chrom", host} {
+		if !strings.Contains(reply, want) {
+			t.Fatalf("the reply %q does not name %q", reply, want)
+		}
+	}
+	link = eval[string](t, phone, `document.querySelector("#reply a.link")?.dataset.url || ""`)
+	if !strings.HasPrefix(link, s.CallbackURL()+"/oa/confirm?") {
+		t.Fatalf("the reply %q links %q, not the callback's /oa/confirm", reply, link)
+	}
+	waitFor(t, p.ctx, "the scanned state", `document.querySelector("#state").dataset.state === "scanned"`, 15*time.Second)
+	return openid, link
+}
+
+// navigated runs steps on the phone that leave its page, and waits until
+// the next page has loaded. It returns that page's HTTP status.
+func navigated(t *testing.T, phone context.Context, what string, steps ...chromedp.Action[chromedp.Void]) int {
+	t.Helper()
+	eval[bool](t, phone, `window.__left = false, true`)
+	run(t, phone, what, steps...)
+	waitFor(t, phone, "the page after: "+what, `window.__left === undefined && document.readyState === "complete"`, 15*time.Second)
+	return eval[int](t, phone, `performance.getEntriesByType("navigation")[0]?.responseStatus || 0`)
+}
+
+// confirmButtons is how many Confirm/Cancel buttons of the contract's form
+// the phone shows.
+const confirmButtons = `[...document.querySelectorAll('button[name=decision]')].filter(b => b.form && b.form.method === "post" && (b.value === "confirm" || b.value === "cancel")).length`
+
+// onConfirmPage checks that the phone shows the callback's confirm page,
+// with the request's site, browser and IP.
+func onConfirmPage(t *testing.T, s *stack, phone context.Context, status int) {
+	t.Helper()
+	where := eval[string](t, phone, `location.origin + location.pathname`)
+	if where != s.CallbackURL()+"/oa/confirm" || status != http.StatusOK {
+		t.Fatalf("the link led to %s (HTTP %d), want the callback's confirm page with 200", where, status)
+	}
+	if n := eval[int](t, phone, confirmButtons); n != 2 {
+		t.Fatalf("the confirm page has %d Confirm/Cancel buttons in a POST form", n)
+	}
+	text := eval[string](t, phone, `document.body.innerText`)
+	for _, want := range []string{devSiteName, "Chrom", host} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("the confirm page does not show %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestBrowserOAConfirm: the scan shows "scanned"; the link in the reply,
+// tapped on the phone, goes through the simulated WeChat authorization to
+// the confirm page with the requester's browser; Confirm logs the page in
+// with the official-account OpenID, Cancel shows it cancelled.
+func TestBrowserOAConfirm(t *testing.T) {
+	b, s := setup(t, oaConfirm)
+	phone := b.tab("phone")
+
+	t.Run("confirm", func(t *testing.T) {
+		p := openPage(t, b, s.PageURL())
+		openid, _ := scanForConfirm(t, p, s, phone)
+		status := navigated(t, phone, "tap the link", chromedp.Click(chromedp.CSS("#reply a.link")))
+		onConfirmPage(t, s, phone, status)
+		if got := p.state(); got != "scanned" {
+			t.Fatalf("the page is %q before the user confirmed", got)
+		}
+		status = navigated(t, phone, "tap Confirm", chromedp.Click(chromedp.CSS(`button[name=decision][value=confirm]`)))
+		p.waitLoggedIn(openid)
+		if status != http.StatusOK || eval[int](t, phone, confirmButtons) != 0 {
+			t.Fatalf("after Confirm the phone shows HTTP %d with the form still there", status)
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		p := openPage(t, b, s.PageURL())
+		scanForConfirm(t, p, s, phone)
+		onConfirmPage(t, s, phone, navigated(t, phone, "tap the link", chromedp.Click(chromedp.CSS("#reply a.link"))))
+		status := navigated(t, phone, "tap Cancel", chromedp.Click(chromedp.CSS(`button[name=decision][value=cancel]`)))
+		waitFor(t, p.ctx, "the cancelled state", `document.querySelector("#state").dataset.state === "cancelled"`, 15*time.Second)
+		if status != http.StatusOK || eval[int](t, phone, confirmButtons) != 0 {
+			t.Fatalf("after Cancel the phone shows HTTP %d with the form still there", status)
+		}
+		if got := eval[string](t, p.ctx, `document.querySelector("#conn").dataset.conn`); got != "open" {
+			t.Fatalf("the connection is %q after cancelled, want open", got)
+		}
+	})
+}
+
+// TestBrowserOAConfirmOtherUser: the scanner's link, forwarded to another
+// user who opens it, gets the refusal page (403) and the page stays
+// waiting; the scanner's own tap then still works, and logs in the scanner.
+func TestBrowserOAConfirmOtherUser(t *testing.T) {
+	b, s := setup(t, oaConfirm)
+	phone := b.tab("phone")
+	p := openPage(t, b, s.PageURL())
+	openid, link := scanForConfirm(t, p, s, phone)
+	tap := eval[string](t, phone, `document.querySelector("#reply a.link").href`)
+
+	other := eval[string](t, phone, `document.querySelector("#open-as-user").value`)
+	if other == "" || other == "new" || other == openid {
+		t.Fatalf("the forward form offers %q first, want the follower Alice", other)
+	}
+	status := navigated(t, phone, "open the link as Alice", chromedp.Click(chromedp.CSS("#open-as-go")))
+	if where := eval[string](t, phone, `location.origin + location.pathname`); where != s.CallbackURL()+"/oa/confirm" || status != http.StatusForbidden {
+		t.Fatalf("another user opening %s: %s answered %d, want 403", link, where, status)
+	}
+	if n := eval[int](t, phone, confirmButtons); n != 0 {
+		t.Fatal("the refusal page offers Confirm/Cancel")
+	}
+	if text := eval[string](t, phone, `document.body.innerText`); strings.TrimSpace(text) == "" {
+		t.Fatal("the refusal page says nothing")
+	}
+	if got := p.state(); got != "scanned" {
+		t.Fatalf("the page is %q after another user opened the link, want still scanned", got)
+	}
+
+	// Nothing changed: the scanner's tap leads to the confirm page.
+	onConfirmPage(t, s, phone, navigated(t, phone, "tap the link as the scanner", chromedp.Navigate(tap)))
+	navigated(t, phone, "tap Confirm", chromedp.Click(chromedp.CSS(`button[name=decision][value=confirm]`)))
+	p.waitLoggedIn(openid)
+}

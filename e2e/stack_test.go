@@ -215,6 +215,9 @@ func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 			"CALLBACK_REQUIRE_ENCRYPTION=true",
 			"FETCH_USER_INFO=true",
 			"PUSH_GRPC_TARGET="+addr(s.rpcPort),
+			// Used with OA_CONFIRM=true (oaConfirm), as in run-all.
+			"CALLBACK_PUBLIC_URL="+s.CallbackURL(),
+			"WECHAT_OPEN_BASE="+sim,
 		),
 	}
 	s.env["push-server"] = append(s.env["push-server"], mini...)
@@ -238,6 +241,11 @@ func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
 	return s, nil
 }
 
+// oaConfirm is the extra setting of startStack for official-account scans
+// confirmed inside WeChat: the reply's link opens the callback's confirm
+// page through the simulator's web authorization.
+var oaConfirm = map[string][]string{"wechat-callback": {"OA_CONFIRM=true"}}
+
 func slicesClone(s []string) []string { return append([]string(nil), s...) }
 
 func addr(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
@@ -250,6 +258,9 @@ func randomHex(n int) string {
 
 // SimURL is the simulator's base URL.
 func (s *stack) SimURL() string { return "http://" + addr(s.simPort) }
+
+// CallbackURL is wechat-callback's base URL.
+func (s *stack) CallbackURL() string { return "http://" + addr(s.cbPort) }
 
 // PageURL is the login page.
 func (s *stack) PageURL() string { return "http://" + addr(s.pushPort) + "/" }

@@ -12,7 +12,9 @@
 # Other knobs: BIN (where the binaries are, default bin/), LOG_LEVEL,
 # LOGIN_TTL (life of a QR code, default 120s), SIM_TOKEN_TTL (life of an
 # access token, default 300s so the refresh path runs), SIM_PUBLIC_URL (base
-# URL of the simulator as the browser sees it).
+# URL of the simulator as the browser sees it), OA_CONFIRM (default false;
+# true: an official-account scan is confirmed on a page inside WeChat, here
+# the simulator's phone page).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +38,7 @@ SIM_PORT=${SIM_PORT:-8090}
 HOST=127.0.0.1
 
 SIM_URL=${SIM_PUBLIC_URL:-http://$HOST:$SIM_PORT}
+OA_CONFIRM=${OA_CONFIRM:-false}
 PAGE_URL=http://localhost:$PUSH_PORT/
 
 # Development credentials of the simulated official account. They are
@@ -212,8 +215,18 @@ start wechat-callback 33 "${common[@]}" "${mini[@]}" \
 	"WECHAT_ORIGINAL_ID=$DEV_ORIGINAL_ID" \
 	"CALLBACK_REQUIRE_ENCRYPTION=true" \
 	"FETCH_USER_INFO=true" \
-	"PUSH_GRPC_TARGET=$HOST:$PUSH_GRPC_PORT"
+	"PUSH_GRPC_TARGET=$HOST:$PUSH_GRPC_PORT" \
+	"OA_CONFIRM=$OA_CONFIRM" \
+	"CALLBACK_PUBLIC_URL=http://$HOST:$CALLBACK_PORT" \
+	"WECHAT_OPEN_BASE=$SIM_URL"
 wait_healthy wechat-callback "$CALLBACK_PORT"
+
+oa_hint=
+if [[ $OA_CONFIRM == true ]]; then
+	oa_hint="
+ OA_CONFIRM=true: the scan only shows \"scanned\"; tap the link in the reply
+ on the phone page and press Confirm (or Cancel) on the page it opens."
+fi
 
 cat >&2 <<EOF
 
@@ -226,7 +239,7 @@ cat >&2 <<EOF
    push gRPC         $HOST:$PUSH_GRPC_PORT
 
  On the page, click "Open the simulator's phone page", keep "A new user" (or
- pick the follower Alice) and press Scan: the page shows you logged in.
+ pick the follower Alice) and press Scan: the page shows you logged in.$oa_hint
  Mini Program: pick "Mini Program code" on the page, open the phone page,
  "Open the Mini Program" (the shipped miniprogram/ page runs there) and
  tap Confirm login. Ctrl-C stops all three.

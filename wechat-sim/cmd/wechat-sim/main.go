@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -127,6 +128,7 @@ func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	acct.Register(mux)
+	mountAuthorize(mux, acct)
 	phone.New(log, acct, sender, phone.Info{
 		AppID: cfg.AppID, OriginalID: cfg.OriginalID, CallbackURL: cfg.CallbackURL,
 		SafeMode: sender.SafeMode(), TokenTTL: cfg.TokenTTL, RetryAfter: cfg.RetryAfter, Retries: cfg.Retries,
@@ -136,6 +138,19 @@ func newHandler(log *slog.Logger, cfg *config.Config) (http.Handler, error) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	return logRequests(log, mux), nil
+}
+
+// authorizePath is WeChat's web authorization page, which a reply's link
+// goes through; the account serves it at the phone's origin, knowing the
+// phone's user from the phone's cookie (phone.UserCookie).
+const authorizePath = "/connect/oauth2/authorize"
+
+// mountAuthorize routes authorizePath to the account unless its Register
+// already did.
+func mountAuthorize(mux *http.ServeMux, acct http.Handler) {
+	if _, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: authorizePath}, Host: "sim"}); pattern == "" {
+		mux.Handle(authorizePath, acct)
+	}
 }
 
 // loadMini reads the shipped Mini Program page's logic for the phone's

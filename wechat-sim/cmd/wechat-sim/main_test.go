@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -131,5 +132,23 @@ func TestCheckConfig(t *testing.T) {
 	err := run(context.Background(), []string{"-check-config"}, env(map[string]string{"SIM_RETRIES": "11"}), io.Discard)
 	if err == nil || !strings.HasPrefix(err.Error(), "config: SIM_RETRIES: ") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("bad SIM_RETRIES: err = %v", err)
+	}
+}
+
+// TestMountAuthorize: WeChat's web authorization page reaches the account,
+// whether or not the account's Register routes it itself.
+func TestMountAuthorize(t *testing.T) {
+	acct := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	for _, registered := range []string{"", "/connect/", authorizePath, "GET " + authorizePath} {
+		mux := http.NewServeMux()
+		if registered != "" {
+			mux.Handle(registered, acct)
+		}
+		mountAuthorize(mux, acct) // must not panic on a route that exists
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, authorizePath+"?appid=x#wechat_redirect", nil))
+		if rec.Code != http.StatusTeapot {
+			t.Errorf("registered %q: GET %s answered %d, not by the account", registered, authorizePath, rec.Code)
+		}
 	}
 }

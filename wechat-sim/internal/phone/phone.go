@@ -16,6 +16,7 @@
 //	GET  /sim/mini/logic.js, /sim/mini/app.js  the page's logic, its wx
 //	POST /sim/jscode    a js_code without a Mini Program code (JSON)
 //	POST /sim/expire-tokens  expire every access token now
+//	GET  /sim/open?url=&as=  tap a link of a reply as that user (links.go)
 //
 // The page itself is a plain form posting to POST /scan/{id}, so a browser
 // test clicks real buttons. Scripts post form values or JSON and ask for
@@ -54,7 +55,10 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 		}
 		return d.String()
 	},
-	"ms": func(d time.Duration) int64 { return d.Milliseconds() },
+	"ms":       func(d time.Duration) int64 { return d.Milliseconds() },
+	"segments": Segments,
+	"links":    Links,
+	"openpath": OpenPath,
 }).ParseFS(templateFS, "templates/*.html"))
 
 // Info is what the pages tell about the simulator's settings.
@@ -100,6 +104,7 @@ func (p *Phone) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /sim/mini/app.js", p.serveApp)
 	mux.HandleFunc("POST /sim/jscode", p.jsCode)
 	mux.HandleFunc("POST /sim/expire-tokens", p.expireTokens)
+	mux.HandleFunc("GET /sim/open", p.open)
 }
 
 func (p *Phone) render(w http.ResponseWriter, status int, name string, data any) {
@@ -234,12 +239,13 @@ type attemptJSON struct {
 }
 
 type replyJSON struct {
-	Kind      string `json:"kind"`
-	Text      string `json:"text"`
-	Encrypted bool   `json:"encrypted"`
-	Problem   string `json:"problem,omitempty"`
-	Raw       string `json:"raw"`
-	Plain     string `json:"plain,omitempty"`
+	Kind      string   `json:"kind"`
+	Text      string   `json:"text"`
+	Links     []string `json:"links"` // the http(s) links in Text
+	Encrypted bool     `json:"encrypted"`
+	Problem   string   `json:"problem,omitempty"`
+	Raw       string   `json:"raw"`
+	Plain     string   `json:"plain,omitempty"`
 }
 
 type requestJSON struct {
@@ -253,7 +259,7 @@ func toJSON(s *ScanResult) scanJSON {
 	out := scanJSON{
 		OpenID: s.OpenID, Event: s.Event, EventKey: s.EventKey, Ticket: s.QR.Ticket, Scene: s.QR.Scene,
 		SafeMode: res.Request.Encrypted,
-		Reply: replyJSON{Kind: res.Reply.Kind, Text: res.Reply.Text, Encrypted: res.Reply.Encrypted,
+		Reply: replyJSON{Kind: res.Reply.Kind, Text: res.Reply.Text, Links: Links(res.Reply.Text), Encrypted: res.Reply.Encrypted,
 			Problem: res.Reply.Problem, Raw: res.Reply.Raw, Plain: res.Reply.Plain},
 		Request:  requestJSON{URL: res.Request.URL, Body: res.Request.Body, Plain: res.Request.Plain},
 		Attempts: []attemptJSON{},
@@ -265,9 +271,10 @@ func toJSON(s *ScanResult) scanJSON {
 }
 
 type resultData struct {
-	Info   Info
-	Scan   *ScanResult
-	Follow bool // the scan made the user follow
+	Info      Info
+	Scan      *ScanResult
+	Follow    bool // the scan made the user follow
+	Followers []wechattest.User
 }
 
 func (p *Phone) scan(w http.ResponseWriter, r *http.Request) {
@@ -303,11 +310,13 @@ func (p *Phone) scan(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, err)
 		return
 	}
+	// The phone is now this user's, for the web authorization of a link.
+	setPhoneUser(w, res.OpenID)
 	if asJSON {
 		writeJSON(w, http.StatusOK, toJSON(res))
 		return
 	}
-	p.render(w, http.StatusOK, "result.html", resultData{Info: p.info, Scan: res, Follow: res.Event == "subscribe"})
+	p.render(w, http.StatusOK, "result.html", resultData{Info: p.info, Scan: res, Follow: res.Event == "subscribe", Followers: p.acct.Followers()})
 }
 
 type miniData struct {

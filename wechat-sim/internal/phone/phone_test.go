@@ -30,8 +30,9 @@ type fixture struct {
 	acct   *wechattest.Account
 	clock  *wechattest.Clock
 	mini   Mini
-	mu     sync.Mutex        // guards events and api
+	mu     sync.Mutex        // guards events, api and reply
 	events []*wechat.Message // what the callback received, decrypted
+	reply  string            // the callback's reply text; empty: "got <event>"
 	api    []*http.Request   // Mini Program API requests the backend received
 	bodies []string          // and their bodies
 }
@@ -60,8 +61,12 @@ func newFixture(t *testing.T) *fixture {
 		m, _ := wechat.ParseMessage(plain)
 		f.mu.Lock()
 		f.events = append(f.events, m)
+		text := f.reply
 		f.mu.Unlock()
-		reply := wechat.TextReply(m.FromUserName, m.ToUserName, time.Now().Unix(), "got "+m.Event)
+		if text == "" {
+			text = "got " + m.Event
+		}
+		reply := wechat.TextReply(m.FromUserName, m.ToUserName, time.Now().Unix(), text)
 		out, _ := cr.EncryptReply(reply, r.URL.Query().Get("timestamp"), "nonce")
 		w.Write(out)
 	}))
