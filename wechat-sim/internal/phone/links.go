@@ -15,8 +15,8 @@ import (
 // phone: its /connect/oauth2/authorize page (the web authorization a reply's
 // link goes through) answers with a code for that OpenID. The phone sets it
 // when someone scans and when a link of a reply is opened (GET /sim/open).
-// The name is the one agreement between the phone and that page.
-const UserCookie = "sim_user"
+// The name is the fake WeChat's, so the phone and that page agree.
+const UserCookie = wechattest.OAuthUserParam
 
 // setPhoneUser makes openid the user of the phone for the pages that follow.
 func setPhoneUser(w http.ResponseWriter, openid string) {
