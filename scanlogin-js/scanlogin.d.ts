@@ -251,7 +251,7 @@ export interface Listener {
   close(): void;
 }
 
-export interface MountOptions extends ConnectOptions {
+export interface MountOptions extends Omit<ConnectOptions, "pingInterval" | "pongTimeout"> {
   /** The server's flows, the default first; with two or more the widget offers a switch. */
   flows?: Flow[] | null;
   /** Development: link each code's page in the WeChat simulator (its URL for Mini Program codes). */
