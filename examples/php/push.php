@@ -26,8 +26,9 @@ function scanlogin_push(string $apiURL, string $token, array $push): array
     if ($body === false) {
         throw new RuntimeException('push-server unreachable: ' . (error_get_last()['message'] ?? ''));
     }
-    // $http_response_header: the answer's status line and headers.
-    preg_match('#^HTTP/\S+ (\d{3})#', $http_response_header[0] ?? '', $m);
+    // The answer's status line and headers (PHP 8.4 has a function for them).
+    $headers = function_exists('http_get_last_response_headers') ? http_get_last_response_headers() : $http_response_header;
+    preg_match('#^HTTP/\S+ (\d{3})#', $headers[0] ?? '', $m);
     return [(int)($m[1] ?? 0), $body];
 }
 
