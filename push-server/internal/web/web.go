@@ -2,10 +2,12 @@
 // reusable script that speaks the browser WebSocket protocol.
 //
 //	/, /index.html  the page (HTML)
-//	/scanlogin.js   the client: ScanLogin.connect for the protocol alone,
-//	                ScanLogin.mount or <div data-scanlogin> for the widget
+//	/scanlogin.js   the client, an ES module: connect for the protocol
+//	                alone, mount or <div data-scanlogin> for the widget
 //	/style.css      the page's and the widget's styles
 //
+// static/scanlogin.js is a copy of the npm package's scanlogin-js/scanlogin.js
+// (embed cannot reach outside this module); a test fails when they differ.
 // Everything is embedded in the binary; there is no build step. Any other
 // path is 404.
 package web
@@ -43,6 +45,7 @@ type asset struct {
 	contentType string
 	etag        string
 	page        bool // the HTML page: gets the page's security headers
+	anyOrigin   bool // may be loaded by pages of any origin
 }
 
 // contentSecurityPolicy lets the page load only its own script and styles,
@@ -64,6 +67,10 @@ func Handler(opt Options) http.Handler {
 		"/scanlogin.js": newAsset(mustRead("static/scanlogin.js"), "text/javascript; charset=utf-8", false),
 		"/style.css":    newAsset(mustRead("static/style.css"), "text/css; charset=utf-8", false),
 	}
+	// A module script from another origin loads only with CORS: a site may
+	// use the login server's copy of the client with a script tag. It is
+	// public and sent without credentials.
+	assets["/scanlogin.js"].anyOrigin = true
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, ok := assets[r.URL.Path]
 		if !ok {
@@ -81,6 +88,9 @@ func Handler(opt Options) http.Handler {
 		// Always revalidate: a new build must reach the browser at once.
 		h.Set("Cache-Control", "no-cache")
 		h.Set("ETag", a.etag)
+		if a.anyOrigin {
+			h.Set("Access-Control-Allow-Origin", "*")
+		}
 		if a.page {
 			h.Set("Content-Security-Policy", contentSecurityPolicy)
 			h.Set("X-Frame-Options", "DENY")

@@ -1,9 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -34,9 +36,9 @@ func TestAssets(t *testing.T) {
 		path, ctype string
 		contains    []string
 	}{
-		{"/", "text/html; charset=utf-8", []string{`<script src="/scanlogin.js"`, `href="/style.css"`, `data-scanlogin`}},
+		{"/", "text/html; charset=utf-8", []string{`<script type="module" src="/scanlogin.js">`, `href="/style.css"`, `data-scanlogin`}},
 		{"/index.html", "text/html; charset=utf-8", []string{"data-scanlogin"}},
-		{"/scanlogin.js", "text/javascript; charset=utf-8", []string{"ScanLogin", "function connect", "resume"}},
+		{"/scanlogin.js", "text/javascript; charset=utf-8", []string{"ScanLogin", "function connect", "resume", "export { connect, listen, mount, decodeClaims }"}},
 		{"/style.css", "text/css; charset=utf-8", []string{".scanlogin"}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
@@ -116,6 +118,34 @@ func TestFlows(t *testing.T) {
 	for _, want := range []string{`data-flows`, `setFlow`, `"flow=" + encodeURIComponent(flow)`, `case "cancelled":`} {
 		if !strings.Contains(js, want) {
 			t.Fatalf("scanlogin.js lacks %q", want)
+		}
+	}
+}
+
+// The client served is the npm package's own file: the page at / uses what
+// the package ships.
+func TestClientIsThePackage(t *testing.T) {
+	pkg, err := os.ReadFile("../../../scanlogin-js/scanlogin.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := body(t, get(t, Handler(Options{}), "GET", "/scanlogin.js", nil))
+	if !bytes.Equal(pkg, []byte(served)) {
+		t.Fatal("push-server/internal/web/static/scanlogin.js differs from scanlogin-js/scanlogin.js: copy the package's file over it")
+	}
+}
+
+// Another site may load the client as a module script from the login
+// server: CORS on the script, and on nothing else.
+func TestClientCORS(t *testing.T) {
+	h := Handler(Options{})
+	origin := http.Header{"Origin": {"https://shop.example"}}
+	if got := get(t, h, "GET", "/scanlogin.js", origin).Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Fatalf("/scanlogin.js: Access-Control-Allow-Origin %q, want *", got)
+	}
+	for _, p := range []string{"/", "/style.css"} {
+		if got := get(t, h, "GET", p, origin).Header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Fatalf("%s: Access-Control-Allow-Origin %q", p, got)
 		}
 	}
 }
