@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.1
 
 GO_TEST_FLAGS ?= -race -count=1
 
-.PHONY: all build test test-unit test-node test-deploy fuzz proto proto-check tools vet clean run-all bench
+.PHONY: all build test test-unit test-node test-js test-deploy fuzz proto proto-check tools vet clean run-all bench
 
 all: build
 
@@ -38,13 +38,18 @@ bench: build
 FUZZTIME ?= 3s
 
 ## test: every test suite, with the race detector, and a short fuzz run
-test: proto-check vet test-unit test-node test-deploy fuzz
+test: proto-check vet test-unit test-node test-js test-deploy fuzz
 
 ## test-deploy: images, compose, the Helm chart, dashboard and alert rules
 ## (deploy/check is outside go.work so Helm and Kubernetes stay out of the
 ## services' module graph)
 test-deploy:
 	cd deploy/check && GOWORK=off go test $(GO_TEST_FLAGS) ./...
+
+## test-js: the browser client package: Node tests and its TypeScript declarations
+test-js:
+	node --test scanlogin-js/test/*.test.js
+	cd scanlogin-js && npm ci --no-audit --no-fund && node_modules/.bin/tsc --noEmit -p .
 
 ## test-node: the shipped Mini Program page's logic, with Node's test runner
 test-node:
@@ -63,6 +68,7 @@ fuzz:
 vet:
 	@set -e; for m in $(MODULES); do (cd $$m && go vet ./...); done
 	cd deploy/check && GOWORK=off go vet ./...
+	go vet examples/go/push.go
 
 ## tools: the pinned protoc plugins, into .tools/
 tools: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
