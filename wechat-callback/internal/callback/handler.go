@@ -92,7 +92,7 @@ func (h *handler) refuse(c *gin.Context, r *rejection) {
 	}
 	h.metrics.rejected.WithLabelValues(r.reason).Inc()
 	h.log.Warn("callback rejected", "reason", r.reason, "detail", r.detail,
-		"method", c.Request.Method, "status", r.status, "remote", c.RemoteIP())
+		"method", c.Request.Method, "status", r.status, "remote", c.ClientIP())
 	c.Header("X-Content-Type-Options", "nosniff")
 	if r.retryAfter > 0 {
 		c.Header("Retry-After", strconv.FormatInt(int64((r.retryAfter+time.Second-1)/time.Second), 10))
@@ -209,7 +209,7 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 		if !h.crypter.VerifyMsgSignature(q.Get("msg_signature"), timestamp, nonce, msg.Encrypt) {
 			return nil, reject(http.StatusForbidden, reasonMsgSignature, "msg_signature does not match")
 		}
-		if blocked, wait := h.failures.blocked(c.RemoteIP(), h.now()); blocked {
+		if blocked, wait := h.failures.blocked(c.ClientIP(), h.now()); blocked {
 			r := reject(http.StatusTooManyRequests, reasonThrottled, "too many decrypt failures from this address")
 			r.retryAfter = wait
 			return nil, r
@@ -225,7 +225,7 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 
 	if encrypted {
 		if msg = h.open(msg.Encrypt); msg == nil {
-			h.failures.failed(c.RemoteIP(), h.now())
+			h.failures.failed(c.ClientIP(), h.now())
 			return nil, reject(http.StatusBadRequest, reasonDecrypt, "encrypted message refused")
 		}
 	} else if r := h.checkMessage(msg); r != nil {

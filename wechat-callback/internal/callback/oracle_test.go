@@ -299,3 +299,51 @@ func TestDecryptFailureLimit(t *testing.T) {
 		t.Fatalf("second failure after 20 s: %+v", r)
 	}
 }
+
+// postFrom POSTs as a trusted proxy relaying a request from client.
+func (e *testEnv) postFrom(client string, q url.Values, body string) int {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/wechat/callback?"+q.Encode(), strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	req.Header.Set("X-Forwarded-For", client)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Behind a trusted proxy the limit counts each sender that X-Forwarded-For
+// names: an attacker's failures do not hold off WeChat's requests, which
+// reach the callback through the same proxy.
+func TestDecryptFailureLimitPerSenderBehindProxy(t *testing.T) {
+	e := newEnv(t, safeMode, withEnv("CALLBACK_DECRYPT_FAILURES_PER_IP", "2/m"), withEnv("TRUSTED_PROXIES", "127.0.0.1"))
+	e.push.SetResult("s1", pushv1.Result_RESULT_DELIVERED)
+	bad := func() (url.Values, string) { return e.signedEncrypt(sealRaw(t, make([]byte, 64))) }
+	const attacker, wechatServer = "198.51.100.66", "203.0.113.10"
+	for i := range 2 {
+		if s := e.postFrom(attacker, bad()); s != http.StatusBadRequest {
+			t.Fatalf("failure %d: %d", i+1, s)
+		}
+	}
+	if s := e.postFrom(attacker, bad()); s != http.StatusTooManyRequests {
+		t.Fatalf("the attacker's third failure: %d, want 429", s)
+	}
+	q, body := e.encrypted(e.query(), event(testOpenID, time.Now().Unix(), "SCAN", "s1", "T"))
+	if s := e.postFrom(wechatServer, q, body); s != http.StatusOK {
+		t.Fatalf("WeChat's event through the same proxy: %d, want 200", s)
+	}
+	// An X-Forwarded-For from an address that is not a trusted proxy
+	// names nobody: without TRUSTED_PROXIES the peer address counts.
+	plain := newEnv(t, safeMode, withEnv("CALLBACK_DECRYPT_FAILURES_PER_IP", "2/m"))
+	for _, client := range []string{"198.51.100.1", "198.51.100.2"} {
+		plain.postFrom(client, plain.signedEncrypt(sealRaw(t, make([]byte, 64))))
+	}
+	if s := plain.postFrom("192.0.2.1", plain.signedEncrypt(sealRaw(t, make([]byte, 64)))); s != http.StatusTooManyRequests {
+		t.Fatalf("X-Forwarded-For believed without TRUSTED_PROXIES: %d, want 429", s)
+	}
+}

@@ -110,9 +110,13 @@ func NewServer(d Deps) (http.Handler, error) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	if err := r.SetTrustedProxies(nil); err != nil {
-		return nil, fmt.Errorf("callback: trusted proxies: %w", err)
+	// Behind a trusted proxy its X-Forwarded-For names the sender, so the
+	// limit on decrypt failures counts each sender, not the proxy.
+	if err := r.SetTrustedProxies(d.Config.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("callback: TRUSTED_PROXIES: %w", err)
 	}
+	r.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	r.ForwardedByClientIP = len(d.Config.TrustedProxies) > 0
 	r.Use(h.recoverer)
 
 	if d.Config.Token != "" {

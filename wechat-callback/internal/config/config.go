@@ -38,6 +38,10 @@ type Config struct {
 	RedisURL      string // REDIS_URL (may hold a password)
 	RedisPrefix   string // REDIS_PREFIX: starts every Redis key
 
+	// TrustedProxies (TRUSTED_PROXIES) are the proxies whose
+	// X-Forwarded-For names the client, for every per-address limit.
+	TrustedProxies []string
+
 	RequireEncryption bool // CALLBACK_REQUIRE_ENCRYPTION: refuse plaintext requests
 
 	FetchUserInfo   bool          // FETCH_USER_INFO
@@ -172,6 +176,7 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		GRPCAuthToken:     e.Secret("GRPC_AUTH_TOKEN"),
 		RedisURL:          e.String("REDIS_URL", ""),
 		RedisPrefix:       e.String("REDIS_PREFIX", DefaultRedisPrefix),
+		TrustedProxies:    e.List("TRUSTED_PROXIES", ""),
 		RequireEncryption: e.Bool("CALLBACK_REQUIRE_ENCRYPTION", false),
 		FetchUserInfo:     e.Bool("FETCH_USER_INFO", false),
 		UserInfoTimeout:   e.Duration("USER_INFO_TIMEOUT", DefaultUserInfoTimeout, 0, maxDuration),
@@ -192,7 +197,6 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			AppID:          e.String("MINIPROGRAM_APPID", ""),
 			Secret:         e.Secret("MINIPROGRAM_SECRET"),
 			SiteName:       e.String("SITE_NAME", ""),
-			TrustedProxies: e.List("TRUSTED_PROXIES", ""),
 			ScansPerIP:     e.Rate("MINIPROGRAM_SCANS_PER_IP", DefaultScansPerIP),
 			ConfirmsPerIP:  e.Rate("MINIPROGRAM_CONFIRMS_PER_IP", DefaultConfirmsPerIP),
 			ScansPerScene:  e.Int("MINIPROGRAM_SCANS_PER_SCENE", DefaultScansPerScene, 0, maxScansPerScene),
@@ -203,10 +207,11 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 			OpenBase:       strings.TrimSuffix(e.URL("WECHAT_OPEN_BASE", DefaultOpenBase), "/"),
 			PerIP:          e.Rate("OA_CONFIRM_PER_IP", DefaultOAConfirmIPs),
 			SiteName:       e.String("SITE_NAME", ""),
-			TrustedProxies: e.List("TRUSTED_PROXIES", ""),
 		},
 		LogLevel: e.LogLevel("LOG_LEVEL"),
 	}
+	c.MiniProgram.TrustedProxies = c.TrustedProxies
+	c.OAConfirm.TrustedProxies = c.TrustedProxies
 	c.validate(e)
 	c.MiniProgram.validate(e)
 	c.validateOAConfirm(e)
