@@ -301,7 +301,13 @@ func TestDecryptFailureLimit(t *testing.T) {
 }
 
 // postFrom POSTs as a trusted proxy relaying a request from client.
-func (e *testEnv) postFrom(client string, q url.Values, body string) int {
+func (e *testEnv) postFrom(client string, req func() (url.Values, string)) int {
+	e.t.Helper()
+	q, body := req()
+	return e.postFromQuery(client, q, body)
+}
+
+func (e *testEnv) postFromQuery(client string, q url.Values, body string) int {
 	e.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/wechat/callback?"+q.Encode(), strings.NewReader(body))
 	if err != nil {
@@ -326,24 +332,25 @@ func TestDecryptFailureLimitPerSenderBehindProxy(t *testing.T) {
 	bad := func() (url.Values, string) { return e.signedEncrypt(sealRaw(t, make([]byte, 64))) }
 	const attacker, wechatServer = "198.51.100.66", "203.0.113.10"
 	for i := range 2 {
-		if s := e.postFrom(attacker, bad()); s != http.StatusBadRequest {
+		if s := e.postFrom(attacker, bad); s != http.StatusBadRequest {
 			t.Fatalf("failure %d: %d", i+1, s)
 		}
 	}
-	if s := e.postFrom(attacker, bad()); s != http.StatusTooManyRequests {
+	if s := e.postFrom(attacker, bad); s != http.StatusTooManyRequests {
 		t.Fatalf("the attacker's third failure: %d, want 429", s)
 	}
 	q, body := e.encrypted(e.query(), event(testOpenID, time.Now().Unix(), "SCAN", "s1", "T"))
-	if s := e.postFrom(wechatServer, q, body); s != http.StatusOK {
+	if s := e.postFromQuery(wechatServer, q, body); s != http.StatusOK {
 		t.Fatalf("WeChat's event through the same proxy: %d, want 200", s)
 	}
 	// An X-Forwarded-For from an address that is not a trusted proxy
 	// names nobody: without TRUSTED_PROXIES the peer address counts.
 	plain := newEnv(t, safeMode, withEnv("CALLBACK_DECRYPT_FAILURES_PER_IP", "2/m"))
+	plainBad := func() (url.Values, string) { return plain.signedEncrypt(sealRaw(t, make([]byte, 64))) }
 	for _, client := range []string{"198.51.100.1", "198.51.100.2"} {
-		plain.postFrom(client, plain.signedEncrypt(sealRaw(t, make([]byte, 64))))
+		plain.postFrom(client, plainBad)
 	}
-	if s := plain.postFrom("192.0.2.1", plain.signedEncrypt(sealRaw(t, make([]byte, 64)))); s != http.StatusTooManyRequests {
+	if s := plain.postFrom("192.0.2.1", plainBad); s != http.StatusTooManyRequests {
 		t.Fatalf("X-Forwarded-For believed without TRUSTED_PROXIES: %d, want 429", s)
 	}
 }
