@@ -62,7 +62,7 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 	start(t, bin, "wechat-sim", append(slices.Clone(common), "WECHAT_TOKEN="+devToken, "WECHAT_AES_KEY="+devAESKey,
 		"SIM_HTTP_ADDR="+addr(sim), "SIM_CALLBACK_URL=http://"+addr(cb)+"/wechat/callback", "SIM_ORIGINAL_ID="+devOrigID), sim)
 	pushEnv := func(http, rpc int, api string) []string {
-		return append(slices.Clone(common), "PUSH_HTTP_ADDR="+addr(http), "PUSH_GRPC_ADDR="+addr(rpc),
+		return append(slices.Clone(common), "PUSH_HTTP_ADDR="+addr(http), "PUSH_GRPC_ADDR="+addr(rpc), "PUSH_API_ADDR=127.0.0.1:0",
 			"WECHAT_API_BASE="+api, "WECHAT_MP_BASE="+simURL, "REDIS_URL="+redis.URL(), "LIMIT_QR_PER_IP=0")
 	}
 	start(t, bin, "push-server", pushEnv(pushA, rpcA, simURL), pushA)

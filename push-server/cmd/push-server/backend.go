@@ -40,6 +40,9 @@ type backend struct {
 	tokens func(appID string) wechat.TokenCache
 	images codeimage.Store // Mini Program code images
 	ready  func(context.Context) error
+	// redisUp reports whether Redis answered its last health check; nil
+	// without Redis.
+	redisUp func() bool
 	// run serves the backend until ctx ends. After a Redis outage it hands
 	// logins the sessions held here, to redeliver what their browsers missed.
 	run func(ctx context.Context, logins *login.Service) error
@@ -84,8 +87,9 @@ func newBackend(log *slog.Logger, cfg *config.Config) (*backend, error) {
 		tokens: func(appID string) wechat.TokenCache {
 			return redistoken.New(rdb, cfg.RedisPrefix, appID)
 		},
-		images: codeimage.NewRedis(rdb, cfg.RedisPrefix),
-		ready:  cl.Ready,
+		images:  codeimage.NewRedis(rdb, cfg.RedisPrefix),
+		ready:   cl.Ready,
+		redisUp: cl.Up,
 		run: func(ctx context.Context, logins *login.Service) error {
 			defer rdb.Close()
 			return cl.Run(ctx, logins.Redeliver)

@@ -74,6 +74,9 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	if b.redisUp != nil {
+		m.WatchRedis(b.redisUp)
+	}
 	issuers, err := newIssuers(log, cfg, b, m)
 	if err != nil {
 		return err

@@ -65,6 +65,20 @@ func New() *Metrics {
 	return m
 }
 
+// WatchRedis exports scanlogin_redis_up: 1 while up reports that the last
+// health check reached Redis, else 0. Only a push server with REDIS_URL
+// has it.
+func (m *Metrics) WatchRedis(up func() bool) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scanlogin_redis_up", Help: "1 when the last health check (every second) reached Redis, else 0.",
+	}, func() float64 {
+		if up() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

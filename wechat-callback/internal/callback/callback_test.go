@@ -361,10 +361,13 @@ func TestMetricsEndpoint(t *testing.T) {
 	r := e.get("/metrics")
 	for _, name := range []string{
 		"wechat_callback_requests_total", "wechat_callback_events_total",
-		"wechat_callback_notify_duration_seconds",
+		"wechat_callback_notify_duration_seconds", "wechat_callback_request_duration_seconds",
 	} {
 		if !strings.Contains(r.body, name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+	if n := e.counter("wechat_callback_request_duration_seconds"); n != 1 {
+		t.Errorf("%v requests timed, want the one POST", n)
 	}
 }

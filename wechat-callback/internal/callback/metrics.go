@@ -8,6 +8,7 @@ import (
 // of your own with NewMetrics.
 type Metrics struct {
 	requests      *prometheus.CounterVec   // method, code
+	duration      prometheus.Histogram     //
 	events        *prometheus.CounterVec   // type, result
 	sigFailures   *prometheus.CounterVec   // param
 	duplicates    prometheus.Counter       //
@@ -25,6 +26,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "wechat_callback_requests_total",
 			Help: "HTTP requests to /wechat/callback by method and status code.",
 		}, []string{"method", "code"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wechat_callback_request_duration_seconds",
+			Help: "Time from a request to /wechat/callback to its answer; WeChat gives up after 5 s.",
+			// Fine where answers are, and around WeChat's 5 s.
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2, 3, 4, 4.5, 5},
+		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wechat_callback_events_total",
 			Help: "Verified events and messages processed (duplicates excluded), by type and result.",
@@ -59,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed operations on the shared store (Redis).",
 		}),
 	}
-	reg.MustRegister(m.requests, m.events, m.sigFailures, m.duplicates, m.replays,
+	reg.MustRegister(m.requests, m.duration, m.events, m.sigFailures, m.duplicates, m.replays,
 		m.rejected, m.notify, m.userInfo, m.storeFailures)
 	return m
 }

@@ -163,8 +163,11 @@ func (h *handler) recoverer(c *gin.Context) {
 	c.Next()
 }
 
-// countRequests counts callback requests by method and status.
+// countRequests counts callback requests by method and status, and times
+// them.
 func (h *handler) countRequests(c *gin.Context) {
+	start := time.Now()
 	c.Next()
+	h.metrics.duration.Observe(time.Since(start).Seconds())
 	h.metrics.requests.WithLabelValues(c.Request.Method, fmt.Sprint(c.Writer.Status())).Inc()
 }
