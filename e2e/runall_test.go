@@ -43,7 +43,7 @@ func TestRunAllStopsCleanlyOnCtrlC(t *testing.T) {
 	var prog *proctest.Program
 	var keys io.WriteCloser // what is typed on the terminal
 	for attempt := 1; ; attempt++ {
-		p := freePorts(t, 4)
+		p := proctest.FreePorts(t, 4)
 		cmd := exec.Command(scriptPath, "--quiet", "--return", "--command",
 			makePath+" --no-print-directory -f "+makefile+" run-all", "/dev/null")
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "BIN=" + bin,

@@ -132,25 +132,6 @@ type stack struct {
 	before map[string]string // output of the runs before a restart
 }
 
-// freePorts returns n ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", host+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 // startStack runs the simulator, push-server and wechat-callback with the
 // development settings; extra adds or overrides settings per program. The
 // ports were free when picked, but another process may take one before a
@@ -174,7 +155,7 @@ func startStack(t *testing.T, extra map[string][]string) *stack {
 }
 
 func tryStack(t *testing.T, extra map[string][]string) (*stack, error) {
-	p := freePorts(t, 4)
+	p := proctest.FreePorts(t, 4)
 	s := &stack{t: t, simPort: p[0], cbPort: p[1], pushPort: p[2], rpcPort: p[3], procs: map[string]*proctest.Program{}, before: map[string]string{}}
 	grpcToken := randomHex(16)
 	common := []string{

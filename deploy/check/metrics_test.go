@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"sigs.k8s.io/yaml"
 
+	"github.com/scanlogin/scanlogin/internal/proctest"
 	"github.com/scanlogin/scanlogin/internal/redistest"
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 )
@@ -55,7 +56,7 @@ func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
 	}
 	redis := redistest.Start(t)
 	bin := buildPrograms(t, "push-server", "wechat-callback", "wechat-sim")
-	p := freePorts(t, 7)
+	p := proctest.FreePorts(t, 7)
 	sim, cb, pushA, rpcA, pushB, rpcB, dead := p[0], p[1], p[2], p[3], p[4], p[5], p[6]
 	common := []string{"WECHAT_APPID=" + devAppID, "WECHAT_SECRET=" + devSecret, "GRPC_AUTH_TOKEN=" + grpcSecret, "LOG_LEVEL=debug"}
 	simURL := "http://" + addr(sim)
@@ -216,24 +217,6 @@ func scrape(t *testing.T, have exported, port int) {
 }
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
 
 // buildPrograms builds the programs into a temporary directory.
 func buildPrograms(t *testing.T, progs ...string) string {

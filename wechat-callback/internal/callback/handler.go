@@ -16,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/confirm"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 )
 
@@ -59,7 +60,11 @@ type handler struct {
 	users    UserInfoFetcher // nil: FETCH_USER_INFO off
 	oa       OAConfirm       // nil: OA_CONFIRM off
 	metrics  *Metrics
-	failures *failureLimit // nil: no limit
+	// failures limits decrypt failures per sender: each failure takes one,
+	// and a sender with none left has its encrypted requests refused before
+	// they are decrypted. WeChat's own requests decrypt, so only someone
+	// probing with the Token runs dry. nil: no limit.
+	failures *confirm.IPLimit
 	now      func() time.Time
 }
 
@@ -209,7 +214,7 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 		if !h.crypter.VerifyMsgSignature(q.Get("msg_signature"), timestamp, nonce, msg.Encrypt) {
 			return nil, reject(http.StatusForbidden, reasonMsgSignature, "msg_signature does not match")
 		}
-		if blocked, wait := h.failures.blocked(c.ClientIP(), h.now()); blocked {
+		if blocked, wait := h.failures.Blocked(c.ClientIP(), h.now()); blocked {
 			r := reject(http.StatusTooManyRequests, reasonThrottled, "too many decrypt failures from this address")
 			r.retryAfter = wait
 			return nil, r
@@ -225,7 +230,7 @@ func (h *handler) verify(ctx context.Context, c *gin.Context) (*request, *reject
 
 	if encrypted {
 		if msg = h.open(msg.Encrypt); msg == nil {
-			h.failures.failed(c.ClientIP(), h.now())
+			h.failures.Allow(c.ClientIP(), h.now())
 			return nil, reject(http.StatusBadRequest, reasonDecrypt, "encrypted message refused")
 		}
 	} else if r := h.checkMessage(msg); r != nil {

@@ -20,6 +20,7 @@ import (
 	pushv1 "github.com/scanlogin/scanlogin/proto/push/v1"
 	"github.com/scanlogin/scanlogin/wechat"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/config"
+	"github.com/scanlogin/scanlogin/wechat-callback/internal/confirm"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/dedup"
 	"github.com/scanlogin/scanlogin/wechat-callback/internal/oaconfirm"
 )
@@ -90,7 +91,7 @@ func NewServer(d Deps) (http.Handler, error) {
 		users:    d.Users,
 		oa:       d.OAConfirm,
 		metrics:  d.Metrics,
-		failures: newFailureLimit(d.Config.DecryptFailures),
+		failures: confirm.NewIPLimit(d.Config.DecryptFailures),
 		now:      d.Now,
 	}
 	if h.metrics == nil {

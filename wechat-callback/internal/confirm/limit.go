@@ -43,9 +43,33 @@ func (l *IPLimit) Allow(addr string, now time.Time) (bool, time.Duration) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.bucket(addr, now)
+	if b.AllowN(now, 1) {
+		return true, 0
+	}
+	return false, l.wait(b, now)
+}
+
+// Blocked reports, taking nothing, whether addr has none left at now, and
+// how long until it has one.
+func (l *IPLimit) Blocked(addr string, now time.Time) (bool, time.Duration) {
+	if l == nil {
+		return false, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.m[addr]
+	if b == nil || b.TokensAt(now) >= 1 {
+		return false, 0
+	}
+	return true, l.wait(b, now)
+}
+
+// bucket returns addr's bucket, made full when new. Once a period it drops
+// the buckets that are full again, so that memory follows the addresses
+// active in the last period. l.mu is held.
+func (l *IPLimit) bucket(addr string, now time.Time) *rate.Limiter {
 	if now.Sub(l.swept) >= l.per {
-		// Drop the buckets that are full again, so that memory follows
-		// the addresses active in the last period.
 		for k, b := range l.m {
 			if b.TokensAt(now) >= float64(l.burst) {
 				delete(l.m, k)
@@ -58,9 +82,11 @@ func (l *IPLimit) Allow(addr string, now time.Time) (bool, time.Duration) {
 		b = rate.NewLimiter(l.every, l.burst)
 		l.m[addr] = b
 	}
-	if b.AllowN(now, 1) {
-		return true, 0
-	}
-	wait := (1 - b.TokensAt(now)) / float64(l.every)
-	return false, time.Duration(math.Ceil(wait * float64(time.Second)))
+	return b
+}
+
+// wait is how long until b has one again.
+func (l *IPLimit) wait(b *rate.Limiter, now time.Time) time.Duration {
+	w := (1 - b.TokensAt(now)) / float64(l.every)
+	return time.Duration(math.Ceil(w * float64(time.Second)))
 }
