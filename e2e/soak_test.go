@@ -783,9 +783,9 @@ func (l *load) browser(ctx context.Context, id int) {
 }
 
 // login is one login: connect, have the code scanned on the phone
-// (subscribe and SCAN events in turn), sometimes drop the connection
-// before the scan and resume after it, and wait for the login. It reports
-// whether a login arrived.
+// (subscribe and SCAN events in turn) after the code has been shown for a
+// moment, sometimes drop the connection meanwhile and resume after the
+// scan, and wait for the login. It reports whether a login arrived.
 func (l *load) login(p *person, i int) bool {
 	l.n.cycles.Add(1)
 	var b tab
@@ -794,12 +794,12 @@ func (l *load) login(p *person, i int) bool {
 	if !ok {
 		return false
 	}
-	dropped := p.rng.IntN(10) < 3
-	if dropped {
+	if p.rng.IntN(10) < 3 {
 		b.close()
 		l.n.drops.Add(1)
-		time.Sleep(100*time.Millisecond + time.Duration(p.rng.Int64N(int64(400*time.Millisecond))))
 	}
+	// The person reaches for the phone.
+	time.Sleep(500*time.Millisecond + time.Duration(p.rng.Int64N(int64(2*time.Second))))
 
 	l.gate.RLock()
 	defer l.gate.RUnlock()
