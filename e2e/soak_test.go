@@ -56,8 +56,8 @@ const (
 	soakReplyUnavailable = "soak-unavailable"
 )
 
-// soakEvent is the event of every push.
-const soakEvent = "soak.push"
+// soakPushEvent is the event of every push.
+const soakPushEvent = "soak.push"
 
 // Leak bounds, between the idle sample after the warm-up and the idle
 // sample after the load: goroutines and open files may grow by a little,
@@ -1025,7 +1025,7 @@ func (l *load) pushTo(p *person) {
 			p.tab.close()
 			return
 		}
-		if m.Type == "message" && m.Event == soakEvent && string(m.Data) == strconv.Quote(nonce) {
+		if m.Type == "message" && m.Event == soakPushEvent && string(m.Data) == strconv.Quote(nonce) {
 			l.n.pushReceived.Add(1)
 			return
 		}
@@ -1037,7 +1037,7 @@ func (l *load) pushGRPC(srv int, openid, nonce string) (int64, error) {
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+l.s.grpcToken)
 	resp, err := l.s.push[srv].client.Push(ctx, &pushv1.PushRequest{
-		Target: &pushv1.PushRequest_Openid{Openid: openid}, Event: soakEvent, Data: []byte(strconv.Quote(nonce))})
+		Target: &pushv1.PushRequest_Openid{Openid: openid}, Event: soakPushEvent, Data: []byte(strconv.Quote(nonce))})
 	if err != nil {
 		return 0, err
 	}
@@ -1045,7 +1045,7 @@ func (l *load) pushGRPC(srv int, openid, nonce string) (int64, error) {
 }
 
 func (l *load) pushJSON(srv int, openid, nonce string) (int64, error) {
-	body, _ := json.Marshal(map[string]string{"openid": openid, "event": soakEvent, "data": nonce})
+	body, _ := json.Marshal(map[string]string{"openid": openid, "event": soakPushEvent, "data": nonce})
 	req, err := http.NewRequest(http.MethodPost, "http://"+l.s.push[srv].api+"/v1/push", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
