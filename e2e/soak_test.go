@@ -188,10 +188,12 @@ func (p *soakProc) stop() {
 
 func (p *soakProc) restart() {
 	p.t.Helper()
+	p.mu.Lock()
+	p.restarted = time.Now()
+	p.mu.Unlock()
 	p.stop()
 	p.mu.Lock()
 	p.before += p.prog.Logs.String() + "---- restarted ----\n"
-	p.restarted = time.Now()
 	p.mu.Unlock()
 	p.start()
 }
@@ -413,8 +415,14 @@ func (s *soak) run(l *load, d time.Duration, events []soakEvent) map[string]usag
 	return peak
 }
 
-// settle waits until the instances hold no connection and the Go
-// programs' goroutine counts stop moving, then samples every process.
+// idleWait is how long settle lets the programs sit idle: longer than Go's
+// HTTP clients keep an idle connection alive (90 s), so that the
+// connections a burst of scans opened between the programs are gone.
+const idleWait = 100 * time.Second
+
+// settle waits until the instances hold no connection, then idleWait, and
+// until the Go programs' goroutine counts stop moving, then samples every
+// process.
 func (s *soak) settle() map[string]usage {
 	s.t.Helper()
 	for _, srv := range s.push {
@@ -431,6 +439,7 @@ func (s *soak) settle() map[string]usage {
 		}
 	}
 	s.http.CloseIdleConnections()
+	time.Sleep(idleWait)
 	prev := s.sample()
 	for range 15 {
 		time.Sleep(2 * time.Second)
@@ -751,15 +760,103 @@ type person struct {
 
 // tab is a browser's WebSocket and the instance it is on.
 type tab struct {
-	ws  *websocket.Conn
+	ws  *wsConn
 	srv int
 }
 
+// close closes the connection as a browser closing the tab does.
 func (t *tab) close() {
 	if t.ws != nil {
-		t.ws.Close()
+		t.ws.close(true)
 		t.ws = nil
 	}
+}
+
+// drop loses the connection without a word, as a network does.
+func (t *tab) drop() {
+	if t.ws != nil {
+		t.ws.close(false)
+		t.ws = nil
+	}
+}
+
+// wsConn is a WebSocket read all the time, as a browser reads it, so that
+// pings and close frames are answered at once; the messages wait in a
+// queue until the test looks at them.
+type wsConn struct {
+	ws   *websocket.Conn
+	msgs chan browsertest.Message // closed after the last one; then err says why
+	err  error
+	done chan struct{} // closed by close
+	once sync.Once
+}
+
+// errTimeout is next's error when no message came in time.
+var errTimeout = errors.New("no message in time")
+
+func (l *load) dial(addr, query string) (*wsConn, error) {
+	u := "ws://" + addr + "/ws"
+	if query != "" {
+		u += "?" + query
+	}
+	ws, _, err := l.dialer.Dial(u, nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &wsConn{ws: ws, msgs: make(chan browsertest.Message, 16), done: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+func (c *wsConn) read() {
+	defer close(c.msgs)
+	for {
+		_, data, err := c.ws.ReadMessage()
+		if err != nil {
+			c.err = err
+			return
+		}
+		var m browsertest.Message
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.err = fmt.Errorf("bad message %q: %w", data, err)
+			return
+		}
+		select {
+		case c.msgs <- m:
+		case <-c.done:
+			c.err = net.ErrClosed
+			return
+		}
+	}
+}
+
+// next returns the next message, or why there is none: errTimeout, or
+// how the connection ended (a *websocket.CloseError for a close frame).
+func (c *wsConn) next(deadline time.Time) (browsertest.Message, error) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case m, ok := <-c.msgs:
+		if !ok {
+			return browsertest.Message{}, c.err
+		}
+		return m, nil
+	case <-timer.C:
+		return browsertest.Message{}, errTimeout
+	}
+}
+
+// close ends the connection, with a close frame (1001, a tab closed) when
+// polite.
+func (c *wsConn) close(polite bool) {
+	c.once.Do(func() {
+		close(c.done)
+		if polite {
+			msg := websocket.FormatCloseMessage(websocket.CloseGoingAway, "")
+			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		}
+		c.ws.Close()
+	})
 }
 
 // browser logs in again and again, with a pause between logins, until
@@ -795,7 +892,7 @@ func (l *load) login(p *person, i int) bool {
 		return false
 	}
 	if p.rng.IntN(10) < 3 {
-		b.close()
+		b.drop()
 		l.n.drops.Add(1)
 	}
 	// The person reaches for the phone.
@@ -841,12 +938,12 @@ func (l *load) login(p *person, i int) bool {
 // refuses, and reads its QR code.
 func (l *load) open(b *tab, srv int) (browsertest.Message, bool) {
 	for _, i := range []int{srv, 1 - srv} {
-		ws, _, err := l.dialer.Dial("ws://"+l.s.push[i].http+"/ws", nil)
+		ws, err := l.dial(l.s.push[i].http, "")
 		if err != nil {
 			continue
 		}
 		b.ws, b.srv = ws, i
-		m, err := readMessage(ws, time.Now().Add(10*time.Second))
+		m, err := ws.next(time.Now().Add(10 * time.Second))
 		if err != nil || m.Type != "qrcode" {
 			b.close()
 			break
@@ -904,18 +1001,18 @@ func (l *load) awaitLogin(b *tab, p *person, qr browsertest.Message, deadline ti
 		if b.ws == nil && !l.resume(b, p.rng.IntN(2), qr, deadline) {
 			return browsertest.Message{}, "no instance took the resume"
 		}
-		m, err := readMessage(b.ws, deadline)
+		m, err := b.ws.next(deadline)
 		if err != nil {
 			var ce *websocket.CloseError
 			switch {
-			case isTimeout(err):
+			case errors.Is(err, errTimeout):
 				return browsertest.Message{}, "timed out"
 			case errors.As(err, &ce) && (ce.Code == websocket.CloseNormalClosure || ce.Code == 4002):
 				return browsertest.Message{}, fmt.Sprintf("closed with %d", ce.Code)
 			case errors.As(err, &ce) && ce.Code == websocket.CloseGoingAway:
 				l.n.goingAway.Add(1)
 			}
-			b.close()
+			b.drop()
 			continue
 		}
 		switch m.Type {
@@ -934,7 +1031,7 @@ func (l *load) awaitLogin(b *tab, p *person, qr browsertest.Message, deadline ti
 // duplicate.
 func (l *load) afterLogin(b *tab, p *person) {
 	for {
-		m, err := readMessage(b.ws, time.Now().Add(10*time.Second))
+		m, err := b.ws.next(time.Now().Add(10 * time.Second))
 		if err != nil {
 			var ce *websocket.CloseError
 			if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
@@ -954,7 +1051,7 @@ func (l *load) afterLogin(b *tab, p *person) {
 func (l *load) resume(b *tab, srv int, qr browsertest.Message, deadline time.Time) bool {
 	q := url.Values{"session": {qr.Session}, "resume": {qr.Resume}}.Encode()
 	for i := srv; time.Now().Before(deadline); i = 1 - i {
-		ws, _, err := l.dialer.Dial("ws://"+l.s.push[i].http+"/ws?"+q, nil)
+		ws, err := l.dial(l.s.push[i].http, q)
 		if err == nil {
 			l.n.resumes.Add(1)
 			b.ws, b.srv = ws, i
@@ -974,7 +1071,7 @@ func (l *load) pushTo(p *person) {
 		q := "token=" + url.QueryEscape(p.token)
 		first := p.rng.IntN(2)
 		for _, i := range []int{first, 1 - first} {
-			ws, _, err := l.dialer.Dial("ws://"+l.s.push[i].http+"/ws?"+q, nil)
+			ws, err := l.dial(l.s.push[i].http, q)
 			if err == nil {
 				p.tab = tab{ws: ws, srv: i}
 				break
@@ -1014,9 +1111,9 @@ func (l *load) pushTo(p *person) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	for {
-		m, err := readMessage(p.tab.ws, time.Now().Add(10*time.Second))
+		m, err := p.tab.ws.next(time.Now().Add(10 * time.Second))
 		if err != nil {
-			if isTimeout(err) {
+			if errors.Is(err, errTimeout) {
 				l.n.pushLost.Add(1)
 				l.problem("browser %d: push %s delivered, never received", p.id, nonce)
 			} else {
@@ -1068,23 +1165,4 @@ func (l *load) pushJSON(srv int, openid, nonce string) (int64, error) {
 		return 0, err
 	}
 	return out.Delivered, nil
-}
-
-// readMessage reads the next browser protocol message.
-func readMessage(ws *websocket.Conn, deadline time.Time) (browsertest.Message, error) {
-	_ = ws.SetReadDeadline(deadline)
-	_, data, err := ws.ReadMessage()
-	if err != nil {
-		return browsertest.Message{}, err
-	}
-	var m browsertest.Message
-	if err := json.Unmarshal(data, &m); err != nil {
-		return browsertest.Message{}, fmt.Errorf("bad message %q: %w", data, err)
-	}
-	return m, nil
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
