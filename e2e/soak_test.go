@@ -658,6 +658,8 @@ func (s *soak) report(warm, d time.Duration, began time.Time, l *load, start, en
 		{"**logins at the wrong browser**", fmt.Sprint(n.wrong.Load())},
 		{"logins received for a scan answered otherwise", fmt.Sprint(n.unconfirmed.Load())},
 		{"pushes (gRPC / JSON API)", fmt.Sprintf("%d / %d", n.pushGRPC.Load(), n.pushJSON.Load())},
+		{"calls again while a new tab was not yet reachable (delivered 0)", fmt.Sprint(n.pushAgain.Load())},
+		{"logged-in tabs closed by the server (1001, 4001), opened again", fmt.Sprint(n.tabsClosed.Load())},
 		{"pushes received by the tab", fmt.Sprint(n.pushReceived.Load())},
 		{"**pushes lost** (delivered to an open tab, never received)", fmt.Sprint(n.pushLost.Load())},
 		{"pushes failed (instance or Redis down) / never reached a tab / tab closed first", fmt.Sprintf("%d / %d / %d", n.pushFailed.Load(), n.pushUndelivered.Load(), n.pushInterrupted.Load())},
@@ -677,6 +679,7 @@ type counters struct {
 	unconfirmed                                  atomic.Int64
 	pushGRPC, pushJSON, pushReceived, pushLost   atomic.Int64
 	pushFailed, pushUndelivered, pushInterrupted atomic.Int64
+	pushAgain, tabsClosed                        atomic.Int64
 }
 
 // load is the browsers of the soak.
@@ -787,6 +790,7 @@ type wsConn struct {
 	ws   *websocket.Conn
 	msgs chan browsertest.Message // closed after the last one; then err says why
 	err  error
+	gone chan struct{} // closed when the connection has ended
 	done chan struct{} // closed by close
 	once sync.Once
 }
@@ -803,12 +807,13 @@ func (l *load) dial(addr, query string) (*wsConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &wsConn{ws: ws, msgs: make(chan browsertest.Message, 16), done: make(chan struct{})}
+	c := &wsConn{ws: ws, msgs: make(chan browsertest.Message, 16), gone: make(chan struct{}), done: make(chan struct{})}
 	go c.read()
 	return c, nil
 }
 
 func (c *wsConn) read() {
+	defer close(c.gone)
 	defer close(c.msgs)
 	for {
 		_, data, err := c.ws.ReadMessage()
@@ -827,6 +832,16 @@ func (c *wsConn) read() {
 			c.err = net.ErrClosed
 			return
 		}
+	}
+}
+
+// ended reports whether the connection has ended.
+func (c *wsConn) ended() bool {
+	select {
+	case <-c.gone:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -1067,6 +1082,11 @@ func (l *load) resume(b *tab, srv int, qr browsertest.Message, deadline time.Tim
 // with the latest token if it is not open). A Push that reached no tab is
 // sent again for a moment: the tab may not be registered yet.
 func (l *load) pushTo(p *person) {
+	if p.tab.ws != nil && p.tab.ws.ended() {
+		// Closed by the server: its instance stopped, or the token expired.
+		l.n.tabsClosed.Add(1)
+		p.tab.drop()
+	}
 	if p.tab.ws == nil {
 		q := "token=" + url.QueryEscape(p.token)
 		first := p.rng.IntN(2)
@@ -1084,16 +1104,22 @@ func (l *load) pushTo(p *person) {
 	}
 	nonce := strconv.FormatInt(l.n.pushGRPC.Load()+l.n.pushJSON.Load()+1, 10) + "-" + strconv.FormatUint(p.rng.Uint64(), 36)
 	viaJSON := p.rng.IntN(2) == 0
+	if viaJSON {
+		l.n.pushJSON.Add(1)
+	} else {
+		l.n.pushGRPC.Add(1)
+	}
 	srv := p.rng.IntN(2)
 	deadline := time.Now().Add(5 * time.Second)
-	for {
+	for calls := 0; ; calls++ {
+		if calls > 0 {
+			l.n.pushAgain.Add(1)
+		}
 		var delivered int64
 		var err error
 		if viaJSON {
-			l.n.pushJSON.Add(1)
 			delivered, err = l.pushJSON(srv, p.openid, nonce)
 		} else {
-			l.n.pushGRPC.Add(1)
 			delivered, err = l.pushGRPC(srv, p.openid, nonce)
 		}
 		if err != nil {
@@ -1105,6 +1131,7 @@ func (l *load) pushTo(p *person) {
 		}
 		if time.Now().After(deadline) {
 			l.n.pushUndelivered.Add(1)
+			l.problem("browser %d at %s: push %s reached no tab for 5 s (the tab on instance %d)", p.id, time.Now().Format("15:04:05"), nonce, p.tab.srv)
 			p.tab.close()
 			return
 		}
