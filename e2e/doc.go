@@ -15,6 +15,11 @@
 //     and pushes across instances, a Redis restart, an instance killed.
 //   - callback_test.go: wechat-callback in front of two instances.
 //   - runall_test.go: Ctrl-C on `make run-all` stops everything cleanly.
+//   - soak_test.go: `make soak`, skipped unless SCANLOGIN_SOAK holds a
+//     duration: minutes of browsers logging in, resuming and receiving
+//     pushes across two instances, wechat-callback and the simulator, an
+//     instance and Redis restarted on the way; no login may be lost, and
+//     no process may keep more memory, goroutines or open files.
 //
 // A program that does not exit cleanly on SIGTERM (a race report makes a
 // race-built program exit 66) fails its test. The browser tests need
