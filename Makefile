@@ -15,7 +15,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.1
 
 GO_TEST_FLAGS ?= -race -count=1
 
-.PHONY: all build test test-unit test-node test-js test-deploy fuzz proto proto-check tools vet clean run-all bench
+.PHONY: all build test test-unit test-node test-js test-deploy fuzz proto proto-check tools vet clean run-all bench soak
 
 all: build
 
@@ -29,6 +29,12 @@ build:
 ## run-all: the simulator, wechat-callback and push-server with matching dev settings
 run-all: build
 	scripts/run-all.sh
+
+## soak: about ten minutes of churn across every program (SOAK=2m for less);
+## not part of make test. -race is left out: it would distort the RSS figures.
+SOAK ?= 10m
+soak: build
+	cd e2e && SCANLOGIN_SOAK=$(SOAK) go test -count=1 -run '^TestSoak$$' -timeout 60m -v .
 
 ## bench: the standard load profile; writes docs/benchmarks.md
 bench: build
