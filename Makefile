@@ -33,7 +33,7 @@ run-all: build
 ## soak: about ten minutes of churn across every program (SOAK=2m for less);
 ## not part of make test. -race is left out: it would distort the RSS figures.
 SOAK ?= 10m
-soak: build
+soak:
 	cd e2e && SCANLOGIN_SOAK=$(SOAK) go test -count=1 -run '^TestSoak$$' -timeout 60m -v .
 
 ## bench: the standard load profile; writes docs/benchmarks.md
