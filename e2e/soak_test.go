@@ -229,7 +229,7 @@ func startSoak(t *testing.T) *soak {
 	t.Helper()
 	rs := redistest.Start(t)
 	keyFile, _ := testkey.Write(t)
-	ports := freePorts(t, 8)
+	ports := proctest.FreePorts(t, 8)
 	simAddr, cbAddr := addr(ports[0]), addr(ports[1])
 	s := &soak{t: t, redis: rs, grpcToken: randomHex(16), http: &http.Client{Timeout: 30 * time.Second}}
 	common := []string{
