@@ -85,22 +85,36 @@ func (c *Client) Code2Session(ctx context.Context, jsCode string) (Session, erro
 		"grant_type": {"authorization_code"},
 	}
 	var resp struct {
-		OpenID     string `json:"openid"`
-		UnionID    string `json:"unionid"`
+		codeUser
 		SessionKey string `json:"session_key"`
 	}
-	if err := c.call(ctx, "jscode2session", http.MethodGet, "/sns/jscode2session", q, nil, &resp, ""); err != nil {
-		return Session{}, fmt.Errorf("wechat: code2session: %w", err)
+	if err := c.exchangeCode(ctx, "jscode2session", "/sns/jscode2session", q, &resp, &resp.codeUser); err != nil {
+		return Session{}, err
 	}
-	if !ValidOpenID(resp.OpenID) {
-		return Session{}, errors.New("wechat: code2session: answer without a valid openid")
+	return Session{OpenID: resp.OpenID, UnionID: resp.UnionID, SessionKey: resp.SessionKey}, nil
+}
+
+// codeUser is who WeChat says a one-time code belongs to.
+type codeUser struct {
+	OpenID  string `json:"openid"`
+	UnionID string `json:"unionid"`
+}
+
+// exchangeCode exchanges a one-time code at path (GET, no access token)
+// into resp, whose user part is u: the OpenID must be one (ValidOpenID),
+// and a UnionID that is not of that shape is dropped with a warning.
+func (c *Client) exchangeCode(ctx context.Context, name, path string, q url.Values, resp any, u *codeUser) error {
+	if err := c.call(ctx, name, http.MethodGet, path, q, nil, resp, ""); err != nil {
+		return fmt.Errorf("wechat: %s: %w", name, err)
 	}
-	s := Session{OpenID: resp.OpenID, UnionID: resp.UnionID, SessionKey: resp.SessionKey}
-	if s.UnionID != "" && !ValidUnionID(s.UnionID) {
-		c.log.Warn("wechat: code2session: unionid dropped, not a UnionID")
-		s.UnionID = ""
+	if !ValidOpenID(u.OpenID) {
+		return fmt.Errorf("wechat: %s: answer without a valid openid", name)
 	}
-	return s, nil
+	if u.UnionID != "" && !ValidUnionID(u.UnionID) {
+		c.log.Warn("wechat: unionid dropped, not a UnionID", "call", name)
+		u.UnionID = ""
+	}
+	return nil
 }
 
 // ValidJSCode reports whether code has the shape Code2Session accepts: 1

@@ -3,9 +3,7 @@ package wechat
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 )
 
@@ -53,20 +51,11 @@ func (c *Client) OAuthAccessToken(ctx context.Context, code string) (OAuthUser, 
 		"grant_type": {"authorization_code"},
 	}
 	var resp struct {
-		OpenID  string `json:"openid"`
-		UnionID string `json:"unionid"`
-		Scope   string `json:"scope"`
+		codeUser
+		Scope string `json:"scope"`
 	}
-	if err := c.call(ctx, "oauth2/access_token", http.MethodGet, "/sns/oauth2/access_token", q, nil, &resp, ""); err != nil {
-		return OAuthUser{}, fmt.Errorf("wechat: oauth2 access token: %w", err)
+	if err := c.exchangeCode(ctx, "oauth2/access_token", "/sns/oauth2/access_token", q, &resp, &resp.codeUser); err != nil {
+		return OAuthUser{}, err
 	}
-	if !ValidOpenID(resp.OpenID) {
-		return OAuthUser{}, errors.New("wechat: oauth2 access token: answer without a valid openid")
-	}
-	u := OAuthUser{OpenID: resp.OpenID, UnionID: resp.UnionID, Scope: resp.Scope}
-	if u.UnionID != "" && !ValidUnionID(u.UnionID) {
-		c.log.Warn("wechat: oauth2 access token: unionid dropped, not a UnionID")
-		u.UnionID = ""
-	}
-	return u, nil
+	return OAuthUser{OpenID: resp.OpenID, UnionID: resp.UnionID, Scope: resp.Scope}, nil
 }

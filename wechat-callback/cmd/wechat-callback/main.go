@@ -116,31 +116,33 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		}
 	}
 
-	var users callback.UserInfoFetcher
-	if cfg.FetchUserInfo {
-		client, err := wechat.NewClient(wechat.Config{
+	// newClient is a WeChat API client of one app. The official account's
+	// serves both user/info and the confirm page's web authorization.
+	newClient := func(appID, secret string, tokens wechat.TokenCache) (*wechat.Client, error) {
+		return wechat.NewClient(wechat.Config{
 			APIBase:    cfg.APIBase,
-			AppID:      cfg.AppID,
-			Secret:     cfg.Secret,
+			AppID:      appID,
+			Secret:     secret,
 			HTTPClient: wechat.NewHTTPClient(3 * time.Second),
 			Tokens:     tokens,
 			Logger:     log,
 		})
-		if err != nil {
-			return fmt.Errorf("FETCH_USER_INFO: %w", err)
+	}
+	var account *wechat.Client // the official account's; nil when nothing calls it
+	if cfg.FetchUserInfo || cfg.OAConfirm.Enabled {
+		if account, err = newClient(cfg.AppID, cfg.Secret, tokens); err != nil {
+			return fmt.Errorf("WECHAT_APPID: %w", err)
 		}
-		users = client
+	}
+
+	var users callback.UserInfoFetcher
+	if cfg.FetchUserInfo {
+		users = account
 	}
 
 	var mini http.Handler // nil: /miniprogram/* is not served
 	if cfg.MiniProgram.Enabled() {
-		client, err := wechat.NewClient(wechat.Config{
-			APIBase:    cfg.APIBase,
-			AppID:      cfg.MiniProgram.AppID,
-			Secret:     cfg.MiniProgram.Secret,
-			HTTPClient: wechat.NewHTTPClient(3 * time.Second),
-			Logger:     log,
-		})
+		client, err := newClient(cfg.MiniProgram.AppID, cfg.MiniProgram.Secret, nil)
 		if err != nil {
 			return fmt.Errorf("MINIPROGRAM_APPID: %w", err)
 		}
@@ -159,22 +161,11 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 
 	var oa callback.OAConfirm // nil: scans log in at once
 	if cfg.OAConfirm.Enabled {
-		client, err := wechat.NewClient(wechat.Config{
-			APIBase:    cfg.APIBase,
-			AppID:      cfg.AppID,
-			Secret:     cfg.Secret,
-			HTTPClient: wechat.NewHTTPClient(3 * time.Second),
-			Tokens:     tokens,
-			Logger:     log,
-		})
-		if err != nil {
-			return fmt.Errorf("OA_CONFIRM: %w", err)
-		}
 		oa, err = oaconfirm.New(oaconfirm.Deps{
 			Logger:     log,
 			Config:     cfg.OAConfirm,
 			AppID:      cfg.AppID,
-			Exchanger:  client,
+			Exchanger:  account,
 			Notifier:   push,
 			Store:      oaStore,
 			Registerer: reg,
