@@ -35,7 +35,7 @@ var (
 
 // Errors that end a connection, as OnClose sees them.
 var (
-	ErrIdle        = errors.New("wsconn: no frame or pong within the idle timeout")
+	ErrIdle        = errors.New("wsconn: ping not answered within PongWait")
 	ErrCloseTimout = errors.New("wsconn: no close reply")
 	ErrPeerGone    = errors.New("wsconn: peer closed the connection")
 )
@@ -63,8 +63,9 @@ type Conn struct {
 	killed  sync.Once    // guards the end
 	drain   bool         // gorilla refused an oversized frame, or the frame budget ran out: discard what follows; reader only
 	writing bool         // a writer goroutine is draining queue; guarded by mu (here, beside drain, it fills padding)
-	last    atomic.Int64 // unix ns of the last bytes read (liveness)
-	pinged  atomic.Int64 // unix ns of the last ping queued
+	early   uint16       // random; how much sooner than PingInterval this connection's pings come (see Manager.pingDue); immutable
+	sent    atomic.Int64 // unix ns, Manager.clock's, of the last frame sent (pings included)
+	asked   atomic.Int64 // unix ns of the first ping not yet answered by any bytes read; 0: none
 	closeBy atomic.Int64 // unix ns by which the close reply must come; 0: not closing
 	read    sync.Mutex   // held by readable: the poller runs one at a time, but a handover through epoll is no happens-before edge for Go
 	alarm   atomic.Int64 // unix ns of the Handler's alarm; 0: none
@@ -178,6 +179,7 @@ func (c *Conn) write(frame []byte, force bool) bool { return c.send(frame, force
 // written at once in full, also shuts the socket's write side (see
 // socket.writeNow). Queued, it leaves the FIN to the close of the socket.
 func (c *Conn) send(frame []byte, force, last bool) bool {
+	c.sent.Store(c.m.clock.Load())
 	c.mu.Lock()
 	if c.writing || len(c.queue) > 0 {
 		if !force && len(c.queue) >= c.m.cfg.QueueSize {
@@ -212,12 +214,14 @@ func (c *Conn) send(frame []byte, force, last bool) bool {
 	return true
 }
 
-// ping queues a ping unless the connection is closing.
+// ping queues a ping unless the connection is closing, and starts the
+// wait for an answer if none is running.
 func (c *Conn) ping(now time.Time) {
-	c.pinged.Store(now.UnixNano())
+	c.asked.CompareAndSwap(0, now.UnixNano())
 	if !c.closing.Load() {
 		c.write(serverFrame(opPing, nil), false)
 	}
+	c.sent.Store(now.UnixNano()) // the sweep's time, finer than send's stamp
 }
 
 // writeLoop writes queued frames until the queue is empty, then exits: the
@@ -270,7 +274,9 @@ func (c *Conn) readable() (alive bool) {
 	var now int64
 	if len(c.feed.buf) > 0 || eof {
 		now = time.Now().UnixNano()
-		c.last.Store(now)
+		if c.asked.Load() != 0 {
+			c.asked.Store(0) // any bytes answer a ping: the browser is there
+		}
 	}
 	if c.drain {
 		c.feed.buf = c.feed.buf[:0]

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,8 +19,18 @@ const closeGrace = time.Second
 
 // Config tunes connections. Zero fields take the defaults.
 type Config struct {
-	PingInterval time.Duration // server ping period; default 25s, inside common 60s proxy idle timeouts
-	PongWait     time.Duration // a connection silent this long is closed; default 60s
+	// PingInterval: a connection sent nothing for this long gets a ping;
+	// default 25s, inside common 60s proxy idle timeouts. Any frame keeps
+	// proxies' idle timers alive as a ping does, so busy connections are
+	// not pinged.
+	PingInterval time.Duration
+	// PongWait: a ping that no bytes from the browser answer within this
+	// closes the connection; default 35s, so an idle connection whose
+	// browser vanished ends within 60s of its last sign of life. Where
+	// frames are being written instead, the kernel ends it: unacknowledged
+	// data times the socket out after PingInterval+PongWait
+	// (TCP_USER_TIMEOUT, on Linux).
+	PongWait time.Duration
 	WriteWait    time.Duration // deadline of one write; default 10s
 	ReadLimit    int64         // largest accepted message; default 4 KiB
 	QueueSize    int           // queued outbound messages before the connection counts as slow; default 32
@@ -44,7 +55,7 @@ func (c Config) withDefaults() Config {
 		c.PingInterval = 25 * time.Second
 	}
 	if c.PongWait <= 0 {
-		c.PongWait = 60 * time.Second
+		c.PongWait = 35 * time.Second
 	}
 	if c.WriteWait <= 0 {
 		c.WriteWait = 10 * time.Second
@@ -93,12 +104,18 @@ type Manager struct {
 
 	mu    sync.Mutex
 	conns []*Conn // open connections, each at its idx; guarded by mu
+
+	// clock is unix ns, set by the sweeper at each tick: a send stamps
+	// Conn.sent with it instead of reading the time. Pings need no finer
+	// time than the sweep's.
+	clock atomic.Int64
 }
 
 // NewManager returns a Manager; call Run to serve its connections.
 func NewManager(cfg Config, log *slog.Logger) (*Manager, error) {
 	cfg = cfg.withDefaults()
 	m := &Manager{cfg: cfg, log: log}
+	m.clock.Store(time.Now().UnixNano())
 	m.upgrader = websocket.Upgrader{
 		// gorilla's reader only ever holds what a unit needs; the smallest
 		// buffer it accepts is enough, since control frames are at most 125 bytes.
@@ -142,7 +159,7 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 		return nil, fmt.Errorf("upgrade: %w", err)
 	}
 	ws.SetReadLimit(m.cfg.ReadLimit)
-	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose}
+	c := &Conn{m: m, ws: ws, feed: f, h: h, onClose: onClose, early: uint16(rand.Uint32())}
 	// Every frame goes out through c.write, never through gorilla, so that
 	// frames never interleave; this answers a browser's close frame, unless
 	// it is the reply to ours.
@@ -155,12 +172,11 @@ func (m *Manager) Upgrade(w http.ResponseWriter, r *http.Request, h Handler, onC
 		}
 		return nil
 	})
-	now := time.Now().UnixNano()
-	c.last.Store(now)
-	// The first ping comes at a random point of the first interval, so a
-	// wave of connections (a deploy, a reconnect storm) does not become a
-	// wave of pings every PingInterval.
-	c.pinged.Store(now - rand.Int64N(int64(m.cfg.PingInterval)))
+	// A socket on which written data stays unacknowledged this long is
+	// ended by the kernel: what finds a vanished browser on a busy
+	// connection, which gets no pings. Best effort: not every platform has it.
+	_ = setUserTimeout(f.Conn, m.cfg.PingInterval+m.cfg.PongWait)
+	c.sent.Store(time.Now().UnixNano())
 	if err := m.poll.attach(c); err != nil {
 		ws.Close()
 		m.log.Warn("websocket refused after its handshake", "err", err) // our side's failure (out of descriptors, say), not the browser's
@@ -228,13 +244,14 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			m.clock.Store(now.UnixNano())
 			batch = m.sweep(now, tick%sweepSlices, batch[:0])
 		}
 	}
 }
 
-// sweep pings the connections of one slice that are due for it, and ends
-// those that went silent or did not answer a close. Slice i of sweepSlices
+// sweep pings the connections of one slice that were sent nothing for
+// PingInterval, and ends those that left a ping or a close unanswered. Slice i of sweepSlices
 // is a contiguous range of m.conns; a connection moved by a removal meanwhile
 // may wait one more round. batch is reused between sweeps.
 func (m *Manager) sweep(now time.Time, slice int, batch []*Conn) []*Conn {
@@ -251,14 +268,24 @@ func (m *Manager) sweep(now time.Time, slice int, batch []*Conn) []*Conn {
 		switch by := c.closeBy.Load(); {
 		case by != 0 && n > by:
 			c.kill(ErrCloseTimout)
-		case n-c.last.Load() > int64(m.cfg.PongWait):
+		case c.asked.Load() != 0 && n-c.asked.Load() > int64(m.cfg.PongWait):
 			c.kill(ErrIdle)
-		case n-c.pinged.Load() >= int64(m.cfg.PingInterval):
+		case m.pingDue(c, n):
 			c.ping(now)
 		}
 		batch[i] = nil
 	}
 	return batch
+}
+
+// pingDue reports whether c, sent nothing since its last frame, is due for
+// a ping at n: PingInterval after that frame, less up to a quarter of it,
+// by c.early. Connections that were sent a frame together (a wave of new
+// connections each sent its code) so ping at different times, and their
+// pings drift further apart every round instead of leaving in waves.
+func (m *Manager) pingDue(c *Conn, n int64) bool {
+	interval := int64(m.cfg.PingInterval)
+	return n-c.sent.Load() >= interval-interval/4*int64(c.early)>>16
 }
 
 // goroutines is the portable poller: one goroutine per connection, blocked

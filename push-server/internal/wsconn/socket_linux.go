@@ -71,6 +71,27 @@ func detach(c net.Conn) (*socket, error) {
 	return &socket{fd: dup}, nil
 }
 
+// setUserTimeout sets TCP_USER_TIMEOUT on c, a TCP connection: the kernel
+// ends it (ETIMEDOUT) once data written to it has stayed unacknowledged
+// for d.
+func setUserTimeout(c net.Conn, d time.Duration) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("user timeout: %T has no descriptor", c)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("user timeout: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	}); err != nil {
+		return fmt.Errorf("user timeout: %w", err)
+	}
+	return serr
+}
+
 // control calls f with the descriptor, which stays open until f returns;
 // net.ErrClosed after Close. f must not block.
 func (s *socket) control(f func(fd int) error) error {

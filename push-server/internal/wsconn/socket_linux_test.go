@@ -424,3 +424,24 @@ func TestEpollReadyAndCtl(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// On Linux the kernel ends a connection whose written data stays
+// unacknowledged for PingInterval+PongWait: what finds a vanished browser
+// on a connection too busy to be pinged.
+func TestUserTimeoutCoversBusyConnections(t *testing.T) {
+	s := newServer(t, Config{PingInterval: 2 * time.Second, PongWait: 3 * time.Second})
+	dial(t, s)
+	s.mu.Lock()
+	c := s.conns[len(s.conns)-1]
+	s.mu.Unlock()
+	var ms int
+	if err := c.sock.control(func(fd int) (err error) {
+		ms, err = unix.GetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ms != 5000 {
+		t.Errorf("TCP_USER_TIMEOUT %d ms, want 5000", ms)
+	}
+}

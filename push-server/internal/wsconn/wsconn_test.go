@@ -574,6 +574,100 @@ func TestNoStaleWriteDeadline(t *testing.T) {
 	}
 }
 
+// A connection that is sent frames gets no pings, and is not closed for
+// sending nothing back: its frames keep proxies awake as pings would. Once
+// the frames stop, pings come again, and one left unanswered for PongWait
+// closes it.
+func TestBusyConnectionsAreNotPinged(t *testing.T) {
+	modes(t, func(t *testing.T, portable bool) {
+		s := newServer(t, Config{Portable: portable, PingInterval: 100 * time.Millisecond,
+			PongWait: 300 * time.Millisecond, SweepInterval: 20 * time.Millisecond})
+		ws := dial(t, s)
+		var pings atomic.Int64
+		ws.SetPingHandler(func(string) error { pings.Add(1); return nil }) // never answers
+		got := make(chan string, 100)
+		go func() {
+			for {
+				_, msg, err := ws.ReadMessage()
+				if err != nil {
+					close(got)
+					return
+				}
+				got <- string(msg)
+			}
+		}()
+		s.mu.Lock()
+		c := s.conns[len(s.conns)-1]
+		s.mu.Unlock()
+		// 1.5s of frames every 40ms: five PongWaits, fifteen PingIntervals.
+		for start := time.Now(); time.Since(start) < 1500*time.Millisecond; time.Sleep(40 * time.Millisecond) {
+			if !c.Send([]byte(`{"type":"message"}`)) {
+				t.Fatal("send refused: the busy connection was closed")
+			}
+			<-got
+		}
+		if n := pings.Load(); n != 0 {
+			t.Errorf("%d pings to a connection sent a frame every 40ms, want none", n)
+		}
+		select {
+		case err := <-s.ended:
+			t.Fatalf("a busy connection was closed: %v", err)
+		default:
+		}
+		// Quiet now: pinged, never answered, closed.
+		select {
+		case err := <-s.ended:
+			if !errors.Is(err, ErrIdle) {
+				t.Fatalf("ended with %v, want ErrIdle", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a connection that left its ping unanswered was not closed")
+		}
+		if pings.Load() == 0 {
+			t.Error("the quiet connection was closed without a ping")
+		}
+	})
+}
+
+// Connections sent their first frame together (a wave of new connections)
+// are pinged at different times, not in one wave.
+func TestPingsOfAWaveSpread(t *testing.T) {
+	const n = 40
+	s := newServer(t, Config{PingInterval: time.Second, PongWait: time.Minute, SweepInterval: 10 * time.Millisecond})
+	firsts := make(chan time.Time, n)
+	for range n {
+		ws := dial(t, s)
+		var once sync.Once
+		ws.SetPingHandler(func(string) error { once.Do(func() { firsts <- time.Now() }); return nil })
+		go func() {
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	var lo, hi time.Time
+	for i := range n {
+		select {
+		case at := <-firsts:
+			if i == 0 || at.Before(lo) {
+				lo = at
+			}
+			if at.After(hi) {
+				hi = at
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d connections pinged", i, n)
+		}
+	}
+	// Each connection's pings come up to 250ms sooner than the second,
+	// at random: 40 first pings spread over most of that.
+	if hi.Sub(lo) < 120*time.Millisecond {
+		t.Errorf("the first pings of %d connections came within %v", n, hi.Sub(lo))
+	}
+}
+
 // One sweep tick pings only its slice of the connections that are due, and
 // the sweepSlices ticks of a round together ping every one of them once.
 func TestSweepSpreadsPings(t *testing.T) {
@@ -593,7 +687,7 @@ func TestSweepSpreadsPings(t *testing.T) {
 		pinged := 0
 		s.mu.Lock()
 		for _, c := range s.conns {
-			if c.pinged.Load() == due.UnixNano() && !seen[c] {
+			if c.sent.Load() == due.UnixNano() && !seen[c] {
 				seen[c] = true
 				pinged++
 			}
