@@ -18,6 +18,8 @@ require (
 	google.golang.org/grpc v1.85.0
 )
 
+require github.com/go-json-experiment/json v1.27.2
+
 require (
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-openapi/jsonpointer v0.22.5 // indirect

@@ -7,18 +7,22 @@
 package jsonapi
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/scanlogin/scanlogin/push-server/internal/login"
 )
@@ -127,7 +131,7 @@ type pushBody struct {
 	Session *string         `json:"session"`
 	OpenID  *string         `json:"openid"`
 	Event   string          `json:"event"`
-	Data    json.RawMessage `json:"data"`
+	Data    jsontext.Value  `json:"data"`
 }
 
 // pushResult is a push's result, or in a batch its error.
@@ -159,11 +163,10 @@ func (p *pushBody) item() (login.PushItem, error) {
 	if len(p.Data) > 0 {
 		// The browser gets data without insignificant whitespace, and the
 		// size limit applies to that encoding.
-		var b bytes.Buffer
-		if err := json.Compact(&b, p.Data); err != nil {
+		if err := p.Data.Compact(); err != nil {
 			return login.PushItem{}, fmt.Errorf("%w: data is not JSON", login.ErrInvalid)
 		}
-		it.Data = b.Bytes()
+		it.Data = p.Data
 	}
 	return it, nil
 }
@@ -174,7 +177,7 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p pushBody
-	if err := parse(b, &p, pushNames...); err != nil {
+	if err := parse(b, &p); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_argument", "bad request body: "+err.Error())
 		return
 	}
@@ -197,22 +200,20 @@ func (h *Handler) batch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Pushes []json.RawMessage `json:"pushes"`
+		Pushes []*pushBody `json:"pushes"` // pointers: a null push is refused, not read as an empty one
 	}
-	if err := parse(b, &req, "pushes"); err != nil {
+	if err := parse(b, &req); err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_argument", "bad request body: "+err.Error())
 		return
 	}
-	if len(req.Pushes) == 0 || len(req.Pushes) > login.MaxBatch {
+	pushes := req.Pushes
+	if len(pushes) == 0 || len(pushes) > login.MaxBatch {
 		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("pushes must hold 1 to %d pushes", login.MaxBatch))
 		return
 	}
-	pushes := make([]pushBody, len(req.Pushes))
-	for i, raw := range req.Pushes {
-		if err := parse(raw, &pushes[i], pushNames...); err != nil {
-			writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("bad request body: pushes[%d]: %v", i, err))
-			return
-		}
+	if i := slices.Index(pushes, nil); i >= 0 {
+		writeError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("bad request body: pushes[%d]: must be a JSON object", i))
+		return
 	}
 	results := make([]pushResult, len(pushes))
 	items := make([]login.PushItem, 0, len(pushes))
@@ -253,9 +254,6 @@ func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(OpenAPI)
 }
 
-// pushNames are the members of a push.
-var pushNames = []string{"session", "openid", "event", "data"}
-
 // readBody reads r's body, at most MaxBody bytes; on failure it answers
 // and returns false.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
@@ -271,70 +269,66 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// parse decodes b, exactly one JSON object whose members are among names,
-// spelled exactly so and each at most once, into v.
-func parse(b []byte, v any, names ...string) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+// parse decodes b, exactly one JSON object, into v: every member known,
+// spelled exactly so and given at most once, strings valid UTF-8. A batch
+// is one document, decoded in one pass with its pushes.
+func parse(b []byte, v any) error {
+	if err := json.Unmarshal(b, v, json.RejectUnknownMembers(true)); err != nil {
 		return errors.New(bodyError(err))
 	}
-	// Anything after the value, but white space, makes a bad body.
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("more than one JSON value")
-	}
-	return checkNames(b, names)
-}
-
-// checkNames refuses what encoding/json lets through: member names that
-// match a field only when case is ignored ("Session"), and a member given
-// twice (which would hide a second target).
-func checkNames(obj []byte, names []string) error {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	if jsontext.Value(b).Kind() != '{' { // null, which leaves v as it was
 		return errors.New("must be a JSON object")
-	}
-	seen := make(map[string]bool, len(names))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return errors.New("not JSON")
-		}
-		name, _ := t.(string)
-		switch {
-		case !slices.Contains(names, name):
-			return fmt.Errorf("unknown field %q", name)
-		case seen[name]:
-			return fmt.Errorf("field %q given twice", name)
-		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return errors.New("not JSON")
-		}
 	}
 	return nil
 }
 
-// bodyError says what is wrong with a body without echoing its content.
+// bodyError says what is wrong with a body, and where, without echoing its
+// content: "pushes[2]: unknown field \"x\"".
 func bodyError(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return "empty"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "truncated JSON"
-	case errors.As(err, &syn):
-		return fmt.Sprintf("not JSON (offset %d)", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("%s must be a %s", typ.Field, typ.Type)
+	if sy, ok := errors.AsType[*jsontext.SyntacticError](err); ok {
+		switch {
+		case errors.Is(sy.Err, io.ErrUnexpectedEOF) && sy.ByteOffset == 0:
+			return "empty"
+		case errors.Is(sy.Err, io.ErrUnexpectedEOF):
+			return "truncated JSON"
+		case errors.Is(sy.Err, jsontext.ErrDuplicateName):
+			return where(sy.JSONPointer.Parent()) + fmt.Sprintf("field %q given twice", sy.JSONPointer.LastToken())
 		}
-		return "must be a JSON object"
+		return fmt.Sprintf("not JSON (offset %d)", sy.ByteOffset)
 	}
-	// Unknown fields ("json: unknown field \"x\""), trailing values.
-	return err.Error()
+	if se, ok := errors.AsType[*json.SemanticError](err); ok {
+		switch {
+		case errors.Is(se.Err, json.ErrUnknownName):
+			return where(se.JSONPointer.Parent()) + fmt.Sprintf("unknown field %q", se.JSONPointer.LastToken())
+		case se.GoType != nil && se.GoType.Kind() == reflect.Struct:
+			return where(se.JSONPointer) + "must be a JSON object"
+		case se.GoType != nil && se.GoType.Kind() == reflect.Slice:
+			return where(se.JSONPointer.Parent()) + se.JSONPointer.LastToken() + " must be an array"
+		case se.GoType != nil:
+			return where(se.JSONPointer.Parent()) + se.JSONPointer.LastToken() + " must be a " + se.GoType.String()
+		}
+	}
+	return "not JSON"
+}
+
+// where names the object at p, a push of a batch ("pushes[2]: "), or
+// nothing for the body itself.
+func where(p jsontext.Pointer) string {
+	var out strings.Builder
+	for tok := range p.Tokens() {
+		if _, err := strconv.Atoi(tok); err == nil && out.Len() > 0 {
+			fmt.Fprintf(&out, "[%s]", tok)
+			continue
+		}
+		if out.Len() > 0 {
+			out.WriteByte('.')
+		}
+		out.WriteString(tok)
+	}
+	if out.Len() == 0 {
+		return ""
+	}
+	return out.String() + ": "
 }
 
 // class maps a login error to an HTTP status, an error code and a message
