@@ -2,8 +2,9 @@
 // holds no goroutine, timer or buffer (on Linux). A poller wakes a reader only when
 // bytes arrive; gorilla/websocket checks the frames, handed to it only
 // once complete; outgoing frames are framed here and written without
-// blocking by whoever sends. One sweeper per Manager sends the pings, ends
-// silent connections and rings the handlers' alarms.
+// blocking by whoever sends. One sweeper per Manager pings connections
+// that were sent nothing for a while, ends those that leave a ping
+// unanswered and rings the handlers' alarms.
 //
 // The poller is epoll on Linux, where the connection's socket also leaves
 // Go's network poller after the handshake (socket, epoll). Elsewhere, and

@@ -30,7 +30,7 @@ type Config struct {
 	// frames are being written instead, the kernel ends it: unacknowledged
 	// data times the socket out after PingInterval+PongWait
 	// (TCP_USER_TIMEOUT, on Linux).
-	PongWait time.Duration
+	PongWait     time.Duration
 	WriteWait    time.Duration // deadline of one write; default 10s
 	ReadLimit    int64         // largest accepted message; default 4 KiB
 	QueueSize    int           // queued outbound messages before the connection counts as slow; default 32
@@ -251,9 +251,10 @@ func (m *Manager) Run(ctx context.Context) {
 }
 
 // sweep pings the connections of one slice that were sent nothing for
-// PingInterval, and ends those that left a ping or a close unanswered. Slice i of sweepSlices
-// is a contiguous range of m.conns; a connection moved by a removal meanwhile
-// may wait one more round. batch is reused between sweeps.
+// PingInterval, and ends those that left a ping or a close unanswered.
+// Slice i of sweepSlices is a contiguous range of m.conns; a connection
+// moved by a removal meanwhile may wait one more round. batch is reused
+// between sweeps.
 func (m *Manager) sweep(now time.Time, slice int, batch []*Conn) []*Conn {
 	m.mu.Lock()
 	per := (len(m.conns) + sweepSlices - 1) / sweepSlices
@@ -265,10 +266,11 @@ func (m *Manager) sweep(now time.Time, slice int, batch []*Conn) []*Conn {
 		if at := c.alarm.Load(); at != 0 && n >= at && c.alarm.CompareAndSwap(at, 0) {
 			go c.h.Alarm(c)
 		}
+		asked := c.asked.Load()
 		switch by := c.closeBy.Load(); {
 		case by != 0 && n > by:
 			c.kill(ErrCloseTimout)
-		case c.asked.Load() != 0 && n-c.asked.Load() > int64(m.cfg.PongWait):
+		case asked != 0 && n-asked > int64(m.cfg.PongWait):
 			c.kill(ErrIdle)
 		case m.pingDue(c, n):
 			c.ping(now)
