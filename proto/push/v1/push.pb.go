@@ -565,6 +565,7 @@ type PushRequest struct {
 	// 1 to 64 characters from A-Z a-z 0-9 . _ : - (e.g. "order.paid").
 	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
 	// Any JSON value, passed to the browser as "data". Empty means null.
+	// I-JSON (RFC 7493): UTF-8, and no name twice in one object.
 	// At most 64 KiB.
 	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields

@@ -350,6 +350,8 @@ func TestJSONMalformedBodies(t *testing.T) {
 		"bad event":           {"/v1/push", pushJSON("session", s, "a b", ""), 400},
 		"event too long":      {"/v1/push", pushJSON("session", s, strings.Repeat("e", 65), ""), 400},
 		"bad data":            {"/v1/push", `{"session":"` + s + `","event":"e","data":{]}`, 400},
+		"data name twice":     {"/v1/push", `{"session":"` + s + `","event":"e","data":{"a":1,"a":2}}`, 400},
+		"data not UTF-8":      {"/v1/push", `{"session":"` + s + "\",\"event\":\"e\",\"data\":\"\xff\"}", 400},
 		"data too large":      {"/v1/push", pushJSON("session", s, "e", big), 400},
 		"malformed session":   {"/v1/push", pushJSON("session", s+"\n", "e", ""), 400},
 		"malformed openid":    {"/v1/push", pushJSON("openid", "o\nX", "e", ""), 400},

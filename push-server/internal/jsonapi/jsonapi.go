@@ -292,14 +292,14 @@ func bodyError(err error) string {
 		case errors.Is(sy.Err, io.ErrUnexpectedEOF):
 			return "truncated JSON"
 		case errors.Is(sy.Err, jsontext.ErrDuplicateName):
-			return where(sy.JSONPointer.Parent()) + fmt.Sprintf("field %q given twice", sy.JSONPointer.LastToken())
+			return where(sy.JSONPointer.Parent()) + "field " + quoteName(sy.JSONPointer.LastToken()) + " given twice"
 		}
 		return fmt.Sprintf("not JSON (offset %d)", sy.ByteOffset)
 	}
 	if se, ok := errors.AsType[*json.SemanticError](err); ok {
 		switch {
 		case errors.Is(se.Err, json.ErrUnknownName):
-			return where(se.JSONPointer.Parent()) + fmt.Sprintf("unknown field %q", se.JSONPointer.LastToken())
+			return where(se.JSONPointer.Parent()) + "unknown field " + quoteName(se.JSONPointer.LastToken())
 		case se.GoType != nil && se.GoType.Kind() == reflect.Struct:
 			return where(se.JSONPointer) + "must be a JSON object"
 		case se.GoType != nil && se.GoType.Kind() == reflect.Slice:
@@ -309,6 +309,15 @@ func bodyError(err error) string {
 		}
 	}
 	return "not JSON"
+}
+
+// quoteName quotes a member name for a message, cut to 64 bytes: the
+// names are the caller's, and an answer need not repeat a long one.
+func quoteName(name string) string {
+	if len(name) > 64 {
+		name = strings.ToValidUTF8(name[:64], "") + "…"
+	}
+	return strconv.Quote(name)
 }
 
 // where names the object at p, a push of a batch ("pushes[2]: "), or

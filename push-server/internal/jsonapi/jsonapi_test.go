@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -49,6 +50,7 @@ func TestBodyErrorsSayWhatAndWhere(t *testing.T) {
 		{`{"pushes":[{"event":"a"},{"event":2}]}`, true, "pushes[1]: event must be a string"},
 		{`{"pushes":[{"event":"a"},{"openid":"o","openid":"p"}]}`, true, `pushes[1]: field "openid" given twice`},
 		{`{"pushes":[{"event":"a"},"s"]}`, true, "pushes[1]: must be a JSON object"},
+		{`{"` + strings.Repeat("n", 1000) + `":1}`, false, `unknown field "` + strings.Repeat("n", 64) + `…"`},
 	} {
 		var err error
 		if tc.batch {

@@ -277,6 +277,8 @@ func TestPushToSession(t *testing.T) {
 		"two targets": {Target{SessionID: "a", OpenID: "b"}, "e", nil},
 		"no event":    {Target{OpenID: "b"}, "", nil},
 		"not json":    {Target{OpenID: "b"}, "e", []byte("{")},
+		"not UTF-8":   {Target{OpenID: "b"}, "e", []byte("\"\xff\"")},
+		"name twice":  {Target{OpenID: "b"}, "e", []byte(`{"a":1,"a":2}`)},
 		"bad event":   {Target{OpenID: "b"}, "a\"b", nil},
 		"too big":     {Target{OpenID: "b"}, "e", make([]byte, MaxPushData+1)},
 		// Targets no one could have: they never reach a key or a channel.

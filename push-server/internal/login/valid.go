@@ -2,8 +2,9 @@ package login
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/scanlogin/scanlogin/wechat"
 )
@@ -69,8 +70,10 @@ func CheckPush(to Target, event string, data []byte) error {
 		return fmt.Errorf("%w: event must be 1..%d of A-Z a-z 0-9 . _ : -", ErrInvalid, MaxEventName)
 	case len(data) > MaxPushData:
 		return fmt.Errorf("%w: data over %d bytes", ErrInvalid, MaxPushData)
-	case !json.Valid(data):
-		return fmt.Errorf("%w: data is not JSON", ErrInvalid)
+	case !jsontext.Value(data).IsValid():
+		// I-JSON: a browser drops a text frame that is not UTF-8, and
+		// what a repeated name means depends on who reads it.
+		return fmt.Errorf("%w: data is not JSON of RFC 7493 (UTF-8, every name once)", ErrInvalid)
 	}
 	return nil
 }
