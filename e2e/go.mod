@@ -8,7 +8,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/makiuchi-d/gozxing v0.1.1
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/scanlogin/scanlogin/internal v0.0.0
+	github.com/scanlogin/scanlogin v0.0.0
 	github.com/scanlogin/scanlogin/proto v0.0.0
 	github.com/scanlogin/scanlogin/wechat v0.0.0
 	google.golang.org/grpc v1.85.0
@@ -29,7 +29,7 @@ require (
 )
 
 replace (
-	github.com/scanlogin/scanlogin/internal => ../internal
+	github.com/scanlogin/scanlogin => ../
 	github.com/scanlogin/scanlogin/proto => ../proto
 	github.com/scanlogin/scanlogin/wechat => ../wechat
 )

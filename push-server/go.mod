@@ -55,7 +55,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/quic-go/qpack v0.6.0 // indirect
 	github.com/quic-go/quic-go v0.59.0 // indirect
-	github.com/scanlogin/scanlogin/internal v0.0.0
+	github.com/scanlogin/scanlogin v0.0.0
 	github.com/twitchyliquid64/golang-asm v0.15.1 // indirect
 	github.com/ugorji/go/codec v1.3.1 // indirect
 	go.mongodb.org/mongo-driver/v2 v2.5.0 // indirect
@@ -74,4 +74,4 @@ replace (
 	github.com/scanlogin/scanlogin/wechat => ../wechat
 )
 
-replace github.com/scanlogin/scanlogin/internal => ../internal
+replace github.com/scanlogin/scanlogin => ../

@@ -13,6 +13,8 @@ require (
 	google.golang.org/grpc v1.85.0
 )
 
+require github.com/kylelemons/godebug v1.1.0 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/bytedance/gopkg v0.1.3 // indirect
@@ -40,7 +42,7 @@ require (
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/quic-go/qpack v0.6.0 // indirect
 	github.com/quic-go/quic-go v0.59.0 // indirect
-	github.com/scanlogin/scanlogin/internal v0.0.0
+	github.com/scanlogin/scanlogin v0.0.0
 	github.com/twitchyliquid64/golang-asm v0.15.1 // indirect
 	github.com/ugorji/go/codec v1.3.1 // indirect
 	go.mongodb.org/mongo-driver/v2 v2.5.0 // indirect
@@ -60,4 +62,4 @@ replace (
 	github.com/scanlogin/scanlogin/wechat => ../wechat
 )
 
-replace github.com/scanlogin/scanlogin/internal => ../internal
+replace github.com/scanlogin/scanlogin => ../

@@ -12,11 +12,11 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/scanlogin/scanlogin/internal v0.0.0
+	github.com/scanlogin/scanlogin v0.0.0
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.3.7 // indirect
 	golang.org/x/xerrors v0.0.0-20200804184101-5ec99f83aff1 // indirect
 )
 
-replace github.com/scanlogin/scanlogin/internal => ../internal
+replace github.com/scanlogin/scanlogin => ../

@@ -61,7 +61,7 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
-	github.com/scanlogin/scanlogin/internal v0.0.0
+	github.com/scanlogin/scanlogin v0.0.0
 	github.com/scanlogin/scanlogin/proto v0.0.0
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
@@ -91,6 +91,6 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
 
-replace github.com/scanlogin/scanlogin/internal => ../../internal
+replace github.com/scanlogin/scanlogin => ../../
 
 replace github.com/scanlogin/scanlogin/proto => ../../proto

@@ -1,3 +1,5 @@
+//go:build ignore
+
 // Command push sends one message to a browser through push-server's gRPC
 // PushService: the client of the README's "The gRPC API", as a program.
 //
@@ -9,7 +11,9 @@
 // exits 1 when the server refuses the push, 2 on a usage error.
 //
 // In this repository it builds inside the workspace (go.work provides the
-// proto module); copied into a service, that service's go.mod requires
+// proto module and grpc), named as a file; the build tag keeps it out of
+// the root module's packages, which need neither. Copied into a service,
+// it loses the build line, and that service's go.mod requires
 // github.com/scanlogin/scanlogin/proto and google.golang.org/grpc.
 package main
 

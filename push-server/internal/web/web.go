@@ -6,10 +6,9 @@
 //	                alone, mount or <div data-scanlogin> for the widget
 //	/style.css      the page's and the widget's styles
 //
-// static/scanlogin.js is a copy of the npm package's scanlogin-js/scanlogin.js
-// (embed cannot reach outside this module); a test fails when they differ.
-// Everything is embedded in the binary; there is no build step. Any other
-// path is 404.
+// /scanlogin.js is the npm package's own file (scanlogin-js, embedded by its
+// Go package). Everything is embedded in the binary; there is no build step.
+// Any other path is 404.
 package web
 
 import (
@@ -22,6 +21,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	scanloginjs "github.com/scanlogin/scanlogin/scanlogin-js"
 )
 
 //go:embed static
@@ -64,7 +65,7 @@ func Handler(opt Options) http.Handler {
 	assets := map[string]*asset{
 		"/":             newAsset(page, "text/html; charset=utf-8", true),
 		"/index.html":   newAsset(page, "text/html; charset=utf-8", true),
-		"/scanlogin.js": newAsset(mustRead("static/scanlogin.js"), "text/javascript; charset=utf-8", false),
+		"/scanlogin.js": newAsset(scanloginjs.Source, "text/javascript; charset=utf-8", false),
 		"/style.css":    newAsset(mustRead("static/style.css"), "text/css; charset=utf-8", false),
 	}
 	// A module script from another origin loads only with CORS: a site may

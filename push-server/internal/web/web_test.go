@@ -131,7 +131,7 @@ func TestClientIsThePackage(t *testing.T) {
 	}
 	served := body(t, get(t, Handler(Options{}), "GET", "/scanlogin.js", nil))
 	if !bytes.Equal(pkg, []byte(served)) {
-		t.Fatal("push-server/internal/web/static/scanlogin.js differs from scanlogin-js/scanlogin.js: copy the package's file over it")
+		t.Fatal("/scanlogin.js is not scanlogin-js/scanlogin.js")
 	}
 }
 

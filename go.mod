@@ -1,4 +1,4 @@
-module github.com/scanlogin/scanlogin/internal
+module github.com/scanlogin/scanlogin
 
 go 1.26.0
 
