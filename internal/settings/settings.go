@@ -25,10 +25,14 @@ import (
 	"time"
 )
 
-// ParseArgs reads the command line of a program whose settings all come
-// from the environment: it takes one flag, -check-config, which asks the
-// program to validate its settings, log those that are not secret and exit.
-func ParseArgs(program string, args []string, stderr io.Writer) (checkOnly bool, err error) {
+// Start is how each program begins. It reads the command line, which
+// takes one flag, -check-config; loads the settings through lookupenv with
+// load; and makes the program's logger, text lines on stderr at the level
+// that level reads from the settings. With -check-config it logs the
+// settings (their LogValue leaves secrets out) and reports done: the
+// program ends there, having started nothing.
+func Start[C any](program string, args []string, lookupenv func(string) (string, bool), stderr io.Writer,
+	load func(func(string) (string, bool)) (C, error), level func(C) slog.Level) (cfg C, log *slog.Logger, done bool, err error) {
 	fs := flag.NewFlagSet(program, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	check := fs.Bool("check-config", false, "validate the settings, log those that are not secret, and exit")
@@ -37,12 +41,20 @@ func ParseArgs(program string, args []string, stderr io.Writer) (checkOnly bool,
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return false, err
+		return cfg, nil, false, err
 	}
 	if fs.NArg() > 0 {
-		return false, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cfg, nil, false, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	return *check, nil
+	if cfg, err = load(lookupenv); err != nil {
+		return cfg, nil, false, err
+	}
+	log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level(cfg)}))
+	if *check {
+		log.Info("config ok", "config", cfg)
+		return cfg, log, true, nil
+	}
+	return cfg, log, false, nil
 }
 
 // Env reads a program's settings and keeps the first bad one.

@@ -2,7 +2,6 @@ package settings
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -124,15 +123,39 @@ func TestParseRate(t *testing.T) {
 	}
 }
 
-func TestParseArgs(t *testing.T) {
-	if check, err := ParseArgs("prog", nil, io.Discard); check || err != nil {
-		t.Errorf("no arguments: %v, %v", check, err)
+func TestStart(t *testing.T) {
+	type conf struct{ Level slog.Level }
+	load := func(lookup func(string) (string, bool)) (conf, error) {
+		e := NewEnv(lookup)
+		c := conf{Level: e.LogLevel("LOG_LEVEL")}
+		return c, e.Err()
 	}
-	if check, err := ParseArgs("prog", []string{"-check-config"}, io.Discard); !check || err != nil {
-		t.Errorf("-check-config: %v, %v", check, err)
+	level := func(c conf) slog.Level { return c.Level }
+	start := func(args []string, env map[string]string) (string, conf, *slog.Logger, bool, error) {
+		var out strings.Builder
+		c, log, done, err := Start("prog", args, Map(env), &out, load, level)
+		return out.String(), c, log, done, err
+	}
+
+	out, c, log, done, err := start(nil, map[string]string{"LOG_LEVEL": "warn"})
+	if err != nil || done || c.Level != slog.LevelWarn || log == nil {
+		t.Fatalf("no arguments: %v %v %v %v", c, log, done, err)
+	}
+	log.Info("hidden")
+	log.Warn("shown")
+	if out != "" {
+		t.Errorf("Start wrote %q", out)
+	}
+
+	out, _, _, done, err = start([]string{"-check-config"}, nil)
+	if err != nil || !done || !strings.Contains(out, "msg=\"config ok\"") {
+		t.Errorf("-check-config: done %v, err %v, logged %q", done, err, out)
+	}
+	if _, _, _, done, err := start([]string{"-check-config"}, map[string]string{"LOG_LEVEL": "loud"}); err == nil || done {
+		t.Errorf("-check-config with a bad setting: done %v, err %v", done, err)
 	}
 	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
-		if _, err := ParseArgs("prog", args, io.Discard); err == nil {
+		if _, _, log, done, err := start(args, nil); err == nil || done || log != nil {
 			t.Errorf("%q accepted", args)
 		}
 	}

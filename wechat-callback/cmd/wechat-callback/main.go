@@ -60,18 +60,10 @@ func main() {
 // arrives, then shuts down gracefully. It returns the error of anything
 // that failed. With -check-config it only validates the settings.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
-	checkOnly, err := settings.ParseArgs("wechat-callback", args, stderr)
-	if err != nil {
+	cfg, log, done, err := settings.Start("wechat-callback", args, lookupenv, stderr, config.Load,
+		func(c *config.Config) slog.Level { return c.LogLevel })
+	if done || err != nil {
 		return err
-	}
-	cfg, err := config.Load(lookupenv)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if checkOnly {
-		log.Info("config ok", "config", cfg)
-		return nil
 	}
 	log.Info("starting", "config", cfg)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)

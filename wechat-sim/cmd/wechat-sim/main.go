@@ -40,18 +40,10 @@ const shutdownTimeout = 5 * time.Second
 // run serves until ctx ends or a signal arrives. It logs a "listening" line
 // with the bound address and the public URL.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
-	checkOnly, err := settings.ParseArgs("wechat-sim", args, stderr)
-	if err != nil {
+	cfg, log, done, err := settings.Start("wechat-sim", args, lookupenv, stderr, config.Load,
+		func(c *config.Config) slog.Level { return c.LogLevel })
+	if done || err != nil {
 		return err
-	}
-	cfg, err := config.Load(lookupenv)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if checkOnly {
-		log.Info("config ok", "config", cfg)
-		return nil
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
