@@ -79,7 +79,7 @@ func (s *Server) serveWS(c *gin.Context) {
 		reject(http.StatusTooManyRequests, "conns_per_ip", "too many connections from this address")
 		return
 	}
-	b := &browserConn{s: s, ip: ip, openid: openid, flow: flow, userAgent: r.UserAgent()}
+	b := &browserConn{s: s, ip: ip, openid: openid, flow: flow, from: login.Describe(r.UserAgent(), ip)}
 	s.wg.Add(1) // done in b.closed
 	s.metrics.Connections.Inc()
 	ws, err := s.mgr.Upgrade(c.Writer, r, b, b.closed)
@@ -148,9 +148,9 @@ type browserConn struct {
 	ip     string
 	openid string       // set for authenticated connections; immutable
 	ws     *wsconn.Conn // set once, before anything can call the methods below
-	// userAgent is the browser's, recorded with each session it starts;
-	// immutable.
-	userAgent string
+	// from describes the browser to the phone, recorded with each session
+	// it starts; immutable.
+	from login.Requester
 	// flow is that of the sessions this connection starts: the query's,
 	// then the resumed session's. Set before ws.Start, then used on the
 	// reader goroutine only.
@@ -219,7 +219,7 @@ func (b *browserConn) start(fresh bool) {
 	b.mu.Lock()
 	old := b.sid
 	b.mu.Unlock()
-	req := login.Request{Flow: b.flow, UserAgent: b.userAgent, IP: b.ip}
+	req := login.Request{Flow: b.flow, From: b.from}
 	st, err := b.s.logins.Refresh(ctx, old, req)
 	if err != nil {
 		b.s.metrics.QRCreated.WithLabelValues("error").Inc()

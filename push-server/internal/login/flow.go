@@ -32,9 +32,8 @@ type Requester struct {
 
 // Request asks for a new session.
 type Request struct {
-	Flow      Flow
-	UserAgent string // the browser's User-Agent header
-	IP        string // the client IP (per TRUSTED_PROXIES)
+	Flow Flow
+	From Requester // the browser, from Describe; the session's start sets At
 }
 
 // maxUserAgent bounds what is parsed of a User-Agent header; every browser's
@@ -44,18 +43,20 @@ const maxUserAgent = 512
 // maxLabel bounds a browser or OS label; longer ones are cut.
 const maxLabel = 48
 
-// requester describes the browser of req at now. Names come from a
+// Describe is the Requester of a browser with this User-Agent header and
+// client IP (per TRUSTED_PROXIES), At left zero. Names come from a
 // User-Agent parser; only a short, plain label of each is kept, since the
-// phone shows it (and it may end up in a text message).
-func requester(req Request, now time.Time) Requester {
-	r := Requester{At: now}
-	if ip, err := netip.ParseAddr(req.IP); err == nil {
-		r.IP = ip.Unmap().WithZone("").String()
+// phone shows it (and it may end up in a text message). A connection
+// describes its browser once and keeps the labels, not the header.
+func Describe(userAgent, ip string) Requester {
+	var r Requester
+	if a, err := netip.ParseAddr(ip); err == nil {
+		r.IP = a.Unmap().WithZone("").String()
 	}
-	if req.UserAgent == "" || len(req.UserAgent) > maxUserAgent {
+	if userAgent == "" || len(userAgent) > maxUserAgent {
 		return r
 	}
-	ua := useragent.Parse(req.UserAgent)
+	ua := useragent.Parse(userAgent)
 	if ua.Name != "" {
 		r.Browser = label(ua.Name, ua.VersionNo.Major, -1)
 	}

@@ -128,6 +128,7 @@ func (s *Service) Start(ctx context.Context, req Request) (*Started, error) {
 	}
 	now := s.now()
 	resume := NewResumeSecret()
+	req.From.At = now
 	sess := &Session{
 		ID:         NewSessionID(),
 		Flow:       req.Flow,
@@ -135,7 +136,7 @@ func (s *Service) Start(ctx context.Context, req Request) (*Started, error) {
 		Scene:      scene,
 		Ticket:     qr.Ticket,
 		ScanURL:    qr.URL,
-		Requester:  requester(req, now),
+		Requester:  req.From,
 		ExpiresAt:  now.Add(s.cfg.TTL),
 		State:      StateWaiting,
 	}

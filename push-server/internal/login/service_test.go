@@ -95,7 +95,7 @@ func newService(t *testing.T) (*Service, *fakeRouter) {
 }
 
 // oa asks for an official-account session.
-var oa = Request{Flow: FlowOA, UserAgent: "Mozilla/5.0", IP: "192.0.2.1"}
+var oa = Request{Flow: FlowOA, From: Describe("Mozilla/5.0", "192.0.2.1")}
 
 // notifyResult is Notify's result and duplicate flag.
 func notifyResult(svc *Service, ctx context.Context, ev Event) (Result, bool, error) {

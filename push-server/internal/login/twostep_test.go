@@ -13,7 +13,7 @@ import (
 const chromeOnWindows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.130 Safari/537.36"
 
 // mini asks for a Mini Program session.
-var mini = Request{Flow: FlowMiniProgram, UserAgent: chromeOnWindows, IP: "203.0.113.7"}
+var mini = Request{Flow: FlowMiniProgram, From: Describe(chromeOnWindows, "203.0.113.7")}
 
 // qrcodeFrame decodes a qrcode message.
 func qrcodeFrame(t *testing.T, f browser.Frame) map[string]any {
@@ -64,7 +64,6 @@ func TestStartFlows(t *testing.T) {
 }
 
 func TestRequester(t *testing.T) {
-	at := time.Unix(1_700_000_000, 0)
 	for _, tc := range []struct {
 		ua, ip           string
 		browser, os, wip string
@@ -79,9 +78,9 @@ func TestRequester(t *testing.T) {
 		{"Evil<script>\x00\n/1.0 (Windows NT 10.0)", "1.2.3.4\n", "Evilscript 1", "Windows 10", ""},
 		{string(make([]byte, 4096)), "", "", "", ""},
 	} {
-		r := requester(Request{UserAgent: tc.ua, IP: tc.ip}, at)
-		if r.Browser != tc.browser || r.OS != tc.os || r.IP != tc.wip || !r.At.Equal(at) {
-			t.Errorf("requester(%.60q, %q) = %+v, want %q %q %q", tc.ua, tc.ip, r, tc.browser, tc.os, tc.wip)
+		r := Describe(tc.ua, tc.ip)
+		if r.Browser != tc.browser || r.OS != tc.os || r.IP != tc.wip || !r.At.IsZero() {
+			t.Errorf("Describe(%.60q, %q) = %+v, want %q %q %q", tc.ua, tc.ip, r, tc.browser, tc.os, tc.wip)
 		}
 	}
 	if got := clean("Evil<script>\x00\n" + string(make([]byte, 100))); got != "Evilscript" {
@@ -120,7 +119,7 @@ func stepEvent(st *Started, k Kind, openid, id, confirm string) Event {
 // shows), a scan again by the same user (a new secret, no second frame),
 // refused confirmations that change nothing, the login for the scanner.
 func TestTwoStepConfirm(t *testing.T) {
-	for _, req := range []Request{mini, {Flow: FlowOA, UserAgent: chromeOnWindows, IP: "203.0.113.7"}} {
+	for _, req := range []Request{mini, {Flow: FlowOA, From: Describe(chromeOnWindows, "203.0.113.7")}} {
 		t.Run(string(req.Flow), func(t *testing.T) {
 			svc, r := newService(t)
 			ctx := context.Background()
