@@ -8,7 +8,8 @@
 //	config: LOGIN_TTL: "2" is not a duration like 120s or 5m
 //
 // A variable that is unset or blank takes its default, except where a getter
-// says otherwise ([Env.Secret], [Env.Text]).
+// says otherwise ([Env.Secret], [Env.Text]). [Start] is how each program
+// begins: its one flag, its settings and its logger.
 package settings
 
 import (
