@@ -63,7 +63,7 @@ func TestStartFlows(t *testing.T) {
 	}
 }
 
-func TestRequester(t *testing.T) {
+func TestDescribe(t *testing.T) {
 	for _, tc := range []struct {
 		ua, ip           string
 		browser, os, wip string
