@@ -96,6 +96,13 @@ func StartCluster(t testing.TB, n int) []*Server {
 	}
 	const slots = 16384
 	for i, s := range nodes {
+		// A distinct config epoch per node, as redis-cli gives a new
+		// cluster: with all of them at 0, the nodes first settle the
+		// collision, and a slow machine could see one node's slots
+		// unclaimed past the deadline.
+		if _, err := command(s.Addr(), fmt.Sprintf("CLUSTER SET-CONFIG-EPOCH %d", i+1)); err != nil {
+			t.Fatalf("redistest: set config epoch: %v", err)
+		}
 		lo, hi := i*slots/n, (i+1)*slots/n-1
 		if _, err := command(s.Addr(), fmt.Sprintf("CLUSTER ADDSLOTSRANGE %d %d", lo, hi)); err != nil {
 			t.Fatalf("redistest: assign slots: %v", err)
