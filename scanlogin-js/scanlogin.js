@@ -106,6 +106,24 @@ function decodeClaims(token) {
   }
 }
 
+// backoff is the wait before reconnect attempt n (0 first): exponential up
+// to o.backoffMax, with jitter over its upper half, so that a restarted
+// server is not hit by every browser at once.
+function backoff(o, n) {
+  var delay = Math.min(o.backoffMax, o.backoffBase * Math.pow(2, n));
+  return Math.round(delay / 2 + Math.random() * delay / 2);
+}
+
+// parse is the message a frame holds, or null if it holds no JSON object.
+function parse(data) {
+  try {
+    var m = JSON.parse(data);
+    return m && typeof m === "object" ? m : null;
+  } catch (e) {
+    return null;
+  }
+}
+
 function connect(options) {
   var o = {};
   var k;
@@ -227,13 +245,8 @@ function connect(options) {
       if (sock !== ws) return;
       clearTimeout(pongTimer);
       pongTimer = null;
-      var m;
-      try {
-        m = JSON.parse(ev.data);
-      } catch (e) {
-        return;
-      }
-      handle(m);
+      var m = parse(ev.data);
+      if (m) handle(m);
     };
     sock.onclose = function (ev) {
       if (sock !== ws) return;
@@ -253,11 +266,9 @@ function connect(options) {
     };
   }
 
-  // retry reconnects after an exponential delay with jitter, so that a
-  // restarted server is not hit by every browser at once.
+  // retry reconnects after a growing delay (backoff).
   function retry(code) {
-    var delay = Math.min(o.backoffMax, o.backoffBase * Math.pow(2, attempt));
-    delay = Math.round(delay / 2 + Math.random() * delay / 2);
+    var delay = backoff(o, attempt);
     attempt++;
     connection("reconnecting", { delay: delay, attempt: attempt, code: code });
     if (attempt >= 3 && (current.state === "connecting" || current.state === "error")) {
@@ -495,13 +506,8 @@ function listen(options) {
         if (sock !== ws) return;
         clearTimeout(pongTimer);
         pongTimer = null;
-        var m;
-        try {
-          m = JSON.parse(ev.data);
-        } catch (e) {
-          return;
-        }
-        if (m.type === "message" && o.onMessage) o.onMessage(m.event, m.data);
+        var m = parse(ev.data);
+        if (m && m.type === "message" && o.onMessage) o.onMessage(m.event, m.data);
       };
       sock.onclose = function (ev) {
         if (sock !== ws) return;
@@ -524,8 +530,7 @@ function listen(options) {
   }
 
   function retry(code) {
-    var delay = Math.min(o.backoffMax, o.backoffBase * Math.pow(2, attempt));
-    delay = Math.round(delay / 2 + Math.random() * delay / 2);
+    var delay = backoff(o, attempt);
     attempt++;
     connection("reconnecting", { delay: delay, attempt: attempt, code: code });
     retryTimer = setTimeout(open, delay);
