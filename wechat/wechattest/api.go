@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -466,14 +467,24 @@ func (a *Account) wxaCode(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(img)
 }
 
-func (a *Account) code2Session(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+// codeGrant checks what WeChat's code exchanges (jscode2session, the web
+// OAuth access_token) check before the code: the app's credentials and
+// grant_type=authorization_code. It answers WeChat's error when one fails.
+func (a *Account) codeGrant(w http.ResponseWriter, r *http.Request, q url.Values) bool {
 	if code := a.CheckApp(q.Get("appid"), q.Get("secret")); code != 0 {
 		a.fail(w, r, code)
-		return
+		return false
 	}
 	if q.Get("grant_type") != "authorization_code" {
 		a.fail(w, r, ErrInvalidGrantType)
+		return false
+	}
+	return true
+}
+
+func (a *Account) code2Session(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if !a.codeGrant(w, r, q) {
 		return
 	}
 	s, code := a.Code2Session(q.Get("js_code"))

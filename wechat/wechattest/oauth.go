@@ -186,12 +186,7 @@ func oauthPage(w http.ResponseWriter, status int, msg string) {
 // oauthToken is /sns/oauth2/access_token.
 func (a *Account) oauthToken(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if code := a.CheckApp(q.Get("appid"), q.Get("secret")); code != 0 {
-		a.fail(w, r, code)
-		return
-	}
-	if q.Get("grant_type") != "authorization_code" {
-		a.fail(w, r, ErrInvalidGrantType)
+	if !a.codeGrant(w, r, q) {
 		return
 	}
 	g, code := a.ExchangeOAuthCode(q.Get("code"))
