@@ -111,28 +111,3 @@ func (s *Service) deliver(ctx context.Context, ds []Delivery) ([]int, []error) {
 	}
 	return counts, errs
 }
-
-// keepPush keeps push f for session id, which no connection took, for its
-// browser's resume; as the end of pushSession.
-func (s *Service) keepPush(ctx context.Context, id string, f browser.Frame) (int, bool, error) {
-	if err := s.store.AddPending(ctx, id, f.JSON); err != nil {
-		return 0, false, err
-	}
-	// A browser may have attached, and taken what was pending, between
-	// the delivery and AddPending: hand it what we just kept.
-	attached, err := s.router.Attached(ctx, id)
-	if err != nil || !attached {
-		return 0, true, err
-	}
-	pending, err := s.store.TakePending(ctx, id)
-	if err != nil {
-		return 0, true, err
-	}
-	n := 0
-	for _, m := range pushFrames(pending) {
-		if n, err = s.router.ToSession(ctx, id, m); err != nil {
-			return 0, false, err
-		}
-	}
-	return n, false, nil
-}

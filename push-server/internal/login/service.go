@@ -438,16 +438,24 @@ func (s *Service) Push(ctx context.Context, to Target, event string, data []byte
 	return n, stored, nil
 }
 
+// pushSession delivers f to session id's connections, or keeps it for the
+// browser's resume when none took it.
 func (s *Service) pushSession(ctx context.Context, id string, f browser.Frame) (int, bool, error) {
 	n, err := s.router.ToSession(ctx, id, f)
 	if err != nil || n > 0 {
 		return n, false, err
 	}
+	return s.keepPush(ctx, id, f)
+}
+
+// keepPush keeps push f for session id, which no connection took, for its
+// browser's resume.
+func (s *Service) keepPush(ctx context.Context, id string, f browser.Frame) (int, bool, error) {
 	if err := s.store.AddPending(ctx, id, f.JSON); err != nil {
 		return 0, false, err
 	}
 	// A browser may have attached, and taken what was pending, between
-	// ToSession and AddPending: hand it what we just kept.
+	// the delivery and AddPending: hand it what we just kept.
 	attached, err := s.router.Attached(ctx, id)
 	if err != nil || !attached {
 		return 0, true, err
@@ -456,6 +464,7 @@ func (s *Service) pushSession(ctx context.Context, id string, f browser.Frame) (
 	if err != nil {
 		return 0, true, err
 	}
+	n := 0
 	for _, m := range pushFrames(pending) {
 		if n, err = s.router.ToSession(ctx, id, m); err != nil {
 			return 0, false, err
