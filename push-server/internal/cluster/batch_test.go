@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -34,12 +33,7 @@ func batchOf(envs ...[]byte) []byte {
 // A batch envelope reaches each named target with its own frames, in order,
 // and a malformed one is dropped with a log line, never misread.
 func TestDeliverBatchEnvelope(t *testing.T) {
-	var logs bytes.Buffer
-	h := hub.New()
-	keep := &keeper{}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	t.Cleanup(func() { rdb.Close() })
-	c := New(slog.New(slog.NewTextHandler(&logs, nil)), rdb, h, keep, Options{})
+	c, h, keep, logs := offline(t)
 	a, b := &recorder{}, &recorder{}
 	h.AttachSession("sA", a)
 	h.AttachUser("oB", b)

@@ -92,6 +92,18 @@ func (r *recorder) messages() []browser.Frame {
 
 type keeper struct{ ids []string }
 
+// offline is a Cluster whose deliver is tested without Redis (nothing
+// listens at its address), with its hub, its keeper of pending pushes and
+// its log.
+func offline(t *testing.T) (*Cluster, *hub.Hub, *keeper, *bytes.Buffer) {
+	logs := &bytes.Buffer{}
+	h := hub.New()
+	keep := &keeper{}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	t.Cleanup(func() { rdb.Close() })
+	return New(slog.New(slog.NewTextHandler(logs, nil)), rdb, h, keep, Options{}), h, keep, logs
+}
+
 func (k *keeper) AddPending(_ context.Context, id string, _ []byte) error {
 	k.ids = append(k.ids, id)
 	return nil
@@ -100,13 +112,7 @@ func (k *keeper) AddPending(_ context.Context, id string, _ []byte) error {
 // A target with a newline, framed here without any validation, reaches
 // exactly that target on the receiving instance and never another.
 func TestDeliverRawMaliciousTarget(t *testing.T) {
-	var logs bytes.Buffer
-	h := hub.New()
-	keep := &keeper{}
-	// deliver needs no Redis for these envelopes; nothing listens there.
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
-	t.Cleanup(func() { rdb.Close() })
-	c := New(slog.New(slog.NewTextHandler(&logs, nil)), rdb, h, keep, Options{})
+	c, h, keep, logs := offline(t)
 
 	victim, attacker := &recorder{}, &recorder{}
 	h.AttachUser("oVictim", victim)
