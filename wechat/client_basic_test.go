@@ -80,21 +80,29 @@ func TestNewClientValidation(t *testing.T) {
 	}
 }
 
-// TestAnswerShapes checks the decoding rules with hand-written answers.
-func TestAnswerShapes(t *testing.T) {
-	var answer func(w http.ResponseWriter, r *http.Request)
+// handWritten is a client of a fake WeChat that hands out access token
+// token and answers every other call with *answer, which each case sets.
+func handWritten(t *testing.T, token string, answer *func(w http.ResponseWriter, r *http.Request)) *wechat.Client {
+	t.Helper()
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/cgi-bin/stable_token" {
-			io.WriteString(w, `{"access_token":"T","expires_in":7200}`)
+			io.WriteString(w, `{"access_token":"`+token+`","expires_in":7200}`)
 			return
 		}
-		answer(w, r)
+		(*answer)(w, r)
 	}))
 	t.Cleanup(hs.Close)
 	c, err := wechat.NewClient(wechat.Config{APIBase: hs.URL, MPBase: hs.URL, AppID: "wx", Secret: "s"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// TestAnswerShapes checks the decoding rules with hand-written answers.
+func TestAnswerShapes(t *testing.T) {
+	var answer func(w http.ResponseWriter, r *http.Request)
+	c := handWritten(t, "T", &answer)
 	tests := []struct {
 		name    string
 		body    string

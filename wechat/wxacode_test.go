@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -120,18 +119,7 @@ func TestCreateWxaCodeTokenInvalidRetriedOnce(t *testing.T) {
 func TestCreateWxaCodeToldByMagicBytes(t *testing.T) {
 	const png = "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 	var answer func(w http.ResponseWriter, r *http.Request)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/cgi-bin/stable_token" {
-			io.WriteString(w, `{"access_token":"T0KEN","expires_in":7200}`)
-			return
-		}
-		answer(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	c, err := wechat.NewClient(wechat.Config{APIBase: hs.URL, MPBase: hs.URL, AppID: "wx", Secret: "s"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := handWritten(t, "T0KEN", &answer)
 	tests := []struct {
 		name, ctype, body string
 		status            int
