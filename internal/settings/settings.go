@@ -8,11 +8,12 @@
 //	config: LOGIN_TTL: "2" is not a duration like 120s or 5m
 //
 // A variable that is unset or blank takes its default, except where a getter
-// says otherwise ([Env.Secret], [Env.Text]). [Start] is how each program
-// begins: its one flag, its settings and its logger.
+// says otherwise ([Env.Secret], [Env.Text]). [Main] and [Start] are how
+// each program begins: signals, its one flag, its settings and its logger.
 package settings
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,10 +22,27 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
+
+// Main is each program's main: it runs run with the command line, the
+// environment and stderr until run returns, its context cancelled by SIGINT
+// (Ctrl-C) or SIGTERM so that run can shut down gracefully. A failure ends
+// the process with status 1 and one line, "program: error".
+func Main(program string, run func(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", program, err)
+		os.Exit(1)
+	}
+}
 
 // Start is how each program begins. It reads the command line, which
 // takes one flag, -check-config; loads the settings through lookupenv with

@@ -1,10 +1,18 @@
 package settings
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -157,6 +165,65 @@ func TestStart(t *testing.T) {
 	for _, args := range [][]string{{"extra"}, {"-verbose"}} {
 		if _, _, log, done, err := start(args, nil); err == nil || done || log != nil {
 			t.Errorf("%q accepted", args)
+		}
+	}
+}
+
+// mainHelper, set in a re-run of this test binary, makes TestMain's child
+// call Main: "fail" returns an error at once, "wait" waits for its context.
+const mainHelper = "SETTINGS_MAIN_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(mainHelper) {
+	case "fail":
+		Main("prog", func(context.Context, []string, func(string) (string, bool), io.Writer) error {
+			return errors.New("boom")
+		})
+		os.Exit(0) // not reached
+	case "wait":
+		Main("prog", func(ctx context.Context, _ []string, _ func(string) (string, bool), stderr io.Writer) error {
+			fmt.Fprintln(stderr, "running")
+			<-ctx.Done()
+			fmt.Fprintln(stderr, "stopped")
+			return nil
+		})
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Main ends a failed run with status 1 and one line; SIGINT and SIGTERM
+// cancel run's context, and a run that then returns nil exits 0.
+func TestMainExit(t *testing.T) {
+	child := func(mode string) (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), mainHelper+"="+mode)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		return cmd, &stderr
+	}
+	cmd, stderr := child("fail")
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || stderr.String() != "prog: boom\n" {
+		t.Errorf("failed run: exit %d (%v), stderr %q; want 1 and \"prog: boom\"", code, err, stderr.String())
+	}
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+		cmd, stderr := child("wait")
+		r, w := io.Pipe()
+		cmd.Stderr = io.MultiWriter(stderr, w)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(r).ReadString('\n')
+		if line != "running\n" {
+			t.Fatalf("%v: child said %q", sig, line)
+		}
+		go io.Copy(io.Discard, r)
+		_ = cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		w.Close()
+		if err != nil || !strings.HasSuffix(stderr.String(), "stopped\n") {
+			t.Errorf("%v: %v, stderr %q; want exit 0 after a graceful stop", sig, err, stderr.String())
 		}
 	}
 }

@@ -11,9 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -40,22 +37,18 @@ func main() {
 	// dial, while the cluster's monitor reports outages once per change.
 	gin.SetMode(gin.ReleaseMode)
 	redis.SetLogger(quietRedis{})
-	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "push-server:", err)
-		os.Exit(1)
-	}
+	settings.Main("push-server", run)
 }
 
-// run starts the servers and blocks until ctx ends or a signal arrives, then
-// shuts down gracefully. It logs a "listening" line with the bound addresses.
+// run starts the servers and serves until ctx ends (on SIGINT or SIGTERM,
+// from settings.Main), then shuts down gracefully. It logs a "listening"
+// line with the bound addresses.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
 	cfg, log, done, err := settings.Start("push-server", args, lookupenv, stderr, config.Load,
 		func(c *config.Config) slog.Level { return c.LogLevel })
 	if done || err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	tokens, err := newIssuer(log, cfg)
 	if err != nil {

@@ -20,9 +20,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,15 +47,12 @@ const shutdownTimeout = 10 * time.Second
 const redisCooldown = 2 * time.Second
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
-		fmt.Fprintf(os.Stderr, "wechat-callback: %v\n", err)
-		os.Exit(1)
-	}
+	settings.Main("wechat-callback", run)
 }
 
-// run starts the service and blocks until ctx is done or SIGINT/SIGTERM
-// arrives, then shuts down gracefully. It returns the error of anything
-// that failed. With -check-config it only validates the settings.
+// run serves WeChat's callbacks until ctx ends (on SIGINT or SIGTERM, from
+// settings.Main), then shuts down gracefully. It returns the error of
+// anything that failed. With -check-config it only validates the settings.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
 	cfg, log, done, err := settings.Start("wechat-callback", args, lookupenv, stderr, config.Load,
 		func(c *config.Config) slog.Level { return c.LogLevel })
@@ -66,8 +60,6 @@ func run(ctx context.Context, args []string, lookupenv func(string) (string, boo
 		return err
 	}
 	log.Info("starting", "config", cfg)
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	redis.SetLogger(redisLogger{log})
 
 	push, err := pushclient.New(cfg.PushTarget, cfg.GRPCAuthToken, cfg.NotifyTimeout)

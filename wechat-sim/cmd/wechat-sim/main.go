@@ -14,10 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/scanlogin/scanlogin/internal/settings"
@@ -28,25 +25,21 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "wechat-sim:", err)
-		os.Exit(1)
-	}
+	settings.Main("wechat-sim", run)
 }
 
 // shutdownTimeout bounds the graceful shutdown.
 const shutdownTimeout = 5 * time.Second
 
-// run serves until ctx ends or a signal arrives. It logs a "listening" line
-// with the bound address and the public URL.
+// run serves the simulator until ctx ends (on SIGINT or SIGTERM, from
+// settings.Main). It logs a "listening" line with the bound address and
+// the public URL.
 func run(ctx context.Context, args []string, lookupenv func(string) (string, bool), stderr io.Writer) error {
 	cfg, log, done, err := settings.Start("wechat-sim", args, lookupenv, stderr, config.Load,
 		func(c *config.Config) slog.Level { return c.LogLevel })
 	if done || err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
