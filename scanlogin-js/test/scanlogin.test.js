@@ -291,17 +291,16 @@ test("listen: an expired token is replaced before connecting; without getToken i
 });
 
 test("frames that hold no JSON object are ignored, by connect and by listen", (t) => {
-  const { c, states, ws } = start();
+  const { c, ws } = start();
   t.after(() => c.close());
   ws.open();
   for (const data of ["not json", "null", "42", '"qrcode"']) ws.onmessage({ data });
   assert.equal(c.state.state, "connecting");
   ws.receive(qrcode(1));
   assert.equal(c.state.state, "waiting");
-  assert.ok(states.length >= 2);
 
   const got = [];
-  const l = listen({ ...fast, url: URLBASE, token: jwt({ sub: "oAlice", exp: 2e9 }), onMessage: (e, d) => got.push([e, d]) });
+  const l = listen({ ...fast, token: jwt({ sub: "oAlice", exp: 2e9 }), onMessage: (e, d) => got.push([e, d]) });
   t.after(() => l.close());
   const lw = FakeWebSocket.last;
   lw.open();
